@@ -1,0 +1,453 @@
+//! A store in a local directory, laid out exactly like the bucket: object
+//! `library/a/b.jpg` is the file `ROOT/library/a/b.jpg`.
+//!
+//! Writes go to a staged file under `ROOT/.imb-staging/`, are checked against the
+//! declared CRC32C, fsynced, and then published: by `hard_link` for a create
+//! (atomic, and it fails if the target exists, so a create can never overwrite)
+//! and by `rename` for a replace. A crash leaves at most a stray staged file,
+//! never a partial object. Blocking I/O runs on tokio's blocking pool.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{
+    ByteChunks, CopyOptions, Error, GetOptions, GetResult, Key, ListOptions, ListPage,
+    ObjectCreate, ObjectDelete, ObjectMeta, ObjectRead, ObjectReplace, Payload, PutOptions,
+    PutResult, Result,
+};
+
+const STAGING: &str = ".imb-staging";
+const CHUNK: usize = 256 * 1024;
+const DEFAULT_PAGE: usize = 1000;
+
+/// A store in a local directory, with every capability.
+#[derive(Debug, Clone)]
+pub struct LocalDir {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    fsync: bool,
+    counter: AtomicU64,
+}
+
+impl LocalDir {
+    /// A store rooted at `root`, created if missing.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming `root` if it cannot be created or is not a writable directory.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        let shown = root.display().to_string();
+        fs::create_dir_all(root.join(STAGING)).map_err(|e| Error::io(&shown, e))?;
+        // Probe writability now so an unwritable target fails before any work.
+        let probe = root.join(STAGING).join(format!("probe-{}", std::process::id()));
+        File::create(&probe).map_err(|e| Error::io(&shown, e))?;
+        let _ = fs::remove_file(&probe);
+        Ok(LocalDir {
+            inner: Arc::new(Inner {
+                root,
+                fsync: true,
+                counter: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Whether to fsync files and directories on write (default on). Off only for
+    /// throwaway targets such as benchmarks.
+    pub fn with_fsync(self, fsync: bool) -> Self {
+        LocalDir {
+            inner: Arc::new(Inner {
+                root: self.inner.root.clone(),
+                fsync,
+                counter: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The directory the store lives in.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The file that holds `key`.
+    pub fn path_of(&self, key: &Key) -> PathBuf {
+        self.inner.root.join(key.as_str())
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| Error::Generic {
+                store: "local",
+                message: format!("blocking task failed: {e}"),
+                transient: false,
+                source: None,
+            })?
+    }
+}
+
+impl Inner {
+    fn checked_path(&self, key: &Key) -> Result<PathBuf> {
+        if key.as_str() == STAGING || key.as_str().starts_with(".imb-staging/") {
+            return Err(Error::Generic {
+                store: "local",
+                message: format!("{key}: reserved for staging"),
+                transient: false,
+                source: None,
+            });
+        }
+        Ok(self.root.join(key.as_str()))
+    }
+
+    fn stage(&self, key: &Key, payload: &Payload, opts: &PutOptions) -> Result<Staged> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .root
+            .join(STAGING)
+            .join(format!("{}-{}-{n}", std::process::id(), nanos()));
+        let mut staged = Staged {
+            path,
+            size: 0,
+            crc: 0,
+        };
+        let shown = staged.path.display().to_string();
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staged.path)
+            .map_err(|e| Error::io(&shown, e))?;
+        let mut reader = payload.reader(0);
+        let mut buf = vec![0u8; CHUNK];
+        let mut crc = 0u32;
+        let mut written = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(key.as_str(), e)),
+            };
+            crc = crc32c::crc32c_append(crc, &buf[..n]);
+            file.write_all(&buf[..n]).map_err(|e| Error::io(&shown, e))?;
+            written += n as u64;
+        }
+        if let Some(expected) = opts.crc32c
+            && expected != crc
+        {
+            return Err(Error::ChecksumMismatch {
+                key: key.to_string(),
+                expected,
+                actual: crc,
+            });
+        }
+        if self.fsync {
+            file.sync_all().map_err(|e| Error::io(&shown, e))?;
+        }
+        staged.size = written;
+        staged.crc = crc;
+        Ok(staged)
+    }
+
+}
+
+fn map_exists(key: &Key, e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+            key: key.to_string(),
+        },
+        io::ErrorKind::NotFound => Error::NotFound {
+            key: key.to_string(),
+        },
+        _ => Error::io(key.as_str(), e),
+    }
+}
+
+fn not_found(key: &Key, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        Error::NotFound {
+            key: key.to_string(),
+        }
+    } else {
+        Error::io(key.as_str(), e)
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+/// A staged file, removed on drop (after publishing, the published link remains).
+struct Staged {
+    path: PathBuf,
+    size: u64,
+    crc: u32,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Inner {
+    fn put(&self, key: &Key, payload: &Payload, opts: &PutOptions, overwrite: bool) -> Result<PutResult> {
+        let target = self.checked_path(key)?;
+        // Cheap early refusal; the hard link below is what actually guarantees it.
+        if !overwrite && target.symlink_metadata().is_ok() {
+            return Err(Error::AlreadyExists {
+                key: key.to_string(),
+            });
+        }
+        let staged = self.stage(key, payload, opts)?;
+        self.publish(key, staged, overwrite)
+    }
+
+    fn publish(&self, key: &Key, staged: Staged, overwrite: bool) -> Result<PutResult> {
+        let target = self.checked_path(key)?;
+        let parent = target.parent().expect("a key has a parent under the root");
+        fs::create_dir_all(parent).map_err(|e| Error::io(key.as_str(), e))?;
+        let (size, crc) = (staged.size, staged.crc);
+        if overwrite {
+            fs::rename(&staged.path, &target).map_err(|e| Error::io(key.as_str(), e))?;
+        } else {
+            fs::hard_link(&staged.path, &target).map_err(|e| map_exists(key, e))?;
+        }
+        drop(staged);
+        if self.fsync {
+            sync_dir(parent).map_err(|e| Error::io(key.as_str(), e))?;
+        }
+        Ok(PutResult::new(size, Some(crc)))
+    }
+
+    fn meta(&self, key: &Key) -> Result<ObjectMeta> {
+        let path = self.checked_path(key)?;
+        let md = fs::metadata(&path).map_err(|e| not_found(key, e))?;
+        if !md.is_file() {
+            return Err(Error::NotFound {
+                key: key.to_string(),
+            });
+        }
+        let mut meta = ObjectMeta::new(key.clone(), md.len());
+        meta.updated = md.modified().ok();
+        Ok(meta)
+    }
+
+    fn list(&self, prefix: &str, opts: &ListOptions) -> Result<ListPage> {
+        // Walk only the directory the prefix names, then filter by the string prefix.
+        let dir_part = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(dir_part)
+        };
+        let mut keys = Vec::new();
+        collect(&start, dir_part, &mut keys).map_err(|e| Error::io(prefix, e))?;
+        keys.retain(|k| k.starts_with(prefix) && k.as_str() != STAGING && !k.starts_with(".imb-staging/"));
+        keys.sort_unstable();
+        if let Some(token) = &opts.page_token {
+            keys.retain(|k| k.as_str() > token.as_str());
+        }
+        let max = opts.max_results.unwrap_or(DEFAULT_PAGE).max(1);
+        let more = keys.len() > max;
+        keys.truncate(max);
+        let mut objects = Vec::with_capacity(keys.len());
+        for k in keys {
+            let key = Key::parse(k)?;
+            match self.meta(&key) {
+                Ok(m) => objects.push(m),
+                // Gone between the walk and the stat: not part of the page.
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let next = if more {
+            objects.last().map(|m| m.key.to_string())
+        } else {
+            None
+        };
+        Ok(ListPage::new(objects, next))
+    }
+}
+
+fn collect(dir: &Path, rel: &str, out: &mut Vec<String>) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        // Names that are not UTF-8 cannot be keys, so they are not objects.
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if rel.is_empty() && name == STAGING {
+            continue;
+        }
+        let key = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            collect(&entry.path(), &key, out)?;
+        } else if ft.is_file() {
+            out.push(key);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+struct FileChunks {
+    file: Option<Arc<File>>,
+    pos: u64,
+    end: u64,
+    key: Key,
+}
+
+#[async_trait]
+impl ByteChunks for FileChunks {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        let Some(file) = self.file.clone() else {
+            return Ok(None);
+        };
+        if self.pos >= self.end {
+            self.file = None;
+            return Ok(None);
+        }
+        let want = (self.end - self.pos).min(CHUNK as u64) as usize;
+        let pos = self.pos;
+        let key = self.key.clone();
+        let chunk = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; want];
+            let n = file.read_at(&mut buf, pos).map_err(|e| Error::io(key.as_str(), e))?;
+            buf.truncate(n);
+            Ok::<_, Error>(buf)
+        })
+        .await
+        .map_err(|e| Error::Generic {
+            store: "local",
+            message: format!("blocking task failed: {e}"),
+            transient: false,
+            source: None,
+        })??;
+        if chunk.is_empty() {
+            return Err(Error::io(
+                self.key.as_str(),
+                io::Error::new(io::ErrorKind::UnexpectedEof, "object shrank while being read"),
+            ));
+        }
+        self.pos += chunk.len() as u64;
+        Ok(Some(Bytes::from(chunk)))
+    }
+}
+
+#[async_trait]
+impl ObjectRead for LocalDir {
+    async fn head(&self, key: &Key) -> Result<ObjectMeta> {
+        let key = key.clone();
+        self.blocking(move |inner| inner.meta(&key)).await
+    }
+
+    async fn get_opts(&self, key: &Key, opts: GetOptions) -> Result<GetResult> {
+        let key = key.clone();
+        self.blocking(move |inner| {
+            let path = inner.checked_path(&key)?;
+            let file = File::open(&path).map_err(|e| not_found(&key, e))?;
+            let meta = inner.meta(&key)?;
+            let (pos, end) = match &opts.range {
+                Some(r) => (r.start.min(meta.size), r.end.min(meta.size)),
+                None => (0, meta.size),
+            };
+            let body = FileChunks {
+                file: Some(Arc::new(file)),
+                pos,
+                end: end.max(pos),
+                key,
+            };
+            Ok(GetResult::new(meta, Box::new(body)))
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListPage> {
+        let prefix = prefix.to_owned();
+        self.blocking(move |inner| inner.list(&prefix, &opts)).await
+    }
+}
+
+#[async_trait]
+impl ObjectCreate for LocalDir {
+    async fn put_opts(&self, key: &Key, payload: Payload, opts: PutOptions) -> Result<PutResult> {
+        let key = key.clone();
+        self.blocking(move |inner| inner.put(&key, &payload, &opts, false))
+            .await
+    }
+
+    async fn copy_opts(&self, from: &Key, to: &Key, _opts: CopyOptions) -> Result<PutResult> {
+        let (from, to) = (from.clone(), to.clone());
+        self.blocking(move |inner| {
+            let src = inner.checked_path(&from)?;
+            let dst = inner.checked_path(&to)?;
+            let size = fs::metadata(&src).map_err(|e| not_found(&from, e))?.len();
+            let parent = dst.parent().expect("a key has a parent under the root");
+            fs::create_dir_all(parent).map_err(|e| Error::io(to.as_str(), e))?;
+            // A hard link is a free, atomic, create-only copy of an immutable object.
+            fs::hard_link(&src, &dst).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => Error::NotFound {
+                    key: from.to_string(),
+                },
+                _ => map_exists(&to, e),
+            })?;
+            if inner.fsync {
+                sync_dir(parent).map_err(|e| Error::io(to.as_str(), e))?;
+            }
+            Ok(PutResult::new(size, None))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ObjectReplace for LocalDir {
+    async fn replace_opts(&self, key: &Key, payload: Payload, opts: PutOptions) -> Result<PutResult> {
+        let key = key.clone();
+        self.blocking(move |inner| inner.put(&key, &payload, &opts, true))
+            .await
+    }
+}
+
+#[async_trait]
+impl ObjectDelete for LocalDir {
+    async fn delete(&self, key: &Key) -> Result<()> {
+        let key = key.clone();
+        self.blocking(move |inner| {
+            let path = inner.checked_path(&key)?;
+            fs::remove_file(&path).map_err(|e| not_found(&key, e))
+        })
+        .await
+    }
+}

@@ -1,0 +1,82 @@
+//! Unit tests: keys, path encoding, and the conformance suite on the in-crate backends.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use crate::{decode_path, encode_path, InMemory, Key, KeyError, LocalDir};
+
+#[test]
+fn keys_reject_bad_shapes() {
+    assert_eq!(Key::parse(""), Err(KeyError::Empty));
+    for bad in ["/a", "a/", "a//b", "a/./b", "../a", "a/.."] {
+        assert!(matches!(Key::parse(bad), Err(KeyError::BadSegment(_))), "{bad}");
+    }
+    assert!(matches!(Key::parse("a\nb"), Err(KeyError::ControlCharacter(_))));
+    assert!(matches!(Key::parse("a".repeat(1025)), Err(KeyError::TooLong(_))));
+    assert!(Key::parse("library/.immich").is_ok());
+    assert!(Key::parse("a".repeat(1024)).is_ok());
+}
+
+#[test]
+fn encoding_keeps_plain_names_and_escapes_the_rest() {
+    assert_eq!(encode_path(Path::new("library/admin/IMG 1.jpg")).unwrap(), "library/admin/IMG 1.jpg");
+    assert_eq!(encode_path(Path::new("a/50%.jpg")).unwrap(), "a/50%25.jpg");
+    assert_eq!(encode_path(Path::new("a/new\nline")).unwrap(), "a/new%0Aline");
+    let raw = Path::new(OsStr::from_bytes(b"bad\xff\xfename.jpg"));
+    assert_eq!(encode_path(raw).unwrap(), "bad%FF%FEname.jpg");
+    assert!(encode_path(Path::new("/abs")).is_err());
+    assert!(encode_path(Path::new("a/../b")).is_err());
+    assert!(matches!(decode_path("a%2"), Err(KeyError::BadEscape(_))));
+}
+
+proptest! {
+    #[test]
+    fn path_encoding_round_trips(segments in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..12), 1..5)) {
+        // Any bytes except '/' and NUL make a file name; "." and ".." are not names.
+        let segs: Vec<Vec<u8>> = segments
+            .into_iter()
+            .map(|s| s.into_iter().map(|b| if b == b'/' || b == 0 { b'x' } else { b }).collect::<Vec<u8>>())
+            .filter(|s| s != b"." && s != b"..")
+            .collect();
+        prop_assume!(!segs.is_empty());
+        let joined = segs.join(&b'/');
+        let path = Path::new(OsStr::from_bytes(&joined));
+        let enc = encode_path(path).unwrap();
+        let key = format!("library/{}", enc);
+        prop_assert!(Key::parse(key).is_ok() || enc.len() > 1000);
+        let back = decode_path(&enc).unwrap();
+        prop_assert_eq!(back.as_os_str().as_bytes(), &joined[..]);
+    }
+}
+
+#[tokio::test]
+async fn in_memory_passes_the_conformance_suite() {
+    let store = InMemory::new();
+    crate::conformance::backup_store(&store, "suite").await;
+    crate::conformance::replace_overwrites(&store, &store, "suite/replace").await;
+    crate::conformance::delete_removes(&store, &store, "suite/delete").await;
+}
+
+#[tokio::test]
+async fn local_dir_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalDir::new(dir.path().join("target")).unwrap();
+    crate::conformance::backup_store(&store, "suite").await;
+    crate::conformance::replace_overwrites(&store, &store, "suite/replace").await;
+    crate::conformance::delete_removes(&store, &store, "suite/delete").await;
+    // Nothing staged is left behind, and staging never shows in listings.
+    let staging: Vec<_> = std::fs::read_dir(dir.path().join("target/.imb-staging")).unwrap().collect();
+    assert!(staging.is_empty(), "staged files left: {staging:?}");
+}
+
+#[tokio::test]
+async fn local_dir_refuses_an_unwritable_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = LocalDir::new(file.join("sub")).unwrap_err();
+    assert!(err.to_string().contains("plain-file"), "{err}");
+}
