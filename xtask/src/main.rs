@@ -1,1 +1,90 @@
-fn main() {}
+//! `cargo xtask`: the project's build system, written in Rust so it runs wherever cargo does.
+//!
+//! `.cargo/config.toml` aliases `cargo xtask` to `cargo run --package xtask --bin xtask --`.
+//! Each task lives in its own module; tools are started only through [`cmd::cmd`].
+//! The tidy checks (`tidy.rs`) are an ordinary `#[test]`, so `cargo test` enforces them.
+//! Run `cargo xtask` with no arguments for the task list.
+
+// This is a command-line tool: printing is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod args;
+mod bench;
+mod ci;
+mod cmd;
+mod demo;
+mod sample;
+#[cfg(test)]
+mod tidy;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+use crate::args::Args;
+
+const TASKS: &str = "\
+Usage: cargo xtask <task> [options]
+
+Tasks:
+  ci                  fmt check, clippy, the test task, cargo-deny: what .ci/run calls
+  test                build the binaries, then cargo test --workspace (tidy included)
+  bench [NAME] [--write]
+                      run benchmarks against reference tools; NAME is one of:
+                        hash    imb-hash throughput vs openssl speed
+                      --write replaces the matching section of docs/benchmarks.md
+  sample --out DIR [--files N] [--seed S] [--force]
+                      generate a deterministic Immich-shaped library (default 200 files)
+  demo                generate a sample library and back it up to target/demo/backup
+  help                print this list
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let mut args = Args::from_env();
+    let Some(task) = args.next_positional() else {
+        print!("{TASKS}");
+        return Ok(());
+    };
+    match task.as_str() {
+        "ci" => {
+            args.finish()?;
+            ci::ci()
+        }
+        "test" => {
+            args.finish()?;
+            ci::test()
+        }
+        "bench" => bench::run(args),
+        "sample" => sample::run(args),
+        "demo" => {
+            args.finish()?;
+            demo::run()
+        }
+        "help" | "-h" | "--help" => {
+            print!("{TASKS}");
+            Ok(())
+        }
+        other => {
+            eprint!("{TASKS}");
+            bail!("unknown task `{other}`")
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+pub(crate) fn project_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+}

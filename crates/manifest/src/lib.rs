@@ -50,7 +50,9 @@ pub enum Error {
         source: rusqlite::Error,
     },
     /// The manifest was written by a newer build.
-    #[error("manifest {path}: schema version {found} is newer than this build supports ({supported})")]
+    #[error(
+        "manifest {path}: schema version {found} is newer than this build supports ({supported})"
+    )]
     TooNew {
         /// The database file.
         path: String,

@@ -390,7 +390,9 @@ impl Manifest {
         for s in schemas {
             self.conn
                 .execute(
-                    &format!("INSERT OR REPLACE INTO {s}.manifest_metadata (key, value) VALUES (?1, ?2)"),
+                    &format!(
+                        "INSERT OR REPLACE INTO {s}.manifest_metadata (key, value) VALUES (?1, ?2)"
+                    ),
                     [key, value],
                 )
                 .map_err(sql(&self.path))?;
@@ -535,7 +537,10 @@ impl Manifest {
         }
         let n = self
             .conn
-            .execute(&format!("UPDATE main.files SET archived = 1 WHERE {unseen}"), [])
+            .execute(
+                &format!("UPDATE main.files SET archived = 1 WHERE {unseen}"),
+                [],
+            )
             .map_err(sql(&self.path))? as u64;
         if self.journal.is_some() {
             self.journal_rows += n;
@@ -587,14 +592,17 @@ impl Manifest {
             .map_err(sql(dest))?;
         // The copy inherits WAL mode; a single-file database is what readers expect.
         let c = Connection::open(dest).map_err(sql(dest))?;
-        c.execute_batch("PRAGMA journal_mode = DELETE;").map_err(sql(dest))?;
+        c.execute_batch("PRAGMA journal_mode = DELETE;")
+            .map_err(sql(dest))?;
         Ok(())
     }
 }
 
 fn get(conn: &Connection, path: &Path, file_path: &str) -> Result<Option<FileRecord>> {
     let raw = conn
-        .prepare_cached(&format!("SELECT {FILE_COLUMNS} FROM main.files WHERE file_path = ?1"))
+        .prepare_cached(&format!(
+            "SELECT {FILE_COLUMNS} FROM main.files WHERE file_path = ?1"
+        ))
         .and_then(|mut st| st.query_row([file_path], |r| raw_file(r, 0)).optional())
         .map_err(sql(path))?;
     raw.map(|r| r.finish(path)).transpose()
@@ -607,7 +615,10 @@ fn find_content(conn: &Connection, path: &Path, sha256: &[u8; 32]) -> Result<Opt
              WHERE substr(checksum, 1, 8) = substr(?1, 1, 8) AND checksum = ?1
              ORDER BY object_key IS NOT NULL, archived LIMIT 1"
         ))
-        .and_then(|mut st| st.query_row([sha256.to_vec()], |r| raw_file(r, 0)).optional())
+        .and_then(|mut st| {
+            st.query_row([sha256.to_vec()], |r| raw_file(r, 0))
+                .optional()
+        })
         .map_err(sql(path))?;
     raw.map(|r| r.finish(path)).transpose()
 }
@@ -618,7 +629,9 @@ fn for_each_file(
     mut f: impl FnMut(FileRecord) -> Result<()>,
 ) -> Result<()> {
     let mut st = conn
-        .prepare(&format!("SELECT {FILE_COLUMNS} FROM main.files ORDER BY file_path"))
+        .prepare(&format!(
+            "SELECT {FILE_COLUMNS} FROM main.files ORDER BY file_path"
+        ))
         .map_err(sql(path))?;
     let rows = st.query_map([], |r| raw_file(r, 0)).map_err(sql(path))?;
     for row in rows {

@@ -7,7 +7,14 @@ use proptest::prelude::*;
 use crate::{FileRecord, HistoryRecord, Manifest, ManifestReader};
 
 fn rec(path: &str, seed: u8) -> FileRecord {
-    FileRecord::new(path, [seed; 32], [seed.wrapping_add(1); 20], u32::from(seed) * 7, u64::from(seed) * 1000, 1_700_000_000_000_000_000 + i64::from(seed))
+    FileRecord::new(
+        path,
+        [seed; 32],
+        [seed.wrapping_add(1); 20],
+        u32::from(seed) * 7,
+        u64::from(seed) * 1000,
+        1_700_000_000_000_000_000 + i64::from(seed),
+    )
 }
 
 #[test]
@@ -24,7 +31,10 @@ fn rows_round_trip_and_survive_reopen() {
     drop(m);
     let m = Manifest::open(&p).unwrap();
     assert_eq!(m.get("library/admin/2024/a.jpg").unwrap(), Some(r.clone()));
-    assert_eq!(m.metadata("immich_version").unwrap().as_deref(), Some("v2.3.1"));
+    assert_eq!(
+        m.metadata("immich_version").unwrap().as_deref(),
+        Some("v2.3.1")
+    );
     assert_eq!(m.metadata("version").unwrap().as_deref(), Some("1"));
     assert_eq!(m.find_content(&[3; 32]).unwrap(), Some(r));
     assert_eq!(m.find_content(&[4; 32]).unwrap(), None);
@@ -41,7 +51,12 @@ fn journal_holds_only_changed_rows_and_replays() {
     m.begin_journal(&dir.path().join("j1.db")).unwrap();
     m.upsert(&rec("f1", 99)).unwrap();
     m.upsert(&rec("new", 100)).unwrap();
-    m.add_history(&HistoryRecord { file: rec("f1", 1), replaced_at: "2024-01-01T00:00:00Z".into(), reason: "changed".into() }).unwrap();
+    m.add_history(&HistoryRecord {
+        file: rec("f1", 1),
+        replaced_at: "2024-01-01T00:00:00Z".into(),
+        reason: "changed".into(),
+    })
+    .unwrap();
     let (j, rows) = m.end_journal().unwrap().unwrap();
     assert_eq!(rows, 3);
 
@@ -56,7 +71,12 @@ fn journal_holds_only_changed_rows_and_replays() {
     assert_eq!(other.history("f1").unwrap().len(), 1);
     let journal = ManifestReader::open(&j).unwrap();
     let mut n = 0;
-    journal.for_each_file(|_| { n += 1; Ok(()) }).unwrap();
+    journal
+        .for_each_file(|_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
     assert_eq!(n, 2, "the journal holds only the changed rows");
 }
 
@@ -77,7 +97,14 @@ fn archive_unseen_marks_only_unseen_live_rows() {
     assert_eq!((counts.live, counts.archived), (2, 1));
     let (j, rows) = m.end_journal().unwrap().unwrap();
     assert_eq!(rows, 1);
-    assert!(ManifestReader::open(&j).unwrap().get("b").unwrap().unwrap().archived);
+    assert!(
+        ManifestReader::open(&j)
+            .unwrap()
+            .get("b")
+            .unwrap()
+            .unwrap()
+            .archived
+    );
 }
 
 #[test]
@@ -111,10 +138,40 @@ fn garbage_and_newer_schemas_are_refused_by_name() {
 }
 
 fn arb_record() -> impl Strategy<Value = FileRecord> {
-    ("[a-z]{1,3}(/[a-z0-9 %.]{1,6}){0,2}", any::<[u8; 32]>(), any::<[u8; 20]>(), any::<u32>(), 0..u64::from(u32::MAX), any::<i64>(), any::<bool>(), proptest::option::of(any::<i64>()), proptest::option::of("[a-z/]{1,20}"))
-        .prop_map(|(file_path, checksum, sha1, crc32c, size, mtime_ns, archived, generation, object_key)| FileRecord {
-            file_path, checksum, sha1, crc32c, size, mtime_ns, archived, generation, object_key,
-        })
+    (
+        "[a-z]{1,3}(/[a-z0-9 %.]{1,6}){0,2}",
+        any::<[u8; 32]>(),
+        any::<[u8; 20]>(),
+        any::<u32>(),
+        0..u64::from(u32::MAX),
+        any::<i64>(),
+        any::<bool>(),
+        proptest::option::of(any::<i64>()),
+        proptest::option::of("[a-z/]{1,20}"),
+    )
+        .prop_map(
+            |(
+                file_path,
+                checksum,
+                sha1,
+                crc32c,
+                size,
+                mtime_ns,
+                archived,
+                generation,
+                object_key,
+            )| FileRecord {
+                file_path,
+                checksum,
+                sha1,
+                crc32c,
+                size,
+                mtime_ns,
+                archived,
+                generation,
+                object_key,
+            },
+        )
 }
 
 proptest! {

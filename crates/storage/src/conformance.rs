@@ -17,7 +17,9 @@ fn key(prefix: &str, rest: &str) -> Key {
 
 /// Bytes that are not all alike, so a misplaced chunk shows.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
+        .collect()
 }
 
 /// Runs every case that a read-and-create store must pass.
@@ -62,14 +64,22 @@ pub async fn create_is_exclusive(store: &dyn BackupStore, prefix: &str) {
         .await
         .expect("create_is_exclusive: first put");
     let again = store
-        .put_opts(&k, Payload::from(b"second!".to_vec()), PutOptions::default())
+        .put_opts(
+            &k,
+            Payload::from(b"second!".to_vec()),
+            PutOptions::default(),
+        )
         .await;
     assert!(
         matches!(again, Err(Error::AlreadyExists { .. })),
         "create_is_exclusive: second put gave {again:?}"
     );
     let got = store.get_bytes(&k).await.expect("create_is_exclusive: get");
-    assert_eq!(&got[..], b"first", "create_is_exclusive: content was overwritten");
+    assert_eq!(
+        &got[..],
+        b"first",
+        "create_is_exclusive: content was overwritten"
+    );
 }
 
 /// A file payload is sent from its open descriptor, from any size.
@@ -91,7 +101,11 @@ pub async fn file_payload(store: &dyn BackupStore, prefix: &str) {
         len: data.len() as u64,
     };
     store
-        .put_opts(&k, payload, PutOptions::default().with_crc32c(crc32c::crc32c(&data)))
+        .put_opts(
+            &k,
+            payload,
+            PutOptions::default().with_crc32c(crc32c::crc32c(&data)),
+        )
         .await
         .expect("file_payload: put");
     let got = store.get_bytes(&k).await.expect("file_payload: get");
@@ -105,7 +119,11 @@ pub async fn checksum_is_enforced(store: &dyn BackupStore, prefix: &str) {
     let data = pattern(10_000, 1);
     let wrong = crc32c::crc32c(&data) ^ 1;
     let res = store
-        .put_opts(&k, Payload::from(data), PutOptions::default().with_crc32c(wrong))
+        .put_opts(
+            &k,
+            Payload::from(data),
+            PutOptions::default().with_crc32c(wrong),
+        )
         .await;
     assert!(
         matches!(res, Err(Error::ChecksumMismatch { .. })),
@@ -133,12 +151,20 @@ pub async fn copy_is_create_only(store: &dyn BackupStore, prefix: &str) {
         .await
         .expect("copy_is_create_only: copy");
     assert!(
-        store.get_bytes(&dst).await.expect("copy_is_create_only: get") == data,
+        store
+            .get_bytes(&dst)
+            .await
+            .expect("copy_is_create_only: get")
+            == data,
         "copy_is_create_only: copy differs"
     );
     let other = key(prefix, "other.jpg");
     store
-        .put_opts(&other, Payload::from(b"other".to_vec()), PutOptions::default())
+        .put_opts(
+            &other,
+            Payload::from(b"other".to_vec()),
+            PutOptions::default(),
+        )
         .await
         .expect("copy_is_create_only: put other");
     let res = store.copy_opts(&other, &dst, CopyOptions::default()).await;
@@ -147,11 +173,19 @@ pub async fn copy_is_create_only(store: &dyn BackupStore, prefix: &str) {
         "copy_is_create_only: copy over existing gave {res:?}"
     );
     assert!(
-        store.get_bytes(&dst).await.expect("copy_is_create_only: get") == data,
+        store
+            .get_bytes(&dst)
+            .await
+            .expect("copy_is_create_only: get")
+            == data,
         "copy_is_create_only: destination was overwritten"
     );
     let res = store
-        .copy_opts(&key(prefix, "nope.jpg"), &key(prefix, "x.jpg"), CopyOptions::default())
+        .copy_opts(
+            &key(prefix, "nope.jpg"),
+            &key(prefix, "x.jpg"),
+            CopyOptions::default(),
+        )
         .await;
     assert!(
         matches!(res, Err(Error::NotFound { .. })),
@@ -164,7 +198,11 @@ pub async fn list_pages(store: &dyn BackupStore, prefix: &str) {
     let names = ["a.jpg", "b/c.jpg", "b/d.jpg", "ba.jpg", "e.jpg"];
     for n in names {
         store
-            .put_opts(&key(prefix, n), Payload::from(n.as_bytes().to_vec()), PutOptions::default())
+            .put_opts(
+                &key(prefix, n),
+                Payload::from(n.as_bytes().to_vec()),
+                PutOptions::default(),
+            )
             .await
             .expect("list_pages: put");
     }
@@ -175,11 +213,16 @@ pub async fn list_pages(store: &dyn BackupStore, prefix: &str) {
         let page = store
             .list(
                 &format!("{prefix}/"),
-                ListOptions::default().with_max_results(2).with_page_token(token),
+                ListOptions::default()
+                    .with_max_results(2)
+                    .with_page_token(token),
             )
             .await
             .expect("list_pages: list");
-        assert!(page.objects.len() <= 2, "list_pages: page larger than asked");
+        assert!(
+            page.objects.len() <= 2,
+            "list_pages: page larger than asked"
+        );
         seen.extend(page.objects.iter().map(|m| m.key.to_string()));
         pages += 1;
         assert!(pages < 20, "list_pages: pagination does not end");
@@ -190,7 +233,10 @@ pub async fn list_pages(store: &dyn BackupStore, prefix: &str) {
     }
     let want: Vec<String> = names.iter().map(|n| format!("{prefix}/{n}")).collect();
     assert_eq!(seen, want, "list_pages: keys or order");
-    let b = store.list_all(&format!("{prefix}/b")).await.expect("list_pages: list b");
+    let b = store
+        .list_all(&format!("{prefix}/b"))
+        .await
+        .expect("list_pages: list b");
     let got: Vec<String> = b.iter().map(|m| m.key.to_string()).collect();
     assert_eq!(
         got,
@@ -201,25 +247,40 @@ pub async fn list_pages(store: &dyn BackupStore, prefix: &str) {
         ],
         "list_pages: string prefix"
     );
-    let none = store.list_all(&format!("{prefix}/zzz")).await.expect("list_pages: empty");
+    let none = store
+        .list_all(&format!("{prefix}/zzz"))
+        .await
+        .expect("list_pages: empty");
     assert!(none.is_empty(), "list_pages: empty prefix listed {none:?}");
 }
 
 /// Missing objects are `NotFound` for head and get.
 pub async fn missing_objects(store: &dyn BackupStore, prefix: &str) {
     let k = key(prefix, "nothing-here.jpg");
-    assert!(matches!(store.head(&k).await, Err(Error::NotFound { .. })), "missing_objects: head");
     assert!(
-        matches!(store.get_opts(&k, GetOptions::default()).await, Err(Error::NotFound { .. })),
+        matches!(store.head(&k).await, Err(Error::NotFound { .. })),
+        "missing_objects: head"
+    );
+    assert!(
+        matches!(
+            store.get_opts(&k, GetOptions::default()).await,
+            Err(Error::NotFound { .. })
+        ),
         "missing_objects: get"
     );
 }
 
 /// Keys with spaces, Unicode, percent escapes and leading dots round-trip.
 pub async fn unusual_keys(store: &dyn BackupStore, prefix: &str) {
-    for (i, n) in ["with space.jpg", "ünïcödé/日本.jpg", "100%25 done/%FF.jpg", ".immich", "a+b=c&d.jpg"]
-        .iter()
-        .enumerate()
+    for (i, n) in [
+        "with space.jpg",
+        "ünïcödé/日本.jpg",
+        "100%25 done/%FF.jpg",
+        ".immich",
+        "a+b=c&d.jpg",
+    ]
+    .iter()
+    .enumerate()
     {
         let k = key(prefix, n);
         let data = pattern(100 + i, i as u8);
@@ -232,8 +293,14 @@ pub async fn unusual_keys(store: &dyn BackupStore, prefix: &str) {
             .await
             .unwrap_or_else(|e| panic!("unusual_keys: get {n}: {e}"));
         assert!(got == data, "unusual_keys: {n} differs");
-        let listed = store.list_all(k.as_str()).await.expect("unusual_keys: list");
-        assert!(listed.iter().any(|m| m.key == k), "unusual_keys: {n} not listed");
+        let listed = store
+            .list_all(k.as_str())
+            .await
+            .expect("unusual_keys: list");
+        assert!(
+            listed.iter().any(|m| m.key == k),
+            "unusual_keys: {n} not listed"
+        );
     }
 }
 
@@ -260,11 +327,21 @@ pub async fn ranged_get(store: &dyn BackupStore, prefix: &str) {
 pub async fn empty_object(store: &dyn BackupStore, prefix: &str) {
     let k = key(prefix, ".immich");
     store
-        .put_opts(&k, Payload::from(Vec::new()), PutOptions::default().with_crc32c(0))
+        .put_opts(
+            &k,
+            Payload::from(Vec::new()),
+            PutOptions::default().with_crc32c(0),
+        )
         .await
         .expect("empty_object: put");
     assert_eq!(store.head(&k).await.expect("empty_object: head").size, 0);
-    assert!(store.get_bytes(&k).await.expect("empty_object: get").is_empty());
+    assert!(
+        store
+            .get_bytes(&k)
+            .await
+            .expect("empty_object: get")
+            .is_empty()
+    );
 }
 
 /// Replace overwrites; used only for convenience copies such as `manifest.db`.
@@ -275,7 +352,10 @@ pub async fn replace_overwrites(read: &dyn ObjectRead, replace: &dyn ObjectRepla
             .replace_opts(&k, Payload::from(body.to_vec()), PutOptions::default())
             .await
             .expect("replace_overwrites: replace");
-        assert_eq!(&read.get_bytes(&k).await.expect("replace_overwrites: get")[..], body);
+        assert_eq!(
+            &read.get_bytes(&k).await.expect("replace_overwrites: get")[..],
+            body
+        );
     }
 }
 
@@ -287,7 +367,10 @@ pub async fn delete_removes(store: &dyn BackupStore, delete: &dyn ObjectDelete, 
         .await
         .expect("delete_removes: put");
     delete.delete(&k).await.expect("delete_removes: delete");
-    assert!(matches!(store.head(&k).await, Err(Error::NotFound { .. })), "delete_removes: still there");
+    assert!(
+        matches!(store.head(&k).await, Err(Error::NotFound { .. })),
+        "delete_removes: still there"
+    );
     assert!(
         matches!(delete.delete(&k).await, Err(Error::NotFound { .. })),
         "delete_removes: second delete"

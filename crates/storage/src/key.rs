@@ -29,7 +29,9 @@ impl Key {
         if s.len() > MAX_KEY_LEN {
             return Err(KeyError::TooLong(s));
         }
-        if s.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        if s.split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
             return Err(KeyError::BadSegment(s));
         }
         if s.chars().any(char::is_control) {

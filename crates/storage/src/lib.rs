@@ -49,8 +49,8 @@ pub use memory::InMemory;
 pub use payload::{Payload, PayloadReader};
 pub use traits::{
     BackupStore, ByteChunks, CopyOptions, GetOptions, GetResult, ListOptions, ListPage,
-    ObjectCreate, ObjectDelete, ObjectMeta, ObjectRead, ObjectReadExt, ObjectReplace,
-    PutOptions, PutResult,
+    ObjectCreate, ObjectDelete, ObjectMeta, ObjectRead, ObjectReadExt, ObjectReplace, PutOptions,
+    PutResult,
 };
 
 #[cfg(test)]

@@ -50,7 +50,9 @@ impl LocalDir {
         let shown = root.display().to_string();
         fs::create_dir_all(root.join(STAGING)).map_err(|e| Error::io(&shown, e))?;
         // Probe writability now so an unwritable target fails before any work.
-        let probe = root.join(STAGING).join(format!("probe-{}", std::process::id()));
+        let probe = root
+            .join(STAGING)
+            .join(format!("probe-{}", std::process::id()));
         File::create(&probe).map_err(|e| Error::io(&shown, e))?;
         let _ = fs::remove_file(&probe);
         Ok(LocalDir {
@@ -142,7 +144,8 @@ impl Inner {
                 Err(e) => return Err(Error::io(key.as_str(), e)),
             };
             crc = crc32c::crc32c_append(crc, &buf[..n]);
-            file.write_all(&buf[..n]).map_err(|e| Error::io(&shown, e))?;
+            file.write_all(&buf[..n])
+                .map_err(|e| Error::io(&shown, e))?;
             written += n as u64;
         }
         if let Some(expected) = opts.crc32c
@@ -161,7 +164,6 @@ impl Inner {
         staged.crc = crc;
         Ok(staged)
     }
-
 }
 
 fn map_exists(key: &Key, e: io::Error) -> Error {
@@ -211,7 +213,13 @@ impl Drop for Staged {
 }
 
 impl Inner {
-    fn put(&self, key: &Key, payload: &Payload, opts: &PutOptions, overwrite: bool) -> Result<PutResult> {
+    fn put(
+        &self,
+        key: &Key,
+        payload: &Payload,
+        opts: &PutOptions,
+        overwrite: bool,
+    ) -> Result<PutResult> {
         let target = self.checked_path(key)?;
         // Cheap early refusal; the hard link below is what actually guarantees it.
         if !overwrite && target.symlink_metadata().is_ok() {
@@ -263,7 +271,9 @@ impl Inner {
         };
         let mut keys = Vec::new();
         collect(&start, dir_part, &mut keys).map_err(|e| Error::io(prefix, e))?;
-        keys.retain(|k| k.starts_with(prefix) && k.as_str() != STAGING && !k.starts_with(".imb-staging/"));
+        keys.retain(|k| {
+            k.starts_with(prefix) && k.as_str() != STAGING && !k.starts_with(".imb-staging/")
+        });
         keys.sort_unstable();
         if let Some(token) = &opts.page_token {
             keys.retain(|k| k.as_str() > token.as_str());
@@ -343,7 +353,9 @@ impl ByteChunks for FileChunks {
         let key = self.key.clone();
         let chunk = tokio::task::spawn_blocking(move || {
             let mut buf = vec![0u8; want];
-            let n = file.read_at(&mut buf, pos).map_err(|e| Error::io(key.as_str(), e))?;
+            let n = file
+                .read_at(&mut buf, pos)
+                .map_err(|e| Error::io(key.as_str(), e))?;
             buf.truncate(n);
             Ok::<_, Error>(buf)
         })
@@ -357,7 +369,10 @@ impl ByteChunks for FileChunks {
         if chunk.is_empty() {
             return Err(Error::io(
                 self.key.as_str(),
-                io::Error::new(io::ErrorKind::UnexpectedEof, "object shrank while being read"),
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "object shrank while being read",
+                ),
             ));
         }
         self.pos += chunk.len() as u64;
@@ -433,7 +448,12 @@ impl ObjectCreate for LocalDir {
 
 #[async_trait]
 impl ObjectReplace for LocalDir {
-    async fn replace_opts(&self, key: &Key, payload: Payload, opts: PutOptions) -> Result<PutResult> {
+    async fn replace_opts(
+        &self,
+        key: &Key,
+        payload: Payload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
         let key = key.clone();
         self.blocking(move |inner| inner.put(&key, &payload, &opts, true))
             .await

@@ -66,7 +66,13 @@ impl InMemory {
         meta
     }
 
-    fn write(&self, key: &Key, bytes: Bytes, opts: &PutOptions, overwrite: bool) -> Result<PutResult> {
+    fn write(
+        &self,
+        key: &Key,
+        bytes: Bytes,
+        opts: &PutOptions,
+        overwrite: bool,
+    ) -> Result<PutResult> {
         let meta = self.meta_for(key, &bytes, opts);
         let result = PutResult {
             size: meta.size,
@@ -146,7 +152,9 @@ impl ObjectRead for InMemory {
             }
             objects.push(m.clone());
         }
-        let next = more.then(|| objects.last().map(|m: &ObjectMeta| m.key.to_string())).flatten();
+        let next = more
+            .then(|| objects.last().map(|m: &ObjectMeta| m.key.to_string()))
+            .flatten();
         Ok(ListPage::new(objects, next))
     }
 }
@@ -176,7 +184,12 @@ impl ObjectCreate for InMemory {
 
 #[async_trait]
 impl ObjectReplace for InMemory {
-    async fn replace_opts(&self, key: &Key, payload: Payload, opts: PutOptions) -> Result<PutResult> {
+    async fn replace_opts(
+        &self,
+        key: &Key,
+        payload: Payload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
         let bytes = Self::read_payload(key, &payload, &opts)?;
         self.write(key, bytes, &opts, true)
     }

@@ -74,7 +74,9 @@ pub struct PayloadReader {
 impl Read for PayloadReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let remaining = self.payload.len() - self.pos;
-        let want = buf.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
         if want == 0 {
             return Ok(0);
         }

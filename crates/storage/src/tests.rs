@@ -6,25 +6,40 @@ use std::path::Path;
 
 use proptest::prelude::*;
 
-use crate::{decode_path, encode_path, InMemory, Key, KeyError, LocalDir};
+use crate::{InMemory, Key, KeyError, LocalDir, decode_path, encode_path};
 
 #[test]
 fn keys_reject_bad_shapes() {
     assert_eq!(Key::parse(""), Err(KeyError::Empty));
     for bad in ["/a", "a/", "a//b", "a/./b", "../a", "a/.."] {
-        assert!(matches!(Key::parse(bad), Err(KeyError::BadSegment(_))), "{bad}");
+        assert!(
+            matches!(Key::parse(bad), Err(KeyError::BadSegment(_))),
+            "{bad}"
+        );
     }
-    assert!(matches!(Key::parse("a\nb"), Err(KeyError::ControlCharacter(_))));
-    assert!(matches!(Key::parse("a".repeat(1025)), Err(KeyError::TooLong(_))));
+    assert!(matches!(
+        Key::parse("a\nb"),
+        Err(KeyError::ControlCharacter(_))
+    ));
+    assert!(matches!(
+        Key::parse("a".repeat(1025)),
+        Err(KeyError::TooLong(_))
+    ));
     assert!(Key::parse("library/.immich").is_ok());
     assert!(Key::parse("a".repeat(1024)).is_ok());
 }
 
 #[test]
 fn encoding_keeps_plain_names_and_escapes_the_rest() {
-    assert_eq!(encode_path(Path::new("library/admin/IMG 1.jpg")).unwrap(), "library/admin/IMG 1.jpg");
+    assert_eq!(
+        encode_path(Path::new("library/admin/IMG 1.jpg")).unwrap(),
+        "library/admin/IMG 1.jpg"
+    );
     assert_eq!(encode_path(Path::new("a/50%.jpg")).unwrap(), "a/50%25.jpg");
-    assert_eq!(encode_path(Path::new("a/new\nline")).unwrap(), "a/new%0Aline");
+    assert_eq!(
+        encode_path(Path::new("a/new\nline")).unwrap(),
+        "a/new%0Aline"
+    );
     let raw = Path::new(OsStr::from_bytes(b"bad\xff\xfename.jpg"));
     assert_eq!(encode_path(raw).unwrap(), "bad%FF%FEname.jpg");
     assert!(encode_path(Path::new("/abs")).is_err());
@@ -68,7 +83,9 @@ async fn local_dir_passes_the_conformance_suite() {
     crate::conformance::replace_overwrites(&store, &store, "suite/replace").await;
     crate::conformance::delete_removes(&store, &store, "suite/delete").await;
     // Nothing staged is left behind, and staging never shows in listings.
-    let staging: Vec<_> = std::fs::read_dir(dir.path().join("target/.imb-staging")).unwrap().collect();
+    let staging: Vec<_> = std::fs::read_dir(dir.path().join("target/.imb-staging"))
+        .unwrap()
+        .collect();
     assert!(staging.is_empty(), "staged files left: {staging:?}");
 }
 

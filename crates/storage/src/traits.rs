@@ -247,8 +247,12 @@ pub trait ObjectReplace: Send + Sync + Debug + 'static {
     ///
     /// # Errors
     /// The store's error; [`crate::Error::PermissionDenied`] where a retention policy forbids it.
-    async fn replace_opts(&self, key: &Key, payload: Payload, opts: PutOptions)
-    -> Result<PutResult>;
+    async fn replace_opts(
+        &self,
+        key: &Key,
+        payload: Payload,
+        opts: PutOptions,
+    ) -> Result<PutResult>;
 }
 
 /// Deleting objects. Only database-dump retention gets this capability.

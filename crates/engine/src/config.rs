@@ -1,0 +1,101 @@
+//! Backup settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a file whose content is already in the target is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DedupMode {
+    /// Copy the existing object to the file's own key inside the store (free on a
+    /// local target, where it is a hard link; a server-side copy on GCS).
+    #[default]
+    Copy,
+    /// Record a reference to the existing object instead of copying it (for cold
+    /// storage classes, where a copy pays a retrieval).
+    Reference,
+}
+
+/// Storage classes per kind of object; `None` leaves the store's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StorageClasses {
+    /// Library files and their versions.
+    pub library: Option<String>,
+    /// Manifests and their journals.
+    pub manifests: Option<String>,
+}
+
+/// What a backup run does. Build with [`BackupConfig::new`] and set fields.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BackupConfig {
+    /// The library root (Immich's `UPLOAD_LOCATION`). Opened read-only.
+    pub source: PathBuf,
+    /// Hash-and-upload worker threads.
+    pub workers: usize,
+    /// Capacity of the upload queue; `None` means `workers × 10`, as in the seed.
+    pub queue_size: Option<usize>,
+    /// Glob patterns (relative to the source) to leave out. A pattern that matches
+    /// a directory leaves out everything below it. `.immich` markers are always kept.
+    pub excludes: Vec<String>,
+    /// If not empty, only files matching one of these globs are backed up.
+    pub includes: Vec<String>,
+    /// Re-hash every file, even when size and modification time are unchanged.
+    pub checksum: bool,
+    /// Save a manifest journal after this many changed rows (the seed: 1000).
+    pub save_every: u64,
+    /// ... or after this long with unsaved rows.
+    pub save_interval: Duration,
+    /// The Immich version to record; overrides what the database says.
+    pub immich_version: Option<String>,
+    /// Stop gracefully after this long (finish files in flight, save, exit).
+    pub max_duration: Option<Duration>,
+    /// Cap on upload bandwidth, bytes per second.
+    pub bwlimit: Option<u64>,
+    /// Where working files go; a temporary directory when `None`.
+    pub state_dir: Option<PathBuf>,
+    /// How already-stored content is reused.
+    pub dedup: DedupMode,
+    /// How long a lock lasts without a heartbeat before others may ignore it.
+    pub lock_lease: Duration,
+    /// Files up to this size are read once into memory; larger ones are hashed in
+    /// a first pass and streamed from the open file in a second.
+    pub small_file: u64,
+    /// Storage classes per kind of object.
+    pub storage_classes: StorageClasses,
+}
+
+impl BackupConfig {
+    /// The defaults, for `source`.
+    pub fn new(source: impl Into<PathBuf>) -> Self {
+        BackupConfig {
+            source: source.into(),
+            workers: 4,
+            queue_size: None,
+            excludes: Self::default_excludes(),
+            includes: Vec::new(),
+            checksum: false,
+            save_every: 1000,
+            save_interval: Duration::from_secs(300),
+            immich_version: None,
+            max_duration: None,
+            bwlimit: None,
+            state_dir: None,
+            dedup: DedupMode::Copy,
+            lock_lease: Duration::from_secs(30 * 60),
+            small_file: 8 * 1024 * 1024,
+            storage_classes: StorageClasses::default(),
+        }
+    }
+
+    /// Immich regenerates thumbnails and transcoded videos, so they are left out
+    /// unless asked for.
+    pub fn default_excludes() -> Vec<String> {
+        vec!["thumbs".into(), "encoded-video".into()]
+    }
+
+    pub(crate) fn queue_capacity(&self) -> usize {
+        self.queue_size.unwrap_or(self.workers.max(1) * 10).max(1)
+    }
+}

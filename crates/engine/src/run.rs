@@ -1,0 +1,629 @@
+//! The coordinator: owns the manifest, feeds the queue, records outcomes, saves.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Select};
+use imb_manifest::Manifest;
+use imb_queue::{TryPush, WorkQueue};
+use imb_storage::{
+    BackupStore, GetOptions, Key, ObjectReadExt, ObjectReplace, Payload, PutOptions,
+};
+use tokio::runtime::Handle;
+
+use crate::layout::{self, ManifestName, key};
+use crate::lock::RunLock;
+use crate::walk::{self, Filter, WalkItem};
+use crate::worker::{Job, Kind, Outcome, RateLimiter, Shared, Worker};
+use crate::{BackupConfig, Error, NoProgress, Progress, Result, StopToken, Summary};
+
+/// How often the coordinator wakes to check for a stop when nothing else happens.
+const TICK: Duration = Duration::from_millis(200);
+/// Commit the working manifest after this many writes, so workers' dedup lookups
+/// see recent rows.
+const COMMIT_EVERY: u64 = 512;
+
+/// One backup run. Build it, then [`Backup::run`] it.
+#[derive(Debug)]
+pub struct Backup {
+    config: BackupConfig,
+    store: Arc<dyn BackupStore>,
+    replace: Option<Arc<dyn ObjectReplace>>,
+    progress: Arc<dyn Progress>,
+    stop: StopToken,
+}
+
+impl Backup {
+    /// A run of `config` into `store` (read and create only: the engine cannot
+    /// overwrite or delete).
+    pub fn new(config: BackupConfig, store: Arc<dyn BackupStore>) -> Self {
+        Backup {
+            config,
+            store,
+            replace: None,
+            progress: Arc::new(NoProgress),
+            stop: StopToken::new(),
+        }
+    }
+
+    /// Lets the run refresh the `manifest.db` convenience copy. Without it, only
+    /// the immutable `manifest-{ts}.db` is written.
+    pub fn with_replace(mut self, replace: Arc<dyn ObjectReplace>) -> Self {
+        self.replace = Some(replace);
+        self
+    }
+
+    /// Reports progress to `progress`.
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Stops gracefully when `stop` is triggered.
+    pub fn with_stop(mut self, stop: StopToken) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// Runs the backup. Per-file problems are in the [`Summary`]; an `Err` means the
+    /// run could not start or could not record its result.
+    ///
+    /// # Errors
+    /// [`Error`] naming the setting, path or object that stopped the run.
+    pub async fn run(self) -> Result<Summary> {
+        let handle = Handle::current();
+        tokio::task::spawn_blocking(move || self.run_blocking(&handle))
+            .await
+            .map_err(|e| Error::Internal(format!("backup task failed: {e}")))?
+    }
+
+    fn run_blocking(self, handle: &Handle) -> Result<Summary> {
+        let started = Instant::now();
+        let cfg = &self.config;
+        if cfg.workers == 0 {
+            return Err(Error::InvalidConfig {
+                key: "workers",
+                message: "must be at least 1".into(),
+            });
+        }
+        let source_shown = cfg.source.display().to_string();
+        let md = std::fs::metadata(&cfg.source).map_err(|e| Error::Source {
+            path: source_shown.clone(),
+            source: e,
+        })?;
+        if !md.is_dir() {
+            return Err(Error::Source {
+                path: source_shown,
+                source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+            });
+        }
+        std::fs::read_dir(&cfg.source).map_err(|e| Error::Source {
+            path: source_shown.clone(),
+            source: e,
+        })?;
+        let filter = Filter::new(&cfg.excludes, &cfg.includes)?;
+
+        let tmp;
+        let state = match &cfg.state_dir {
+            Some(d) => d.join(format!("run-{}", std::process::id())),
+            None => {
+                tmp = tempfile::Builder::new()
+                    .prefix("imb-backup-")
+                    .tempdir()
+                    .map_err(|e| state_err(&std::env::temp_dir(), e))?;
+                tmp.path().to_owned()
+            }
+        };
+        std::fs::create_dir_all(&state).map_err(|e| state_err(&state, e))?;
+
+        let mut names: Vec<(ManifestName, Key)> = handle
+            .block_on(self.store.list_all("manifest-"))?
+            .into_iter()
+            .filter_map(|m| ManifestName::parse(m.key.as_str()).map(|n| (n, m.key)))
+            .collect();
+        names.sort();
+        let newest = names.last().map(|(n, _)| n.ts.clone());
+        let run_ts = layout::run_ts(SystemTime::now(), newest.as_deref());
+        let run_id = format!("{run_ts}-{}", random_suffix());
+        tracing::info!(source = %source_shown, run = %run_id, "backup starting");
+
+        let lock = RunLock::acquire(handle, self.store.clone(), run_id, cfg.lock_lease)?;
+        let result = self.locked(handle, &state, &names, run_ts, filter, started);
+        lock.release(handle);
+        if cfg.state_dir.is_some() {
+            let _ = std::fs::remove_dir_all(&state);
+        }
+        result
+    }
+
+    fn locked(
+        &self,
+        handle: &Handle,
+        state: &Path,
+        names: &[(ManifestName, Key)],
+        run_ts: String,
+        filter: Filter,
+        started: Instant,
+    ) -> Result<Summary> {
+        let cfg = &self.config;
+        let mut summary = Summary::default();
+        let work = state.join("manifest-work.db");
+        let base = self.load_base(handle, names, &work, &mut summary)?;
+        let mut manifest = Manifest::open(&work)?;
+        for (name, k) in names {
+            let newer = base.as_ref().is_none_or(|b| name.ts > b.ts);
+            if name.part.is_none() || !newer {
+                continue;
+            }
+            let part = state.join("replay.db");
+            let applied = download(handle, &*self.store, k, &part)
+                .and_then(|()| manifest.apply(&part).map_err(Error::from));
+            match applied {
+                Ok(n) => {
+                    tracing::info!(journal = %k, rows = n, "replayed a journal of an unfinished run")
+                }
+                Err(e) => {
+                    tracing::warn!(journal = %k, error = %e, "skipping unreadable journal");
+                    summary
+                        .warnings
+                        .push(format!("skipped unreadable journal {k}: {e}"));
+                }
+            }
+            let _ = std::fs::remove_file(&part);
+        }
+
+        let now = SystemTime::now();
+        let shared = Arc::new(Shared {
+            store: self.store.clone(),
+            handle: handle.clone(),
+            small_file: cfg.small_file,
+            dedup: cfg.dedup,
+            library_class: cfg.storage_classes.library.clone(),
+            run_ts: run_ts.clone(),
+            now_rfc3339: humantime::format_rfc3339_seconds(now).to_string(),
+            halt: AtomicBool::new(false),
+            fatal: Mutex::new(None),
+            limiter: cfg.bwlimit.map(RateLimiter::new),
+            progress: self.progress.clone(),
+            retries: AtomicU64::new(0),
+        });
+
+        let mut co = Coordinator {
+            backup: self,
+            handle,
+            state,
+            run_ts: run_ts.clone(),
+            manifest,
+            journal_n: 0,
+            last_save: Instant::now(),
+            writes: 0,
+            summary,
+            walk_incomplete: false,
+        };
+        co.begin_journal()?;
+        co.pipeline(&shared, filter, started)?;
+
+        let fatal = shared.fatal.lock().expect("fatal lock poisoned").clone();
+        if !co.summary.stopped && !co.walk_incomplete && fatal.is_none() {
+            co.summary.files_archived = co.manifest.archive_unseen()?;
+        } else if co.walk_incomplete {
+            co.summary.warnings.push(
+                "some directories could not be read, so no file was marked archived this run"
+                    .into(),
+            );
+        }
+        co.manifest.set_metadata(
+            "last_backup",
+            &humantime::format_rfc3339_seconds(now).to_string(),
+        )?;
+        if let Some(v) = &cfg.immich_version {
+            co.manifest.set_metadata("immich_version", v)?;
+        }
+        co.save(true)?;
+        co.publish()?;
+        co.summary.retries += shared.retries.load(Ordering::Relaxed);
+        co.summary.duration_s = started.elapsed().as_secs_f64();
+        if let Some(why) = fatal {
+            return Err(Error::Internal(format!("backup aborted: {why}")));
+        }
+        tracing::info!(
+            scanned = co.summary.files_scanned,
+            uploaded = co.summary.files_uploaded,
+            failed = co.summary.files_failed,
+            "backup finished"
+        );
+        Ok(co.summary)
+    }
+
+    /// Downloads the newest manifest that opens; older ones are fallbacks for a
+    /// damaged newest one. Returns its name, or `None` for a fresh target.
+    fn load_base(
+        &self,
+        handle: &Handle,
+        names: &[(ManifestName, Key)],
+        work: &Path,
+        summary: &mut Summary,
+    ) -> Result<Option<ManifestName>> {
+        for (name, k) in names.iter().rev().filter(|(n, _)| n.part.is_none()) {
+            remove_db(work);
+            let ok = download(handle, &*self.store, k, work).and_then(|()| {
+                imb_manifest::ManifestReader::open(work)?;
+                Ok(())
+            });
+            match ok {
+                Ok(()) => {
+                    tracing::info!(manifest = %k, "loaded manifest");
+                    return Ok(Some(name.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(manifest = %k, error = %e, "manifest unreadable; trying an older one");
+                    summary
+                        .warnings
+                        .push(format!("skipped unreadable manifest {k}: {e}"));
+                }
+            }
+        }
+        remove_db(work);
+        tracing::info!("no manifest in the target: starting a fresh backup");
+        Ok(None)
+    }
+}
+
+struct Coordinator<'a> {
+    backup: &'a Backup,
+    handle: &'a Handle,
+    state: &'a Path,
+    run_ts: String,
+    manifest: Manifest,
+    journal_n: u32,
+    last_save: Instant,
+    writes: u64,
+    summary: Summary,
+    walk_incomplete: bool,
+}
+
+impl Coordinator<'_> {
+    fn pipeline(&mut self, shared: &Arc<Shared>, filter: Filter, started: Instant) -> Result<()> {
+        let cfg = &self.backup.config;
+        let (out_tx, out_rx) = crossbeam_channel::unbounded::<Outcome>();
+        let mut workers = Vec::with_capacity(cfg.workers);
+        for _ in 0..cfg.workers {
+            let w = Worker {
+                shared: shared.clone(),
+                reader: self.manifest.reader()?,
+            };
+            let tx = out_tx.clone();
+            workers.push(move |job: Job| {
+                let _ = tx.send(w.process(job));
+            });
+        }
+        drop(out_tx);
+        let queue = WorkQueue::spawn("imb-worker", cfg.queue_capacity(), workers);
+
+        let (walk_tx, walk_rx) = crossbeam_channel::bounded::<WalkItem>(1024);
+        let source = cfg.source.clone();
+        let walker = std::thread::Builder::new()
+            .name("imb-walk".into())
+            .spawn(move || walk::walk(&source, &filter, |item| walk_tx.send(item).is_ok()))
+            .map_err(|e| Error::Internal(format!("cannot start the walker: {e}")))?;
+
+        let res = self.feed(shared, &queue, &walk_rx, &out_rx, started);
+        if res.is_err() {
+            shared.halt.store(true, Ordering::SeqCst);
+        }
+        drop(walk_rx);
+        let finished = queue.finish();
+        let _ = walker.join();
+        for o in out_rx.try_iter() {
+            self.record(o)?;
+        }
+        res?;
+        finished.map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(())
+    }
+
+    fn feed(
+        &mut self,
+        shared: &Shared,
+        queue: &WorkQueue<Job>,
+        walk_rx: &Receiver<WalkItem>,
+        out_rx: &Receiver<Outcome>,
+        started: Instant,
+    ) -> Result<()> {
+        let cfg = &self.backup.config;
+        let mut pending: Option<Job> = None;
+        let mut walk_done = false;
+        loop {
+            while let Ok(o) = out_rx.try_recv() {
+                self.record(o)?;
+            }
+            let over_time = cfg.max_duration.is_some_and(|m| started.elapsed() >= m);
+            if self.backup.stop.is_stopped() || over_time || shared.halt.load(Ordering::SeqCst) {
+                if !shared.halt.swap(true, Ordering::SeqCst)
+                    || over_time
+                    || self.backup.stop.is_stopped()
+                {
+                    tracing::info!(over_time, "stopping: finishing files in flight");
+                }
+                self.summary.stopped = self.backup.stop.is_stopped() || over_time;
+                return Ok(());
+            }
+            if let Some(job) = pending.take() {
+                match queue.try_push(job) {
+                    Ok(()) => {}
+                    Err(TryPush::Full(job)) => {
+                        pending = Some(job);
+                        let mut sel = Select::new();
+                        sel.send(queue.sender());
+                        sel.recv(out_rx);
+                        let _ = sel.ready_timeout(TICK);
+                    }
+                    Err(TryPush::Closed(_)) => {
+                        return Err(Error::Internal("all workers exited".into()));
+                    }
+                }
+                continue;
+            }
+            if walk_done {
+                self.backup.progress.walk_finished();
+                return Ok(());
+            }
+            let mut sel = Select::new();
+            let walk_i = sel.recv(walk_rx);
+            sel.recv(out_rx);
+            match sel.ready_timeout(TICK) {
+                Ok(i) if i == walk_i => match walk_rx.try_recv() {
+                    Ok(item) => pending = self.walked(item)?,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => walk_done = true,
+                    Err(crossbeam_channel::TryRecvError::Empty) => {}
+                },
+                _ => {}
+            }
+        }
+    }
+
+    fn walked(&mut self, item: WalkItem) -> Result<Option<Job>> {
+        let cfg = &self.backup.config;
+        match item {
+            WalkItem::File {
+                rel,
+                abs,
+                size,
+                mtime_ns,
+            } => {
+                self.manifest.mark_seen(&rel)?;
+                self.wrote()?;
+                let prior = self.manifest.get(&rel)?;
+                let unchanged = !cfg.checksum
+                    && prior
+                        .as_ref()
+                        .is_some_and(|p| !p.archived && p.size == size && p.mtime_ns == mtime_ns);
+                if unchanged {
+                    self.summary.files_scanned += 1;
+                    self.summary.files_unchanged += 1;
+                    self.backup.progress.unchanged();
+                    return Ok(None);
+                }
+                self.backup.progress.queued(size);
+                Ok(Some(Job {
+                    rel,
+                    abs,
+                    size,
+                    prior,
+                }))
+            }
+            WalkItem::Failed { path, error, dir } => {
+                tracing::warn!(path = %path, error = %error, "cannot read");
+                self.walk_incomplete |= dir;
+                self.summary.fail(path, error);
+                Ok(None)
+            }
+            WalkItem::Skipped { path, reason } => {
+                tracing::info!(path = %path, reason, "skipped");
+                self.summary.files_skipped += 1;
+                Ok(None)
+            }
+        }
+    }
+
+    fn record(&mut self, o: Outcome) -> Result<()> {
+        let s = &mut self.summary;
+        match o.kind {
+            Kind::Skipped => return Ok(()),
+            Kind::Uploaded(bytes) => {
+                s.files_scanned += 1;
+                s.files_uploaded += 1;
+                s.bytes_uploaded += bytes;
+            }
+            Kind::Suspect(bytes) => {
+                s.files_scanned += 1;
+                s.files_uploaded += 1;
+                s.bytes_uploaded += bytes;
+                s.suspect_corruption.push(o.rel.clone());
+            }
+            Kind::Deduplicated => {
+                s.files_scanned += 1;
+                s.files_deduplicated += 1;
+            }
+            Kind::Unchanged => {
+                s.files_scanned += 1;
+                s.files_unchanged += 1;
+            }
+            Kind::Failed(e) => {
+                tracing::warn!(path = %o.rel, error = %e, "file not backed up");
+                s.fail(o.rel.clone(), e);
+            }
+        }
+        if let Some(h) = &o.history {
+            self.manifest.add_history(h)?;
+        }
+        if let Some(r) = &o.record {
+            self.manifest.upsert(r)?;
+        }
+        self.wrote()?;
+        self.save(false)
+    }
+
+    fn wrote(&mut self) -> Result<()> {
+        self.writes += 1;
+        if self.writes >= COMMIT_EVERY {
+            self.manifest.commit()?;
+            self.writes = 0;
+        }
+        Ok(())
+    }
+
+    fn begin_journal(&mut self) -> Result<()> {
+        self.journal_n += 1;
+        let p = self.state.join(format!("journal-{}.db", self.journal_n));
+        self.manifest.begin_journal(&p)?;
+        Ok(())
+    }
+
+    /// Uploads the journal as a create-only part when enough has changed (or
+    /// `force`). A failed save is a warning: the rows stay in the working manifest
+    /// and reach the target with the next save.
+    fn save(&mut self, force: bool) -> Result<()> {
+        let cfg = &self.backup.config;
+        let rows = self.manifest.journal_rows();
+        let due = rows >= cfg.save_every
+            || (rows > 0 && self.last_save.elapsed() >= cfg.save_interval)
+            || (force && rows > 0);
+        if !due {
+            return Ok(());
+        }
+        let (path, rows) = self.manifest.end_journal()?.expect("a journal is open");
+        let name = ManifestName {
+            ts: self.run_ts.clone(),
+            part: Some(self.journal_n),
+        }
+        .name();
+        match self.upload_file(&path, &name) {
+            Ok(()) => {
+                tracing::info!(journal = %name, rows, "manifest journal saved");
+                self.summary.manifest_saves += 1;
+            }
+            Err(e) => {
+                tracing::warn!(journal = %name, error = %e, "manifest journal not saved");
+                self.summary
+                    .warnings
+                    .push(format!("manifest journal {name} not saved: {e}"));
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+        self.last_save = Instant::now();
+        if !force {
+            self.begin_journal()?;
+        }
+        Ok(())
+    }
+
+    fn upload_file(&self, path: &Path, name: &str) -> Result<()> {
+        let file = File::open(path).map_err(|e| state_err(path, e))?;
+        let len = file.metadata().map_err(|e| state_err(path, e))?.len();
+        let payload = Payload::File {
+            file: Arc::new(file),
+            len,
+        };
+        let mut opts = PutOptions::default();
+        if let Some(c) = &self.backup.config.storage_classes.manifests {
+            opts = opts.with_storage_class(c.clone());
+        }
+        self.handle
+            .block_on(self.backup.store.put_opts(&key(name), payload, opts))?;
+        Ok(())
+    }
+
+    /// Uploads the full manifest `manifest-{ts}.db`, then refreshes `manifest.db`.
+    fn publish(&mut self) -> Result<()> {
+        let name = ManifestName {
+            ts: self.run_ts.clone(),
+            part: None,
+        }
+        .name();
+        let snap = self.state.join(&name);
+        remove_db(&snap);
+        self.manifest.snapshot(&snap)?;
+        self.upload_file(&snap, &name)?;
+        self.summary.manifest_saves += 1;
+        self.summary.manifest = Some(name.clone());
+        tracing::info!(manifest = %name, "manifest saved");
+        if let Some(replace) = &self.backup.replace {
+            let res = File::open(&snap)
+                .and_then(|f| Ok((f.metadata()?.len(), f)))
+                .map_err(|e| state_err(&snap, e))
+                .and_then(|(len, f)| {
+                    let payload = Payload::File {
+                        file: Arc::new(f),
+                        len,
+                    };
+                    self.handle
+                        .block_on(replace.replace_opts(
+                            &key("manifest.db"),
+                            payload,
+                            PutOptions::default(),
+                        ))
+                        .map_err(Error::from)
+                });
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "manifest.db not refreshed; readers use {name}");
+                self.summary
+                    .warnings
+                    .push(format!("manifest.db not refreshed: {e}"));
+            }
+        }
+        let _ = std::fs::remove_file(&snap);
+        Ok(())
+    }
+}
+
+fn state_err(path: &Path, source: std::io::Error) -> Error {
+    Error::State {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn remove_db(p: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut s = p.as_os_str().to_owned();
+        s.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(s));
+    }
+}
+
+/// Streams an object into a local file.
+pub(crate) fn download(
+    handle: &Handle,
+    store: &dyn BackupStore,
+    k: &Key,
+    dest: &Path,
+) -> Result<()> {
+    let mut f = File::create(dest).map_err(|e| state_err(dest, e))?;
+    handle.block_on(async {
+        let mut res = store.get_opts(k, GetOptions::default()).await?;
+        while let Some(chunk) = res.body.next_chunk().await? {
+            f.write_all(&chunk).map_err(|e| state_err(dest, e))?;
+        }
+        Ok::<_, Error>(())
+    })?;
+    f.sync_all().map_err(|e| state_err(dest, e))
+}
+
+fn random_suffix() -> String {
+    use sha2::Digest;
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let seed = format!(
+        "{}-{nanos}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    );
+    imb_hash::hex(&sha2::Sha256::digest(seed.as_bytes())[..4])
+}

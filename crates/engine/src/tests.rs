@@ -1,0 +1,550 @@
+//! Engine tests against the local-directory backend (real files) and, for
+//! logic that does not depend on the store, the in-memory one.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use imb_manifest::ManifestReader;
+use imb_storage::{InMemory, Key, LocalDir, ObjectRead, ObjectReadExt};
+
+use crate::{Backup, BackupConfig, Summary};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    src: PathBuf,
+    dst: PathBuf,
+}
+
+fn write(p: &Path, bytes: &[u8]) {
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, bytes).unwrap();
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("upload");
+    let dst = dir.path().join("backup");
+    for top in [
+        "library",
+        "upload",
+        "thumbs",
+        "encoded-video",
+        "profile",
+        "backups",
+    ] {
+        write(&src.join(top).join(".immich"), b"");
+    }
+    write(
+        &src.join("library/admin/2024/2024-01-15/IMG_0001.jpg"),
+        &[1u8; 5000],
+    );
+    write(
+        &src.join("library/admin/2024/2024-01-15/IMG_0001.jpg.xmp"),
+        b"<xmp/>",
+    );
+    write(
+        &src.join("library/admin/2024/2024-01-16/IMG_0002.jpg"),
+        &[2u8; 70_000],
+    );
+    write(&src.join("upload/u1/ab/cd/abcd.mp4"), &[3u8; 300_000]);
+    write(&src.join("thumbs/u1/ab/cd/abcd-preview.jpeg"), &[4u8; 100]);
+    write(&src.join("encoded-video/u1/ab/cd/abcd.mp4"), &[5u8; 100]);
+    Fixture {
+        _dir: dir,
+        src,
+        dst,
+    }
+}
+
+async fn run_with(
+    src: &Path,
+    store: Arc<LocalDir>,
+    tweak: impl FnOnce(&mut BackupConfig),
+) -> Summary {
+    let mut cfg = BackupConfig::new(src);
+    cfg.small_file = 64 * 1024; // exercise both the in-memory and the streamed path
+    tweak(&mut cfg);
+    Backup::new(cfg, store.clone())
+        .with_replace(store)
+        .run()
+        .await
+        .expect("backup runs")
+}
+
+async fn run(f: &Fixture) -> Summary {
+    run_with(&f.src, Arc::new(LocalDir::new(&f.dst).unwrap()), |_| {}).await
+}
+
+fn manifest(f: &Fixture) -> ManifestReader {
+    ManifestReader::open(&f.dst.join("manifest.db")).unwrap()
+}
+
+fn assert_counts(s: &Summary) {
+    assert_eq!(
+        s.files_scanned,
+        s.files_uploaded + s.files_unchanged + s.files_deduplicated + s.files_failed,
+        "{s:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_run_uploads_everything_but_excluded_folders() {
+    let f = fixture();
+    let s = run(&f).await;
+    assert_counts(&s);
+    // 6 markers + 2 photos + sidecar + video; thumbs/ and encoded-video/ content excluded.
+    assert_eq!(s.files_scanned, 10, "{s:?}");
+    // The six empty markers share one content; workers running at once may each
+    // upload it (dedup sees committed rows), so only the sum is fixed.
+    assert_eq!(s.files_uploaded + s.files_deduplicated, 10, "{s:?}");
+    assert_eq!(s.files_failed, 0);
+    assert_eq!(s.bytes_uploaded, 5000 + 6 + 70_000 + 300_000);
+    assert!(
+        f.dst
+            .join("library/library/admin/2024/2024-01-15/IMG_0001.jpg")
+            .is_file()
+    );
+    assert!(
+        f.dst.join("library/thumbs/.immich").is_file(),
+        "markers of excluded folders are kept"
+    );
+    assert!(!f.dst.join("library/thumbs/u1").exists());
+    assert_eq!(
+        fs::read(f.dst.join("library/upload/u1/ab/cd/abcd.mp4")).unwrap(),
+        vec![3u8; 300_000]
+    );
+    let m = manifest(&f);
+    let rec = m
+        .get("library/admin/2024/2024-01-16/IMG_0002.jpg")
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.checksum, imb_hash::digest(&[2u8; 70_000]).sha256);
+    assert_eq!(rec.sha1, imb_hash::digest(&[2u8; 70_000]).sha1);
+    assert!(m.metadata("last_backup").unwrap().is_some());
+    let manifests: Vec<_> = fs::read_dir(&f.dst)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("manifest-") && !n.contains(".part-"))
+        .collect();
+    assert_eq!(manifests.len(), 1, "{manifests:?}");
+    assert_eq!(s.manifest.as_deref(), Some(manifests[0].as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn markers_are_all_deduplicated_as_one_content() {
+    // Six empty .immich markers share one content: the first is uploaded, the
+    // rest are copies. Either way all six objects exist.
+    let f = fixture();
+    let s = run(&f).await;
+    assert_eq!(s.files_uploaded + s.files_deduplicated, 10);
+    for top in [
+        "library",
+        "upload",
+        "thumbs",
+        "encoded-video",
+        "profile",
+        "backups",
+    ] {
+        assert!(
+            f.dst.join("library").join(top).join(".immich").is_file(),
+            "{top}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rerun_without_changes_uploads_nothing() {
+    let f = fixture();
+    run(&f).await;
+    let s = run(&f).await;
+    assert_counts(&s);
+    assert_eq!(s.files_uploaded, 0, "{s:?}");
+    assert_eq!(s.files_deduplicated, 0);
+    assert_eq!(s.bytes_uploaded, 0);
+    assert_eq!(s.files_unchanged, 10);
+    assert_eq!(s.files_archived, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn modified_file_keeps_its_old_content_as_history() {
+    let f = fixture();
+    run(&f).await;
+    let p = f.src.join("library/admin/2024/2024-01-15/IMG_0001.jpg");
+    write(&p, &[9u8; 6000]);
+    let s = run(&f).await;
+    assert_eq!(s.files_uploaded, 1, "{s:?}");
+    // The first content is untouched; the new one is a version.
+    assert_eq!(
+        fs::read(
+            f.dst
+                .join("library/library/admin/2024/2024-01-15/IMG_0001.jpg")
+        )
+        .unwrap(),
+        vec![1u8; 5000]
+    );
+    let m = manifest(&f);
+    let rec = m
+        .get("library/admin/2024/2024-01-15/IMG_0001.jpg")
+        .unwrap()
+        .unwrap();
+    let k = rec
+        .object_key
+        .clone()
+        .expect("new content is at a version key");
+    assert!(
+        k.starts_with("versions/library/admin/2024/2024-01-15/IMG_0001.jpg/"),
+        "{k}"
+    );
+    assert_eq!(fs::read(f.dst.join(&k)).unwrap(), vec![9u8; 6000]);
+    let w = crate::tests::writer(&f);
+    let h = w
+        .history("library/admin/2024/2024-01-15/IMG_0001.jpg")
+        .unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].reason, "changed");
+    assert_eq!(
+        h[0].file.key(),
+        "library/library/admin/2024/2024-01-15/IMG_0001.jpg"
+    );
+}
+
+fn writer(f: &Fixture) -> imb_manifest::Manifest {
+    let copy = f._dir.path().join("manifest-copy.db");
+    fs::copy(f.dst.join("manifest.db"), &copy).unwrap();
+    imb_manifest::Manifest::open(&copy).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_file_is_archived_and_its_object_stays() {
+    let f = fixture();
+    run(&f).await;
+    fs::remove_file(f.src.join("library/admin/2024/2024-01-16/IMG_0002.jpg")).unwrap();
+    let s = run(&f).await;
+    assert_eq!(s.files_archived, 1, "{s:?}");
+    assert!(
+        f.dst
+            .join("library/library/admin/2024/2024-01-16/IMG_0002.jpg")
+            .is_file()
+    );
+    let rec = manifest(&f)
+        .get("library/admin/2024/2024-01-16/IMG_0002.jpg")
+        .unwrap()
+        .unwrap();
+    assert!(rec.archived);
+    // Coming back with the same content un-archives it without an upload.
+    write(
+        &f.src.join("library/admin/2024/2024-01-16/IMG_0002.jpg"),
+        &[2u8; 70_000],
+    );
+    let s = run(&f).await;
+    assert_eq!((s.files_uploaded, s.files_archived), (0, 0), "{s:?}");
+    assert!(
+        !manifest(&f)
+            .get("library/admin/2024/2024-01-16/IMG_0002.jpg")
+            .unwrap()
+            .unwrap()
+            .archived
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moved_library_is_deduplicated_not_uploaded() {
+    let f = fixture();
+    run(&f).await;
+    // A storage-template migration: the whole admin folder moves.
+    fs::rename(f.src.join("library/admin"), f.src.join("library/ed1c8a0e")).unwrap();
+    let s = run(&f).await;
+    assert_counts(&s);
+    assert_eq!(s.files_uploaded, 0, "{s:?}");
+    assert_eq!(s.files_deduplicated, 3);
+    assert_eq!(s.bytes_uploaded, 0);
+    assert_eq!(s.files_archived, 3);
+    assert_eq!(
+        fs::read(
+            f.dst
+                .join("library/library/ed1c8a0e/2024/2024-01-16/IMG_0002.jpg")
+        )
+        .unwrap(),
+        vec![2u8; 70_000]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_utf8_names_and_odd_entries() {
+    let f = fixture();
+    let raw = f
+        .src
+        .join(OsStr::from_bytes(b"library/admin/caf\xe9 50%.jpg"));
+    write(&raw, b"latin-1 name");
+    std::os::unix::fs::symlink("/etc/passwd", f.src.join("library/link.jpg")).unwrap();
+    std::os::unix::fs::symlink(f.src.join("library"), f.src.join("library/loop")).unwrap();
+    write(&f.src.join("library/admin/empty.jpg"), b"");
+    let s = run(&f).await;
+    assert_counts(&s);
+    assert_eq!(s.files_failed, 0, "{s:?}");
+    assert_eq!(s.files_skipped, 2, "two symlinks skipped: {s:?}");
+    let enc = "library/admin/caf%E9 50%25.jpg";
+    let rec = manifest(&f)
+        .get(enc)
+        .unwrap()
+        .expect("encoded name recorded");
+    assert_eq!(rec.size, 12);
+    assert_eq!(
+        fs::read(f.dst.join("library").join(enc)).unwrap(),
+        b"latin-1 name"
+    );
+    assert_eq!(
+        imb_storage::decode_path(enc)
+            .unwrap()
+            .as_os_str()
+            .as_bytes(),
+        b"library/admin/caf\xe9 50%.jpg"
+    );
+    assert!(
+        manifest(&f)
+            .get("library/admin/empty.jpg")
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checksum_run_flags_silent_corruption_and_keeps_the_good_copy() {
+    let f = fixture();
+    run(&f).await;
+    let p = f.src.join("library/admin/2024/2024-01-16/IMG_0002.jpg");
+    let before = fs::metadata(&p).unwrap();
+    let mut bytes = vec![2u8; 70_000];
+    bytes[1234] ^= 0xff;
+    fs::write(&p, &bytes).unwrap();
+    let t = filetime_of(&before);
+    set_mtime(&p, t);
+    let s = run_with(&f.src, Arc::new(LocalDir::new(&f.dst).unwrap()), |c| {
+        c.checksum = true
+    })
+    .await;
+    assert_eq!(
+        s.suspect_corruption,
+        vec!["library/admin/2024/2024-01-16/IMG_0002.jpg".to_string()],
+        "{s:?}"
+    );
+    assert!(s.has_problems());
+    let rec = manifest(&f)
+        .get("library/admin/2024/2024-01-16/IMG_0002.jpg")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rec.checksum,
+        imb_hash::digest(&[2u8; 70_000]).sha256,
+        "good copy stays current"
+    );
+    assert_eq!(
+        fs::read(
+            f.dst
+                .join("library/library/admin/2024/2024-01-16/IMG_0002.jpg")
+        )
+        .unwrap(),
+        vec![2u8; 70_000]
+    );
+}
+
+fn filetime_of(md: &fs::Metadata) -> std::time::SystemTime {
+    md.modified().unwrap()
+}
+
+fn set_mtime(p: &Path, t: std::time::SystemTime) {
+    let f = fs::File::options().write(true).open(p).unwrap();
+    f.set_modified(t).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_manifest_rows_are_found_again_not_reuploaded() {
+    // A run that uploaded objects but died before recording them: simulate by
+    // backing up, then deleting every manifest from the target.
+    let f = fixture();
+    run(&f).await;
+    for e in fs::read_dir(&f.dst).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().starts_with("manifest") {
+            fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let s = run(&f).await;
+    assert_counts(&s);
+    assert_eq!(s.files_uploaded, 0, "{s:?}");
+    assert_eq!(s.bytes_uploaded, 0);
+    assert_eq!(s.files_unchanged + s.files_deduplicated, 10);
+    assert!(
+        manifest(&f)
+            .get("library/admin/2024/2024-01-15/IMG_0001.jpg")
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn periodic_saves_write_only_changed_rows() {
+    let f = fixture();
+    for i in 0..25 {
+        write(
+            &f.src.join(format!("library/bulk/{i:03}.jpg")),
+            format!("photo {i}").as_bytes(),
+        );
+    }
+    let s = run_with(&f.src, Arc::new(LocalDir::new(&f.dst).unwrap()), |c| {
+        c.save_every = 10
+    })
+    .await;
+    // 35 rows: parts after 10 and 20 and 30 rows, a final part, and the full manifest.
+    assert!(s.manifest_saves >= 4, "{s:?}");
+    let mut part_rows = 0;
+    for e in fs::read_dir(&f.dst).unwrap() {
+        let n = e.unwrap().file_name().to_string_lossy().into_owned();
+        if n.contains(".part-") {
+            let r = ManifestReader::open(&f.dst.join(&n)).unwrap();
+            r.for_each_file(|_| {
+                part_rows += 1;
+                Ok(())
+            })
+            .unwrap();
+        }
+    }
+    assert_eq!(part_rows, 35, "each changed row is in exactly one journal");
+    // A no-change rerun writes no journal at all.
+    let s = run(&f).await;
+    assert_eq!(s.manifest_saves, 1, "only the final manifest: {s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn journals_of_an_unfinished_run_are_replayed() {
+    // Model a killed run: its journal parts are in the target, its final manifest is not.
+    let f = fixture();
+    let s = run_with(&f.src, Arc::new(LocalDir::new(&f.dst).unwrap()), |c| {
+        c.save_every = 3
+    })
+    .await;
+    let final_name = s.manifest.unwrap();
+    fs::remove_file(f.dst.join(&final_name)).unwrap();
+    fs::remove_file(f.dst.join("manifest.db")).unwrap();
+    let s = run(&f).await;
+    assert_eq!(s.files_uploaded, 0, "{s:?}");
+    assert_eq!(
+        s.files_unchanged, 10,
+        "rows came back from the journals: {s:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_lock_refuses_a_second_run() {
+    let f = fixture();
+    let store = Arc::new(LocalDir::new(&f.dst).unwrap());
+    // A live lock from another host that has not expired.
+    let info = serde_json::json!({
+        "run_id": "0000-01-01T00-00-00-aaaa", "host": "other-host", "pid": 1,
+        "pid_start": null, "expires": "2999-01-01T00:00:00Z"
+    });
+    let k = Key::parse("locks/0000-01-01T00-00-00-aaaa/000000.json").unwrap();
+    imb_storage::ObjectCreate::put_opts(
+        &*store,
+        &k,
+        serde_json::to_vec(&info).unwrap().into(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let err = Backup::new(BackupConfig::new(&f.src), store.clone())
+        .run()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, crate::Error::LockHeld { .. }), "{err}");
+    assert!(err.to_string().contains("other-host"), "{err}");
+    // Its release marker frees the target.
+    let r = Key::parse("locks/0000-01-01T00-00-00-aaaa/released").unwrap();
+    imb_storage::ObjectCreate::put_opts(&*store, &r, Vec::new().into(), Default::default())
+        .await
+        .unwrap();
+    let s = Backup::new(BackupConfig::new(&f.src), store)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(s.files_failed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_lock_of_a_dead_local_process_is_ignored() {
+    let f = fixture();
+    let store = Arc::new(LocalDir::new(&f.dst).unwrap());
+    let host = fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned();
+    let info = serde_json::json!({
+        "run_id": "0000-01-01T00-00-00-bbbb", "host": host, "pid": u32::MAX - 1,
+        "pid_start": 1, "expires": "2999-01-01T00:00:00Z"
+    });
+    let k = Key::parse("locks/0000-01-01T00-00-00-bbbb/000000.json").unwrap();
+    imb_storage::ObjectCreate::put_opts(
+        &*store,
+        &k,
+        serde_json::to_vec(&info).unwrap().into(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let s = Backup::new(BackupConfig::new(&f.src), store)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(s.files_uploaded + s.files_deduplicated, 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_source_and_bad_globs_are_named() {
+    let store = Arc::new(InMemory::new());
+    let err = Backup::new(BackupConfig::new("/nonexistent/immich"), store.clone())
+        .run()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/immich"), "{err}");
+    let f = fixture();
+    let mut cfg = BackupConfig::new(&f.src);
+    cfg.excludes = vec!["[".into()];
+    let err = Backup::new(cfg, store).run().await.unwrap_err();
+    assert!(err.to_string().contains("exclude"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_token_stops_gracefully_and_the_next_run_resumes() {
+    let f = fixture();
+    let store = Arc::new(InMemory::new());
+    let stop = crate::StopToken::new();
+    stop.stop();
+    let s = Backup::new(BackupConfig::new(&f.src), store.clone())
+        .with_stop(stop)
+        .run()
+        .await
+        .unwrap();
+    assert!(s.stopped);
+    assert!(
+        s.manifest.is_some(),
+        "a stopped run still saves its manifest"
+    );
+    let s = Backup::new(BackupConfig::new(&f.src), store.clone())
+        .run()
+        .await
+        .unwrap();
+    assert!(!s.stopped);
+    assert_eq!(s.files_scanned, 10);
+    assert_eq!(s.files_failed, 0);
+    let listed = store.list_all("library/").await.unwrap();
+    assert_eq!(listed.len(), 10);
+    assert!(
+        store
+            .head(&Key::parse("library/library/.immich").unwrap())
+            .await
+            .is_ok()
+    );
+}

@@ -1,0 +1,443 @@
+//! The consumer side: hash one file, decide where its content goes, store it.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use imb_hash::Digests;
+use imb_manifest::{FileRecord, HistoryRecord, ManifestReader};
+use imb_storage::{
+    BackupStore, CopyOptions, Error as StoreError, GetOptions, Key, Payload, PutOptions, PutResult,
+};
+use tokio::runtime::Handle;
+
+use crate::layout::{key, library_key, version_key};
+use crate::{DedupMode, Progress};
+
+/// A file the coordinator found new or changed.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) rel: String,
+    pub(crate) abs: PathBuf,
+    pub(crate) size: u64,
+    pub(crate) prior: Option<FileRecord>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Kind {
+    Uploaded(u64),
+    Deduplicated,
+    Unchanged,
+    Suspect(u64),
+    Failed(String),
+    /// Not started because the run is stopping.
+    Skipped,
+}
+
+/// What happened to a job, and what to record.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) rel: String,
+    pub(crate) kind: Kind,
+    pub(crate) record: Option<FileRecord>,
+    pub(crate) history: Option<HistoryRecord>,
+}
+
+/// What every worker shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn BackupStore>,
+    pub(crate) handle: Handle,
+    pub(crate) small_file: u64,
+    pub(crate) dedup: DedupMode,
+    pub(crate) library_class: Option<String>,
+    pub(crate) run_ts: String,
+    pub(crate) now_rfc3339: String,
+    pub(crate) halt: AtomicBool,
+    pub(crate) fatal: Mutex<Option<String>>,
+    pub(crate) limiter: Option<RateLimiter>,
+    pub(crate) progress: Arc<dyn Progress>,
+    pub(crate) retries: AtomicU64,
+}
+
+/// A simple pacing limiter: each transfer reserves `bytes / rate` seconds of the
+/// link, and waits until its slot starts.
+#[derive(Debug)]
+pub(crate) struct RateLimiter {
+    rate: f64,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    pub(crate) fn new(bytes_per_sec: u64) -> Self {
+        RateLimiter {
+            rate: bytes_per_sec.max(1) as f64,
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn acquire(&self, bytes: u64) {
+        let wait = {
+            let mut next = self.next.lock().expect("rate limiter lock poisoned");
+            let now = Instant::now();
+            let start = (*next).max(now);
+            *next = start + Duration::from_secs_f64(bytes as f64 / self.rate);
+            start - now
+        };
+        if !wait.is_zero() {
+            // Pacing, not synchronisation: the point is to spend the time.
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+struct ReadFile {
+    digests: Digests,
+    payload: Payload,
+    mtime_ns: i64,
+}
+
+enum Stored {
+    Created(Key, PutResult),
+    /// The same content was already at the key (an earlier run stored it but
+    /// could not record it).
+    Existing(Key),
+}
+
+/// Why an attempt must be repeated.
+enum Retry {
+    Changed,
+}
+
+fn mtime_ns(md: &std::fs::Metadata) -> i64 {
+    md.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(md.mtime_nsec())
+}
+
+/// One worker thread's state.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) reader: ManifestReader,
+}
+
+impl Worker {
+    pub(crate) fn process(&self, job: Job) -> Outcome {
+        let s = &self.shared;
+        if s.halt.load(Ordering::SeqCst) {
+            return Outcome {
+                rel: job.rel,
+                kind: Kind::Skipped,
+                record: None,
+                history: None,
+            };
+        }
+        s.progress.started(&job.rel, job.size);
+        let mut out = None;
+        for attempt in 0..2 {
+            match self.attempt(&job) {
+                Ok(o) => {
+                    out = Some(o);
+                    break;
+                }
+                Err(Retry::Changed) if attempt == 0 => {
+                    tracing::info!(path = %job.rel, "file changed while being read; trying once more");
+                }
+                Err(Retry::Changed) => {}
+            }
+        }
+        let out = out.unwrap_or_else(|| Outcome {
+            rel: job.rel.clone(),
+            kind: Kind::Failed("changed while being read (tried twice)".into()),
+            record: None,
+            history: None,
+        });
+        s.progress.finished(&job.rel, job.size);
+        out
+    }
+
+    fn read(&self, job: &Job) -> Result<Result<ReadFile, String>, Retry> {
+        let file = match File::open(&job.abs) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Err("vanished before it could be read".into()));
+            }
+            Err(e) => return Ok(Err(format!("cannot open: {e}"))),
+        };
+        let md0 = match file.metadata() {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Ok(Err("not a regular file".into())),
+            Err(e) => return Ok(Err(format!("cannot stat: {e}"))),
+        };
+        let len = md0.len();
+        let (payload, digests) = if len <= self.shared.small_file {
+            let mut buf = Vec::with_capacity(len as usize);
+            if let Err(e) = (&file).take(len + 1).read_to_end(&mut buf) {
+                return Ok(Err(format!("read failed: {e}")));
+            }
+            let d = imb_hash::digest(&buf);
+            (Payload::from(buf), d)
+        } else {
+            let payload = Payload::File {
+                file: Arc::new(file.try_clone().map_err(|_| Retry::Changed)?),
+                len,
+            };
+            match imb_hash::hash_reader(payload.reader(0)) {
+                Ok(d) => (payload, d),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(Retry::Changed);
+                }
+                Err(e) => return Ok(Err(format!("read failed: {e}"))),
+            }
+        };
+        let md1 = match file.metadata() {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(format!("cannot stat: {e}"))),
+        };
+        if md1.len() != len || mtime_ns(&md1) != mtime_ns(&md0) || digests.len != len {
+            return Err(Retry::Changed);
+        }
+        Ok(Ok(ReadFile {
+            digests,
+            payload,
+            mtime_ns: mtime_ns(&md0),
+        }))
+    }
+
+    fn attempt(&self, job: &Job) -> Result<Outcome, Retry> {
+        let s = &self.shared;
+        let rel = job.rel.clone();
+        let fail = |rel: String, e: String| Outcome {
+            rel,
+            kind: Kind::Failed(e),
+            record: None,
+            history: None,
+        };
+        let rf = match self.read(job)? {
+            Ok(rf) => rf,
+            Err(e) => return Ok(fail(rel, e)),
+        };
+        let d = rf.digests;
+        let record_for = |k: &Key, generation: Option<i64>| {
+            let (lib, recorded) = library_key(&rel);
+            FileRecord {
+                file_path: rel.clone(),
+                checksum: d.sha256,
+                sha1: d.sha1,
+                crc32c: d.crc32c,
+                size: d.len,
+                mtime_ns: rf.mtime_ns,
+                archived: false,
+                generation,
+                object_key: (recorded || *k != lib).then(|| k.to_string()),
+            }
+        };
+
+        if let Some(prior) = &job.prior {
+            if prior.checksum == d.sha256 {
+                // Same content: only the times changed, or a checksum run found it intact.
+                let mut rec = prior.clone();
+                rec.mtime_ns = rf.mtime_ns;
+                rec.archived = false;
+                let record = (rec != *prior).then_some(rec);
+                return Ok(Outcome {
+                    rel,
+                    kind: Kind::Unchanged,
+                    record,
+                    history: None,
+                });
+            }
+            if !prior.archived && prior.size == d.len && prior.mtime_ns == rf.mtime_ns {
+                // Content changed behind unchanged size and time: bit rot or tampering.
+                // Keep the backed-up copy current; store what we read as evidence.
+                tracing::warn!(path = %rel, "content changed but size and mtime did not: suspected corruption");
+                let k = version_key(&rel, &s.run_ts);
+                return Ok(match self.store_at(&rel, k, &rf)? {
+                    Ok(stored) => {
+                        let (k, generation, bytes) = match stored {
+                            Stored::Created(k, r) => (k, r.generation, d.len),
+                            Stored::Existing(k) => (k, None, 0),
+                        };
+                        Outcome {
+                            history: Some(HistoryRecord {
+                                file: record_for(&k, generation),
+                                replaced_at: s.now_rfc3339.clone(),
+                                reason: "suspect".into(),
+                            }),
+                            rel,
+                            kind: Kind::Suspect(bytes),
+                            record: None,
+                        }
+                    }
+                    Err(e) => fail(rel, e),
+                });
+            }
+        }
+
+        let history = job.prior.as_ref().map(|p| HistoryRecord {
+            file: FileRecord {
+                archived: false,
+                ..p.clone()
+            },
+            replaced_at: s.now_rfc3339.clone(),
+            reason: "changed".into(),
+        });
+        let target = match &job.prior {
+            None => library_key(&rel).0,
+            Some(_) => version_key(&rel, &s.run_ts),
+        };
+
+        if let Some(rec) = self.dedup(&rel, &target, &d, &record_for) {
+            return Ok(Outcome {
+                rel,
+                kind: Kind::Deduplicated,
+                record: Some(rec),
+                history,
+            });
+        }
+
+        if let Some(l) = &s.limiter {
+            l.acquire(d.len);
+        }
+        Ok(match self.store_at(&rel, target, &rf)? {
+            Ok(Stored::Created(k, r)) => Outcome {
+                record: Some(record_for(&k, r.generation)),
+                rel,
+                kind: Kind::Uploaded(d.len),
+                history,
+            },
+            Ok(Stored::Existing(k)) => {
+                tracing::info!(path = %rel, key = %k, "content already in the target; recorded without uploading");
+                Outcome {
+                    record: Some(record_for(&k, None)),
+                    rel,
+                    kind: Kind::Unchanged,
+                    history,
+                }
+            }
+            Err(e) => fail(rel, e),
+        })
+    }
+
+    /// Reuses content already in the target, if any.
+    fn dedup(
+        &self,
+        rel: &str,
+        target: &Key,
+        d: &Digests,
+        record_for: &dyn Fn(&Key, Option<i64>) -> FileRecord,
+    ) -> Option<FileRecord> {
+        let s = &self.shared;
+        let existing = match self.reader.find_content(&d.sha256) {
+            Ok(e) => e?,
+            Err(e) => {
+                tracing::warn!(path = %rel, error = %e, "dedup lookup failed; uploading instead");
+                return None;
+            }
+        };
+        if existing.size != d.len {
+            return None;
+        }
+        let from = key(existing.key());
+        match s.dedup {
+            DedupMode::Reference => Some(record_for(&from, existing.generation)),
+            _ => {
+                let res =
+                    s.handle
+                        .block_on(s.store.copy_opts(&from, target, CopyOptions::default()));
+                match res {
+                    Ok(r) => {
+                        tracing::debug!(path = %rel, from = %from, "deduplicated by server-side copy");
+                        Some(record_for(target, r.generation))
+                    }
+                    Err(StoreError::AlreadyExists { .. }) if self.same_content(target, d) => {
+                        Some(record_for(target, None))
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %rel, from = %from, error = %e, "copy of existing content failed; uploading instead");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// Creates the content at `k`; if something else is there, at a version key.
+    fn store_at(&self, rel: &str, k: Key, rf: &ReadFile) -> Result<Result<Stored, String>, Retry> {
+        let s = &self.shared;
+        let d = &rf.digests;
+        let mut opts = PutOptions::default()
+            .with_crc32c(d.crc32c)
+            .with_metadata("sha256", d.sha256_hex());
+        if let Some(c) = &s.library_class {
+            opts = opts.with_storage_class(c.clone());
+        }
+        let mut k = k;
+        for _ in 0..2 {
+            let res = s
+                .handle
+                .block_on(s.store.put_opts(&k, rf.payload.clone(), opts.clone()));
+            match res {
+                Ok(r) => return Ok(Ok(Stored::Created(k, r))),
+                Err(StoreError::ChecksumMismatch { .. }) => return Err(Retry::Changed),
+                Err(StoreError::AlreadyExists { .. }) => {
+                    if self.same_content(&k, d) {
+                        return Ok(Ok(Stored::Existing(k)));
+                    }
+                    let v = version_key(rel, &s.run_ts);
+                    if v == k {
+                        return Ok(Err(format!("{k} already holds other content")));
+                    }
+                    tracing::warn!(path = %rel, key = %k, "target key holds other content; storing as a version");
+                    k = v;
+                }
+                Err(e) => {
+                    if matches!(
+                        e,
+                        StoreError::Unauthenticated { .. } | StoreError::PermissionDenied { .. }
+                    ) {
+                        self.halt(format!("{e}"));
+                    }
+                    return Ok(Err(e.to_string()));
+                }
+            }
+        }
+        Ok(Err(format!("{k} already holds other content")))
+    }
+
+    /// Whether the object at `k` holds exactly the content `d` describes.
+    fn same_content(&self, k: &Key, d: &Digests) -> bool {
+        let s = &self.shared;
+        let Ok(meta) = s.handle.block_on(s.store.head(k)) else {
+            return false;
+        };
+        if meta.size != d.len || meta.crc32c.is_some_and(|c| c != d.crc32c) {
+            return false;
+        }
+        if let Some(h) = meta.metadata.get("sha256") {
+            return *h == d.sha256_hex();
+        }
+        // No recorded hash: read the object back, streaming, and compare.
+        let hashed = s.handle.block_on(async {
+            let mut res = s.store.get_opts(k, GetOptions::default()).await?;
+            let mut h = imb_hash::Hasher::new();
+            while let Some(chunk) = res.body.next_chunk().await? {
+                h.update(&chunk);
+            }
+            Ok::<_, StoreError>(h.finish())
+        });
+        hashed.is_ok_and(|h| h.sha256 == d.sha256)
+    }
+
+    fn halt(&self, why: String) {
+        let s = &self.shared;
+        let mut fatal = s.fatal.lock().expect("fatal lock poisoned");
+        fatal.get_or_insert(why);
+        s.halt.store(true, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,276 @@
+//! The `bench` task: our throughput next to a reference tool's, as a ratio.
+//!
+//! Each sub-bench in [`BENCHES`] produces a markdown section; `cargo xtask bench` runs them
+//! all, `cargo xtask bench NAME` runs one, and `--write` replaces that section of
+//! `docs/benchmarks.md` (appending it if absent) while leaving other sections alone.
+//! Planned: GCS upload vs rclone, device sync vs the Immich CLI.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result, bail};
+
+use crate::args::Args;
+use crate::cmd::cmd;
+use crate::project_root;
+
+/// One benchmark: a name for the command line and a function that measures and reports.
+struct Bench {
+    name: &'static str,
+    run: fn() -> Result<Section>,
+}
+
+/// Every sub-bench, in the order `cargo xtask bench` runs them.
+const BENCHES: &[Bench] = &[Bench {
+    name: "hash",
+    run: hash,
+}];
+
+/// A `## Title` section of docs/benchmarks.md.
+struct Section {
+    title: &'static str,
+    body: String,
+}
+
+/// `cargo xtask bench [NAME] [--write]`.
+pub(crate) fn run(mut args: Args) -> Result<()> {
+    let write = args.flag("--write");
+    let name = args.next_positional();
+    args.finish()?;
+    let selected: Vec<&Bench> = match name.as_deref() {
+        None | Some("all") => BENCHES.iter().collect(),
+        Some(name) => match BENCHES.iter().find(|bench| bench.name == name) {
+            Some(bench) => vec![bench],
+            None => {
+                let known: Vec<_> = BENCHES.iter().map(|bench| bench.name).collect();
+                bail!("unknown bench `{name}`; known: {}", known.join(", "))
+            }
+        },
+    };
+    for bench in selected {
+        let section = (bench.run)().with_context(|| format!("bench `{}`", bench.name))?;
+        println!("\n## {}\n\n{}", section.title, section.body);
+        if write {
+            write_section(&section)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_section(section: &Section) -> Result<()> {
+    let path = project_root().join("docs/benchmarks.md");
+    let old = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::from(
+            "# Benchmarks\n\nProduced by `cargo xtask bench --write`; each section is \
+             replaced when its bench is re-run.\n",
+        ),
+        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+    };
+    let new = replace_section(&old, section.title, &section.body);
+    std::fs::write(&path, new).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "wrote section \"## {}\" of docs/benchmarks.md",
+        section.title
+    );
+    Ok(())
+}
+
+/// Replaces the `## title` section of `doc` (up to the next `## ` heading) with `body`,
+/// or appends the section when `doc` has none.
+fn replace_section(doc: &str, title: &str, body: &str) -> String {
+    let heading = format!("## {title}");
+    let new_section = format!("{heading}\n\n{}\n", body.trim_end());
+    let lines: Vec<&str> = doc.lines().collect();
+    let Some(start) = lines.iter().position(|line| line.trim_end() == heading) else {
+        let mut out = doc.trim_end().to_owned();
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        out.push_str(&new_section);
+        return out;
+    };
+    let end = lines[start + 1..]
+        .iter()
+        .position(|line| line.starts_with("## "))
+        .map_or(lines.len(), |offset| start + 1 + offset);
+    let mut out = String::new();
+    for line in &lines[..start] {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str(&new_section);
+    if end < lines.len() {
+        out.push('\n');
+        for line in &lines[end..] {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// imb-hash's `throughput` example against `openssl speed`.
+fn hash() -> Result<Section> {
+    let ours_out = cmd(
+        "cargo",
+        [
+            "run",
+            "--release",
+            "-p",
+            "imb-hash",
+            "--example",
+            "throughput",
+        ],
+    )
+    .read()?;
+    eprint!("{ours_out}");
+    let ours = parse_ours(&ours_out);
+    if ours.is_empty() {
+        bail!("the throughput example printed no `<algorithm> <MB/s>` lines");
+    }
+
+    let sha256 = openssl_speed("sha256")?;
+    let sha1 = openssl_speed("sha1")?;
+    let mut rows = Vec::new();
+    for (algorithm, ours_mbs) in &ours {
+        let openssl_mbs = match algorithm.as_str() {
+            "sha256" => Some(sha256),
+            "sha1" => Some(sha1),
+            // Our single pass computing all three digests, against openssl computing
+            // SHA-256 and SHA-1 in two passes over the same bytes.
+            "combined" => Some(1.0 / (1.0 / sha256 + 1.0 / sha1)),
+            // openssl has no CRC32C.
+            _ => None,
+        };
+        rows.push((algorithm.clone(), *ours_mbs, openssl_mbs));
+    }
+
+    let openssl_version = cmd("openssl", ["version"]).read()?;
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "`cargo xtask bench hash`: imb-hash's `throughput` example (release build) against \
+         `openssl speed -evp <alg> -bytes 1048576 -seconds 3` ({}) on {}. \
+         MB/s is 10^6 bytes per second; ratio is ours / openssl. `combined` is our one pass \
+         computing SHA-256, SHA-1 and CRC32C together; its openssl figure is SHA-256 then \
+         SHA-1 in two passes. openssl has no CRC32C.\n",
+        openssl_version
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" "),
+        cpu_model().unwrap_or_else(|| "an unknown CPU".to_owned()),
+    );
+    body.push_str("| algorithm | ours MB/s | openssl MB/s | ours / openssl |\n");
+    body.push_str("|-----------|----------:|-------------:|---------------:|\n");
+    for (algorithm, ours_mbs, openssl_mbs) in rows {
+        let (openssl_cell, ratio_cell) = match openssl_mbs {
+            Some(theirs) => (format!("{theirs:.0}"), format!("{:.2}", ours_mbs / theirs)),
+            None => ("n/a".to_owned(), "n/a".to_owned()),
+        };
+        let _ = writeln!(
+            body,
+            "| {algorithm} | {ours_mbs:.0} | {openssl_cell} | {ratio_cell} |"
+        );
+    }
+    Ok(Section {
+        title: "Hashing",
+        body,
+    })
+}
+
+/// Lines of the form `<algorithm> <MB/s>` (a trailing `MB/s` unit is tolerated); other
+/// lines are ignored.
+fn parse_ours(output: &str) -> Vec<(String, f64)> {
+    output
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next()?;
+            let value: f64 = words.next()?.parse().ok()?;
+            match words.next() {
+                None | Some("MB/s") => Some((name.to_owned(), value)),
+                Some(_) => None,
+            }
+        })
+        .collect()
+}
+
+/// `openssl speed` for one digest on 1 MiB blocks, in MB/s.
+fn openssl_speed(algorithm: &str) -> Result<f64> {
+    let output = cmd(
+        "openssl",
+        [
+            "speed", "-evp", algorithm, "-bytes", "1048576", "-seconds", "3",
+        ],
+    )
+    .read()?;
+    parse_openssl(&output, algorithm)
+        .with_context(|| format!("no `{algorithm} <n>k` result line in openssl's output"))
+}
+
+/// The result table's last line for `algorithm`, e.g. `sha256  1381227.70k`, holds
+/// thousands of bytes per second; returns MB/s (10^6 bytes).
+fn parse_openssl(output: &str, algorithm: &str) -> Option<f64> {
+    let line = output.lines().rev().find(|line| {
+        line.split_whitespace()
+            .next()
+            .is_some_and(|first| first.eq_ignore_ascii_case(algorithm))
+    })?;
+    let value = line.split_whitespace().last()?.strip_suffix('k')?;
+    let kilobytes_per_sec: f64 = value.parse().ok()?;
+    Some(kilobytes_per_sec / 1000.0)
+}
+
+fn cpu_model() -> Option<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name")?.split_once(':'))?
+        .1
+        .trim()
+        .to_owned();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Some(format!("{model} ({cores} cores)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_openssl_speed_output() {
+        let output = "version: 3.0.19\n\
+            CPUINFO: OPENSSL_ia32cap=0xfffa\n\
+            The 'numbers' are in 1000s of bytes per second processed.\n\
+            type        1048576 bytes\n\
+            sha256         1381227.70k\n";
+        let mbs = parse_openssl(output, "sha256").unwrap();
+        assert!((mbs - 1381.2277).abs() < 1e-6, "{mbs}");
+        assert_eq!(parse_openssl(output, "sha1"), None);
+        assert!(parse_openssl("SHA1  2000.00k\n", "sha1").is_some());
+    }
+
+    #[test]
+    fn parses_our_example_output() {
+        let output = "sha256 1234.5\nsha1 2000\nwarming up...\ncrc32c 9000.1 MB/s\ncombined 800\n";
+        let parsed = parse_ours(output);
+        let names: Vec<_> = parsed.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["sha256", "sha1", "crc32c", "combined"]);
+        assert_eq!(parsed[2].1, 9000.1);
+    }
+
+    #[test]
+    fn replaces_only_its_section() {
+        let doc = "# Benchmarks\n\nintro\n\n## Hashing\n\nold\ntable\n\n## Upload\n\nkeep me\n";
+        let new = replace_section(doc, "Hashing", "new body\n");
+        assert_eq!(
+            new,
+            "# Benchmarks\n\nintro\n\n## Hashing\n\nnew body\n\n## Upload\n\nkeep me\n"
+        );
+        let appended = replace_section("# Benchmarks\n", "Upload", "x");
+        assert_eq!(appended, "# Benchmarks\n\n## Upload\n\nx\n");
+        let last = replace_section("# B\n\n## Hashing\n\nold\n", "Hashing", "x");
+        assert_eq!(last, "# B\n\n## Hashing\n\nx\n");
+    }
+}
