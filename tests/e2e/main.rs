@@ -1,1 +1,6 @@
-//! e2e
+//! End-to-end tests: the real built binaries, run as child processes against
+//! real targets. One test binary (see matklad, "Delete Cargo Integration Tests");
+//! `cargo xtask test` builds the binaries first.
+
+mod backup;
+mod util;

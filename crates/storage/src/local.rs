@@ -55,6 +55,7 @@ impl LocalDir {
             .join(format!("probe-{}", std::process::id()));
         File::create(&probe).map_err(|e| Error::io(&shown, e))?;
         let _ = fs::remove_file(&probe);
+        clean_stale_staging(&root.join(STAGING));
         Ok(LocalDir {
             inner: Arc::new(Inner {
                 root,
@@ -163,6 +164,27 @@ impl Inner {
         staged.size = written;
         staged.crc = crc;
         Ok(staged)
+    }
+}
+
+/// Removes staged files left by processes that no longer exist (a killed run).
+/// Staged names start with the writer's pid.
+fn clean_stale_staging(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+            && Path::new("/proc/self").exists()
+        {
+            let _ = fs::remove_file(e.path());
+        }
     }
 }
 

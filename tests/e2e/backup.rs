@@ -1,0 +1,378 @@
+//! `backup` against a local target: the scenarios, through the real binary.
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use imb_manifest::ManifestReader;
+
+use crate::util::{backup, code, files, library, run_json, spawn, write};
+
+fn args(c: &mut Command, src: &std::path::Path, dst: &std::path::Path) {
+    c.arg("--source").arg(src).arg("--dest").arg(dst);
+}
+
+#[test]
+fn first_run_rerun_and_the_json_summary() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    library(&src, 40, 3000);
+    let mut c = backup();
+    args(&mut c, &src, &dst);
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    for k in [
+        "files_scanned",
+        "files_uploaded",
+        "bytes_uploaded",
+        "files_unchanged",
+        "files_deduplicated",
+        "files_archived",
+        "files_failed",
+        "failures",
+        "manifest_saves",
+        "duration_s",
+        "retries",
+        "suspect_corruption",
+        "database",
+        "stopped",
+    ] {
+        assert!(s.get(k).is_some(), "summary lacks {k}: {s}");
+    }
+    assert_eq!(s["files_scanned"], 46, "{s}");
+    assert_eq!(s["bytes_uploaded"], 40 * 3000);
+    assert!(s["database"].is_null());
+    assert!(s["duration_s"].is_f64());
+    assert!(dst.join("manifest.db").is_file());
+    // The layout is the seed's bucket layout.
+    assert!(
+        dst.join("library/library/admin/2020/01/IMG_00000.jpg")
+            .is_file()
+    );
+    let m = ManifestReader::open(&dst.join("manifest.db")).unwrap();
+    assert!(
+        m.get("library/admin/2020/01/IMG_00000.jpg")
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(m.metadata("version").unwrap().as_deref(), Some("1"));
+
+    let mut c = backup();
+    args(&mut c, &src, &dst);
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 0);
+    assert_eq!(s["files_uploaded"], 0, "{s}");
+    assert_eq!(s["files_unchanged"], 46);
+    let text = {
+        let mut c = backup();
+        args(&mut c, &src, &dst);
+        String::from_utf8_lossy(&c.output().unwrap().stderr).into_owned()
+    };
+    assert!(text.contains("nothing changed, nothing uploaded"), "{text}");
+}
+
+#[test]
+fn modify_delete_move_and_odd_names() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    library(&src, 10, 2000);
+    let weird = src.join(std::ffi::OsStr::from_bytes(
+        b"library/admin/\xffname\x01.jpg",
+    ));
+    write(&weird, b"bytes of a weird name");
+    let mut c = backup();
+    args(&mut c, &src, &dst);
+    assert_eq!(code(&run_json(c).0), 0);
+
+    write(&src.join("library/admin/2020/01/IMG_00000.jpg"), b"edited");
+    fs::remove_file(src.join("library/admin/2021/02/IMG_00001.jpg")).unwrap();
+    fs::rename(
+        src.join("library/admin/2022"),
+        src.join("library/admin/moved-2022"),
+    )
+    .unwrap();
+    let mut c = backup();
+    args(&mut c, &src, &dst);
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 0, "{s}");
+    assert_eq!(s["files_uploaded"], 1, "{s}");
+    assert_eq!(s["files_deduplicated"], 2, "{s}");
+    assert_eq!(s["files_archived"], 3, "one deleted, two moved away: {s}");
+    // Nothing was overwritten or deleted.
+    assert_eq!(
+        fs::read(dst.join("library/library/admin/2020/01/IMG_00000.jpg"))
+            .unwrap()
+            .len(),
+        2000
+    );
+    assert!(
+        dst.join("library/library/admin/2021/02/IMG_00001.jpg")
+            .is_file()
+    );
+    let enc = "library/admin/%FFname%01.jpg";
+    assert_eq!(
+        fs::read(dst.join("library").join(enc)).unwrap(),
+        b"bytes of a weird name"
+    );
+    let m = ManifestReader::open(&dst.join("manifest.db")).unwrap();
+    assert!(m.get(enc).unwrap().is_some());
+    assert!(
+        m.get("library/admin/2021/02/IMG_00001.jpg")
+            .unwrap()
+            .unwrap()
+            .archived
+    );
+}
+
+/// The core promise: a run killed at any point, then run again, ends with every
+/// file backed up exactly once and the manifest matching the target.
+#[test]
+fn killed_with_sigkill_then_rerun_finishes_the_job() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    let n = 1500;
+    library(&src, n, 4096);
+    let mut c = backup();
+    args(&mut c, &src, &dst);
+    // Slow enough that the kill lands mid-run, whatever the machine.
+    c.args(["--save-every", "100", "--bwlimit", "1M", "--workers", "2"]);
+    let mut run = spawn(c);
+    run.wait_for("manifest journal saved");
+    run.child.kill().unwrap(); // SIGKILL
+    let (status, _) = run.finish();
+    assert_ne!(status, 0, "the run was killed");
+    let before = files(&dst.join("library")).len();
+    assert!(
+        before > 0 && before < n + 6,
+        "killed mid-run: {before} objects"
+    );
+
+    let mut c = backup();
+    args(&mut c, &src, &dst);
+    let (out, s) = run_json(c);
+    assert_eq!(
+        code(&out),
+        0,
+        "{s}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let total = n as u64 + 6;
+    assert_eq!(s["files_scanned"], total, "{s}");
+    // Each object that the killed run stored is found, not stored again.
+    let uploaded =
+        s["files_uploaded"].as_u64().unwrap() + s["files_deduplicated"].as_u64().unwrap();
+    assert_eq!(uploaded as usize, n + 6 - before, "{s}");
+    let after = files(&dst.join("library"));
+    assert_eq!(after.len(), n + 6);
+    for p in &after {
+        assert_eq!(
+            fs::read(dst.join("library").join(p)).unwrap(),
+            fs::read(src.join(p)).unwrap(),
+            "{}",
+            p.display()
+        );
+    }
+    let m = ManifestReader::open(&dst.join("manifest.db")).unwrap();
+    let mut rows = 0;
+    m.for_each_file(|r| {
+        rows += 1;
+        assert!(!r.archived);
+        assert!(dst.join(r.key()).is_file(), "{}", r.key());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(rows, n + 6);
+    assert!(
+        !dst.join(".imb-staging").read_dir().unwrap().any(|_| true),
+        "no staged leftovers"
+    );
+}
+
+#[test]
+fn sigterm_stops_gracefully_and_the_next_run_resumes() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    library(&src, 1500, 4096);
+    let mut c = backup();
+    args(&mut c, &src, &dst);
+    c.args(["--save-every", "100", "--bwlimit", "1M", "--workers", "2"]);
+    let run = spawn(c);
+    run.wait_for("manifest journal saved");
+    let pid = run.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (status, s) = run.finish();
+    assert_eq!(status, 2, "{s}");
+    assert_eq!(s["stopped"], true, "{s}");
+    assert!(s["manifest"].is_string(), "the manifest was saved: {s}");
+    let done = s["files_uploaded"].as_u64().unwrap() + s["files_deduplicated"].as_u64().unwrap();
+
+    let mut c = backup();
+    args(&mut c, &src, &dst);
+    let (out, s2) = run_json(c);
+    assert_eq!(code(&out), 0, "{s2}");
+    let rest = s2["files_uploaded"].as_u64().unwrap() + s2["files_deduplicated"].as_u64().unwrap();
+    assert_eq!(
+        done + rest,
+        1506,
+        "every file uploaded exactly once across the two runs: {s} {s2}"
+    );
+    assert_eq!(s2["files_unchanged"].as_u64().unwrap(), done);
+}
+
+#[test]
+fn a_second_backup_refuses_while_one_runs() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    library(&src, 800, 4096);
+    let mut c = backup();
+    args(&mut c, &src, &dst);
+    c.args(["--save-every", "50", "--bwlimit", "1M", "--workers", "1"]);
+    let mut first = spawn(c);
+    first.wait_for("manifest journal saved");
+    let mut c = backup();
+    args(&mut c, &src, &dst);
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 1, "{s}");
+    assert!(
+        s["error"]
+            .as_str()
+            .unwrap()
+            .contains("another backup is running"),
+        "{s}"
+    );
+    first.child.kill().unwrap();
+    first.finish();
+}
+
+#[test]
+fn bad_input_gets_named_errors_and_the_right_exit_codes() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("upload");
+    library(&src, 3, 100);
+
+    // Missing source: could not run.
+    let mut c = backup();
+    args(&mut c, &t.path().join("nope"), &t.path().join("b1"));
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 1);
+    assert!(s["error"].as_str().unwrap().contains("nope"), "{s}");
+
+    // A bad flag exits 1, not clap's 2.
+    let out = backup().arg("--no-such-flag").output().unwrap();
+    assert_eq!(code(&out), 1);
+
+    // A target inside the source would copy itself.
+    let mut c = backup();
+    args(&mut c, &src, &src.join("library/backup"));
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 1);
+    assert!(
+        s["error"].as_str().unwrap().contains("inside --source"),
+        "{s}"
+    );
+
+    // An unwritable target.
+    let blocker = t.path().join("file");
+    write(&blocker, b"x");
+    let mut c = backup();
+    args(&mut c, &src, &blocker.join("sub"));
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 1);
+    assert!(s["error"].as_str().unwrap().contains("sub"), "{s}");
+
+    // A config file with an unknown key names it.
+    let cfg = t.path().join("c.toml");
+    write(&cfg, b"source = '/x'\nworkerz = 2\n");
+    let out = backup()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--dest")
+        .arg(t.path().join("b2"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("workerz"));
+}
+
+/// An unreadable file is reported by name, the rest is backed up, exit 2. Root
+/// reads everything, so as root the backup runs as `nobody`.
+#[test]
+fn an_unreadable_file_fails_alone() {
+    let t = tempfile::tempdir().unwrap();
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    library(&src, 5, 100);
+    let secret = src.join("library/admin/secret.jpg");
+    write(&secret, b"cannot read me");
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
+    for p in [&src, &src.join("library"), &src.join("library/admin")] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut c = if crate::util::is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--"])
+            .arg(crate::util::bin("backup"));
+        c
+    } else {
+        backup()
+    };
+    c.env("TMPDIR", t.path());
+    args(&mut c, &src, &dst);
+    let (out, s) = run_json(c);
+    assert_eq!(
+        code(&out),
+        2,
+        "{s}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(s["files_failed"], 1, "{s}");
+    assert_eq!(s["failures"][0]["path"], "library/admin/secret.jpg");
+    assert!(
+        s["failures"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("ermission"),
+        "{s}"
+    );
+    assert_eq!(
+        s["files_uploaded"].as_u64().unwrap() + s["files_deduplicated"].as_u64().unwrap(),
+        11
+    );
+}
+
+#[test]
+fn settings_come_from_env_and_config_file() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    library(&src, 3, 100);
+    write(&src.join("backups/immich-db-backup-1.sql.gz"), b"dump");
+    let cfg = t.path().join("backup.toml");
+    write(
+        &cfg,
+        format!(
+            "source = {:?}\nworkers = 2\nexcludes = ['backups']\n",
+            src.display().to_string()
+        )
+        .as_bytes(),
+    );
+    let mut c = backup();
+    c.arg("--config").arg(&cfg).env("IMB_DEST", &dst);
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 0, "{s}");
+    assert!(
+        !dst.join("library/backups/immich-db-backup-1.sql.gz")
+            .exists(),
+        "excluded by the file"
+    );
+    assert!(
+        dst.join("library/backups/.immich").is_file(),
+        "its marker is kept"
+    );
+}

@@ -1,0 +1,157 @@
+//! Helpers: locating the built binaries, making libraries, running and reading children.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A built binary from this workspace's target directory.
+pub(crate) fn bin(name: &str) -> PathBuf {
+    // The test executable is target/<profile>/deps/e2e-*; binaries are in target/<profile>.
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`, which `cargo xtask test` does)",
+        p.display()
+    );
+    p
+}
+
+/// A command for `backup` with a clean environment for our settings.
+pub(crate) fn backup() -> Command {
+    let mut c = Command::new(bin("backup"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IMB_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("RUST_LOG", "info");
+    c
+}
+
+pub(crate) fn write(p: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, bytes).unwrap();
+}
+
+/// An Immich-shaped library with `n` originals, each with distinct content.
+pub(crate) fn library(root: &Path, n: usize, size: usize) {
+    for top in [
+        "library",
+        "upload",
+        "thumbs",
+        "encoded-video",
+        "profile",
+        "backups",
+    ] {
+        write(&root.join(top).join(".immich"), b"");
+    }
+    for i in 0..n {
+        let mut bytes = vec![(i % 251) as u8; size];
+        bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        write(
+            &root.join(format!(
+                "library/admin/{}/{:02}/IMG_{i:05}.jpg",
+                2020 + i % 5,
+                i % 12 + 1
+            )),
+            &bytes,
+        );
+    }
+    write(&root.join("thumbs/a/b/thumb.webp"), b"thumb");
+}
+
+/// Every regular file under `root`, relative, sorted.
+pub(crate) fn files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                out.push(e.path().strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs to completion; returns the output and the parsed JSON summary (if any).
+pub(crate) fn run_json(mut c: Command) -> (Output, serde_json::Value) {
+    let out = c.arg("--json").output().expect("backup runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out, v)
+}
+
+pub(crate) fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// A running child whose stderr lines arrive on a channel.
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) lines: mpsc::Receiver<String>,
+}
+
+pub(crate) fn spawn(mut c: Command) -> Running {
+    let mut child = c
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("backup starts");
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Running { child, lines: rx }
+}
+
+impl Running {
+    /// Blocks until a stderr line contains `needle` (the child's own event, not a
+    /// timer); fails after a generous limit so a broken build cannot hang CI.
+    pub(crate) fn wait_for(&self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(120)) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => {}
+                Err(e) => panic!("no log line containing {needle:?}: {e}"),
+            }
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> (i32, serde_json::Value) {
+        let mut out = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        let status = self.child.wait().unwrap();
+        let v = serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null);
+        (status.code().unwrap_or(-1), v)
+    }
+}
+
+pub(crate) fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
