@@ -30,7 +30,8 @@ fn main() -> ExitCode {
         Err(e) => return fail(json, &anyhow::anyhow!("cannot start the runtime: {e}")),
     };
     let result = rt.block_on(async {
-        let (store, replace) = target::open(&settings.dest, &settings.config.source)?;
+        let (store, replace) =
+            target::open(&settings.dest, &settings.config.source, settings.fsync)?;
         let stop = StopToken::new();
         spawn_signal_handler(stop.clone());
         let backup = Backup::new(settings.config.clone(), store)
@@ -46,7 +47,9 @@ fn main() -> ExitCode {
     match result {
         Ok(summary) => {
             if json {
-                ui::print_json(&serde_json::to_value(&summary).expect("summary serialises"));
+                let mut v = serde_json::to_value(&summary).expect("summary serialises");
+                v["peak_rss_bytes"] = serde_json::json!(peak_rss_bytes());
+                ui::print_json(&v);
             } else {
                 ui::print_summary(&summary);
             }
@@ -67,6 +70,15 @@ fn fail(json: bool, e: &anyhow::Error) -> ExitCode {
     }
     ui::print_error(&msg);
     ExitCode::from(1)
+}
+
+/// The process's peak resident set size (Linux `VmHWM`), so memory can be
+/// watched per run without extra tooling.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// SIGTERM (Kubernetes stopping the pod) and Ctrl-C ask for a graceful stop.

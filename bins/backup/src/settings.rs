@@ -62,6 +62,9 @@ struct Cli {
     /// Directory for working files [default: a temporary directory].
     #[arg(long, env = "IMB_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Skip fsync on a local target: only for throwaway targets (benchmarks).
+    #[arg(long, env = "IMB_NO_FSYNC", hide = true)]
+    no_fsync: bool,
     /// Print one JSON summary object on stdout at the end.
     #[arg(long, env = "IMB_JSON")]
     json: bool,
@@ -121,6 +124,7 @@ struct FileConfig {
 pub(crate) struct Settings {
     pub(crate) config: BackupConfig,
     pub(crate) dest: String,
+    pub(crate) fsync: bool,
     pub(crate) json: bool,
     pub(crate) log_format: LogFormat,
 }
@@ -219,6 +223,7 @@ impl Settings {
         Ok(Settings {
             config,
             dest,
+            fsync: !cli.no_fsync,
             json: cli.json,
             log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
         })
@@ -243,7 +248,7 @@ fn parse_rate(s: &str) -> anyhow::Result<u64> {
     let n: f64 = num
         .parse()
         .map_err(|_| anyhow!("--bwlimit {s:?}: not a number"))?;
-    if !(n > 0.0) {
+    if n.is_nan() || n <= 0.0 {
         bail!("--bwlimit {s:?}: must be positive");
     }
     Ok((n * mult as f64) as u64)

@@ -9,7 +9,7 @@ use imb_storage::{BackupStore, LocalDir, ObjectReplace};
 /// The store the backup writes, and the replace capability for `manifest.db`.
 pub(crate) type Opened = (Arc<dyn BackupStore>, Option<Arc<dyn ObjectReplace>>);
 
-pub(crate) fn open(dest: &str, source: &Path) -> anyhow::Result<Opened> {
+pub(crate) fn open(dest: &str, source: &Path, fsync: bool) -> anyhow::Result<Opened> {
     if dest.starts_with("gs://") {
         bail!(
             "--dest {dest}: Google Cloud Storage targets are not in this build yet; use a local directory"
@@ -23,7 +23,11 @@ pub(crate) fn open(dest: &str, source: &Path) -> anyhow::Result<Opened> {
         None => PathBuf::from(dest),
     };
     refuse_nested(&path, source)?;
-    let dir = Arc::new(LocalDir::new(&path).with_context(|| format!("--dest {dest}"))?);
+    let dir = Arc::new(
+        LocalDir::new(&path)
+            .with_context(|| format!("--dest {dest}"))?
+            .with_fsync(fsync),
+    );
     Ok((dir.clone(), Some(dir)))
 }
 
