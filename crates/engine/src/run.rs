@@ -27,6 +27,18 @@ const TICK: Duration = Duration::from_millis(200);
 /// see recent rows.
 const COMMIT_EVERY: u64 = 512;
 
+/// A test-only callback; see `Shared::after_hash`.
+#[cfg(test)]
+#[derive(Clone)]
+pub(crate) struct TestHook(pub(crate) Arc<dyn Fn(&Path) + Send + Sync>);
+
+#[cfg(test)]
+impl std::fmt::Debug for TestHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TestHook")
+    }
+}
+
 /// One backup run. Build it, then [`Backup::run`] it.
 #[derive(Debug)]
 pub struct Backup {
@@ -35,6 +47,8 @@ pub struct Backup {
     replace: Option<Arc<dyn ObjectReplace>>,
     progress: Arc<dyn Progress>,
     stop: StopToken,
+    #[cfg(test)]
+    pub(crate) after_hash: Option<TestHook>,
 }
 
 impl Backup {
@@ -47,6 +61,8 @@ impl Backup {
             replace: None,
             progress: Arc::new(NoProgress),
             stop: StopToken::new(),
+            #[cfg(test)]
+            after_hash: None,
         }
     }
 
@@ -190,6 +206,8 @@ impl Backup {
             limiter: cfg.bwlimit.map(RateLimiter::new),
             progress: self.progress.clone(),
             retries: AtomicU64::new(0),
+            #[cfg(test)]
+            after_hash: self.after_hash.clone(),
         });
 
         let mut co = Coordinator {

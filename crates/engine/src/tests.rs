@@ -548,3 +548,124 @@ async fn stop_token_stops_gracefully_and_the_next_run_resumes() {
             .is_ok()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paths_too_long_for_an_object_name_get_a_hashed_key() {
+    let f = fixture();
+    // 5 × 200-byte directory names: over the 1024-byte object-name limit.
+    let mut rel = PathBuf::from("library");
+    for i in 0..5 {
+        rel.push(format!("{i}").repeat(200));
+    }
+    rel.push("IMG_long.jpg");
+    write(&f.src.join(&rel), b"deep down");
+    let s = run(&f).await;
+    assert_eq!(s.files_failed, 0, "{s:?}");
+    let fp = rel.to_str().unwrap();
+    let rec = manifest(&f).get(fp).unwrap().expect("recorded");
+    let k = rec.object_key.clone().expect("a hashed key is recorded");
+    assert!(k.starts_with("long/") && k.len() < 100, "{k}");
+    assert_eq!(fs::read(f.dst.join(&k)).unwrap(), b"deep down");
+    // A rerun recognises it as unchanged.
+    assert_eq!(run(&f).await.files_uploaded, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reference_dedup_records_the_existing_object_instead_of_copying() {
+    let f = fixture();
+    run(&f).await;
+    write(&f.src.join("library/copy-of-0002.jpg"), &[2u8; 70_000]);
+    let s = run_with(&f.src, Arc::new(LocalDir::new(&f.dst).unwrap()), |c| {
+        c.dedup = crate::DedupMode::Reference;
+    })
+    .await;
+    assert_eq!((s.files_uploaded, s.files_deduplicated), (0, 1), "{s:?}");
+    assert!(
+        !f.dst.join("library/library/copy-of-0002.jpg").exists(),
+        "no copy made"
+    );
+    let rec = manifest(&f)
+        .get("library/copy-of-0002.jpg")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rec.object_key.as_deref(),
+        Some("library/library/admin/2024/2024-01-16/IMG_0002.jpg")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_duration_stops_and_saves() {
+    let f = fixture();
+    let store = Arc::new(InMemory::new());
+    let mut cfg = BackupConfig::new(&f.src);
+    cfg.max_duration = Some(std::time::Duration::ZERO);
+    let s = Backup::new(cfg, store.clone()).run().await.unwrap();
+    assert!(s.stopped && s.has_problems(), "{s:?}");
+    assert_eq!(s.files_archived, 0, "a stopped run marks nothing archived");
+    assert!(
+        store
+            .head(&Key::parse(s.manifest.unwrap()).unwrap())
+            .await
+            .is_ok()
+    );
+}
+
+fn rewrite_keeping_size_and_mtime(p: &Path, byte: u8) {
+    let md = fs::metadata(p).unwrap();
+    fs::write(p, vec![byte; md.len() as usize]).unwrap();
+    set_mtime(p, md.modified().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_changed_during_upload_is_retried_once_then_reported() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let f = fixture();
+    let video = f.src.join("upload/u1/ab/cd/abcd.mp4");
+    let store = Arc::new(LocalDir::new(&f.dst).unwrap());
+
+    // Changed once, between hashing and upload: the store refuses the bytes that
+    // no longer match, the engine re-reads, and the new content is backed up.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (c, v) = (calls.clone(), video.clone());
+    let mut cfg = BackupConfig::new(&f.src);
+    cfg.small_file = 1024; // stream the video from the open file
+    let mut b = Backup::new(cfg.clone(), store.clone());
+    b.after_hash = Some(crate::run::TestHook(Arc::new(move |p: &Path| {
+        if p == v && c.fetch_add(1, Ordering::SeqCst) == 0 {
+            rewrite_keeping_size_and_mtime(p, 7);
+        }
+    })));
+    let s = b.run().await.unwrap();
+    assert_eq!(s.files_failed, 0, "{s:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "hashed twice");
+    assert_eq!(
+        fs::read(f.dst.join("library/upload/u1/ab/cd/abcd.mp4")).unwrap(),
+        vec![7u8; 300_000]
+    );
+
+    // Changed on every attempt: reported by name after the second try, and the
+    // run goes on with the rest.
+    write(&f.src.join("upload/u1/ab/cd/other.mp4"), &[1u8; 200_000]);
+    let v2 = f.src.join("upload/u1/ab/cd/other.mp4");
+    let mut b = Backup::new(cfg, store);
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    b.after_hash = Some(crate::run::TestHook(Arc::new(move |p: &Path| {
+        if p == v2 {
+            let i = n2.fetch_add(1, Ordering::SeqCst);
+            rewrite_keeping_size_and_mtime(p, 100 + i as u8);
+        }
+    })));
+    let s = b.run().await.unwrap();
+    assert_eq!(s.files_failed, 1, "{s:?}");
+    assert_eq!(s.failures[0].path, "upload/u1/ab/cd/other.mp4");
+    assert!(
+        s.failures[0].error.contains("changed while being read"),
+        "{s:?}"
+    );
+    assert!(
+        !f.dst.join("library/upload/u1/ab/cd/other.mp4").exists(),
+        "no object with mismatched content"
+    );
+}

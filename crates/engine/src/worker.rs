@@ -62,6 +62,10 @@ pub(crate) struct Shared {
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) progress: Arc<dyn Progress>,
     pub(crate) retries: AtomicU64,
+    /// Runs between hashing a file and storing it: lets tests change a file at
+    /// exactly the moment that matters.
+    #[cfg(test)]
+    pub(crate) after_hash: Option<crate::run::TestHook>,
 }
 
 /// A simple pacing limiter: each transfer reserves `bytes / rate` seconds of the
@@ -223,6 +227,10 @@ impl Worker {
             Err(e) => return Ok(fail(rel, e)),
         };
         let d = rf.digests;
+        #[cfg(test)]
+        if let Some(hook) = &s.after_hash {
+            (hook.0)(&job.abs);
+        }
         let record_for = |k: &Key, generation: Option<i64>| {
             let (lib, recorded) = library_key(&rel);
             FileRecord {
