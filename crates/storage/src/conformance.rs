@@ -34,6 +34,65 @@ pub async fn backup_store(store: &dyn BackupStore, prefix: &str) {
     unusual_keys(store, &format!("{prefix}/odd")).await;
     ranged_get(store, &format!("{prefix}/range")).await;
     empty_object(store, &format!("{prefix}/empty")).await;
+    streamed_create(store, &format!("{prefix}/stream")).await;
+}
+
+/// A streamed create appears only when completed, refuses an existing key, and an
+/// aborted one leaves nothing behind.
+pub async fn streamed_create(store: &dyn BackupStore, prefix: &str) {
+    let k = key(prefix, "database/dump.sql.gz");
+    let data = pattern(700_000, 4);
+    let mut up = store
+        .create_upload(&k, PutOptions::default())
+        .await
+        .expect("streamed_create: start");
+    for chunk in data.chunks(100_003) {
+        up.write(bytes::Bytes::copy_from_slice(chunk))
+            .await
+            .expect("streamed_create: write");
+    }
+    assert!(
+        matches!(store.head(&k).await, Err(Error::NotFound { .. })),
+        "streamed_create: object visible before complete"
+    );
+    let res = up.complete().await.expect("streamed_create: complete");
+    assert_eq!(res.size, data.len() as u64, "streamed_create: size");
+    assert!(
+        store.get_bytes(&k).await.expect("streamed_create: get") == data,
+        "streamed_create: content"
+    );
+
+    let mut again = store
+        .create_upload(&k, PutOptions::default())
+        .await
+        .expect("streamed_create: start again");
+    again
+        .write(bytes::Bytes::from_static(b"other"))
+        .await
+        .expect("streamed_create: write again");
+    let res = again.complete().await;
+    assert!(
+        matches!(res, Err(Error::AlreadyExists { .. })),
+        "streamed_create: second create of the key gave {res:?}"
+    );
+    assert!(
+        store.get_bytes(&k).await.expect("streamed_create: get") == data,
+        "streamed_create: overwritten"
+    );
+
+    let aborted = key(prefix, "database/aborted.sql.gz");
+    let mut up = store
+        .create_upload(&aborted, PutOptions::default())
+        .await
+        .expect("streamed_create: start aborted");
+    up.write(bytes::Bytes::from_static(b"partial"))
+        .await
+        .expect("streamed_create: write");
+    up.abort().await.expect("streamed_create: abort");
+    assert!(
+        matches!(store.head(&aborted).await, Err(Error::NotFound { .. })),
+        "streamed_create: aborted upload left an object"
+    );
 }
 
 /// A created object reads back byte for byte, with its size.

@@ -50,7 +50,7 @@ pub use payload::{Payload, PayloadReader};
 pub use traits::{
     BackupStore, ByteChunks, CopyOptions, GetOptions, GetResult, ListOptions, ListPage,
     ObjectCreate, ObjectDelete, ObjectMeta, ObjectRead, ObjectReadExt, ObjectReplace, PutOptions,
-    PutResult,
+    PutResult, Upload,
 };
 
 #[cfg(test)]

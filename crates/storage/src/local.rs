@@ -20,7 +20,7 @@ use bytes::Bytes;
 use crate::{
     ByteChunks, CopyOptions, Error, GetOptions, GetResult, Key, ListOptions, ListPage,
     ObjectCreate, ObjectDelete, ObjectMeta, ObjectRead, ObjectReplace, Payload, PutOptions,
-    PutResult, Result,
+    PutResult, Result, Upload,
 };
 
 const STAGING: &str = ".imb-staging";
@@ -116,23 +116,30 @@ impl Inner {
         Ok(self.root.join(key.as_str()))
     }
 
-    fn stage(&self, key: &Key, payload: &Payload, opts: &PutOptions) -> Result<Staged> {
+    fn new_staged(&self) -> Result<(Staged, File)> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let path = self
             .root
             .join(STAGING)
             .join(format!("{}-{}-{n}", std::process::id(), nanos()));
-        let mut staged = Staged {
-            path,
-            size: 0,
-            crc: 0,
-        };
-        let shown = staged.path.display().to_string();
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&staged.path)
-            .map_err(|e| Error::io(&shown, e))?;
+            .open(&path)
+            .map_err(|e| Error::io(path.display().to_string(), e))?;
+        Ok((
+            Staged {
+                path,
+                size: 0,
+                crc: 0,
+            },
+            file,
+        ))
+    }
+
+    fn stage(&self, key: &Key, payload: &Payload, opts: &PutOptions) -> Result<Staged> {
+        let (mut staged, mut file) = self.new_staged()?;
+        let shown = staged.path.display().to_string();
         let mut reader = payload.reader(0);
         let mut buf = vec![0u8; CHUNK];
         let mut crc = 0u32;
@@ -465,6 +472,105 @@ impl ObjectCreate for LocalDir {
             Ok(PutResult::new(size, None))
         })
         .await
+    }
+
+    async fn create_upload(&self, key: &Key, opts: PutOptions) -> Result<Box<dyn Upload>> {
+        let inner = self.inner.clone();
+        inner.checked_path(key)?;
+        let (staged, file) = self.blocking(|inner| inner.new_staged()).await?;
+        Ok(Box::new(LocalUpload {
+            inner,
+            key: key.clone(),
+            opts,
+            staged: Some(staged),
+            file: Some(file),
+        }))
+    }
+}
+
+/// A streamed create: bytes go to a staged file, published by `complete`.
+#[derive(Debug)]
+struct LocalUpload {
+    inner: Arc<Inner>,
+    key: Key,
+    opts: PutOptions,
+    staged: Option<Staged>,
+    file: Option<File>,
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Staged").field(&self.path).finish()
+    }
+}
+
+#[async_trait]
+impl Upload for LocalUpload {
+    async fn write(&mut self, data: Bytes) -> Result<()> {
+        let (Some(mut file), Some(staged)) = (self.file.take(), self.staged.as_mut()) else {
+            return Err(Error::Generic {
+                store: "local",
+                message: format!("{}: upload already failed", self.key),
+                transient: false,
+                source: None,
+            });
+        };
+        staged.crc = crc32c::crc32c_append(staged.crc, &data);
+        staged.size += data.len() as u64;
+        let key = self.key.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            file.write_all(&data)
+                .map(|()| file)
+                .map_err(|e| Error::io(key.as_str(), e))
+        })
+        .await
+        .map_err(|e| Error::Generic {
+            store: "local",
+            message: format!("blocking task failed: {e}"),
+            transient: false,
+            source: None,
+        })??;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    async fn complete(mut self: Box<Self>) -> Result<PutResult> {
+        let (Some(file), Some(staged)) = (self.file.take(), self.staged.take()) else {
+            return Err(Error::Generic {
+                store: "local",
+                message: format!("{}: upload already failed", self.key),
+                transient: false,
+                source: None,
+            });
+        };
+        if let Some(expected) = self.opts.crc32c
+            && expected != staged.crc
+        {
+            return Err(Error::ChecksumMismatch {
+                key: self.key.to_string(),
+                expected,
+                actual: staged.crc,
+            });
+        }
+        let (inner, key) = (self.inner.clone(), self.key.clone());
+        tokio::task::spawn_blocking(move || {
+            if inner.fsync {
+                file.sync_all().map_err(|e| Error::io(key.as_str(), e))?;
+            }
+            inner.publish(&key, staged, false)
+        })
+        .await
+        .map_err(|e| Error::Generic {
+            store: "local",
+            message: format!("blocking task failed: {e}"),
+            transient: false,
+            source: None,
+        })?
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        // Dropping the staged file removes it.
+        Ok(())
     }
 }
 

@@ -11,16 +11,45 @@ use bytes::Bytes;
 use crate::{
     ByteChunks, CopyOptions, Error, GetOptions, GetResult, Key, ListOptions, ListPage,
     ObjectCreate, ObjectDelete, ObjectMeta, ObjectRead, ObjectReplace, Payload, PutOptions,
-    PutResult, Result,
+    PutResult, Result, Upload,
 };
 
 const DEFAULT_PAGE: usize = 1000;
 
-/// A store held in a `BTreeMap`, with every capability.
-#[derive(Debug, Default)]
+/// A store held in a `BTreeMap`, with every capability. Clones share the objects.
+#[derive(Debug, Default, Clone)]
 pub struct InMemory {
+    inner: std::sync::Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
     objects: RwLock<BTreeMap<Key, (Bytes, ObjectMeta)>>,
     next_generation: std::sync::atomic::AtomicI64,
+}
+
+/// A streamed create into memory, published by `complete`.
+#[derive(Debug)]
+struct MemoryUpload {
+    store: InMemory,
+    key: Key,
+    opts: PutOptions,
+    buf: Vec<u8>,
+}
+
+#[async_trait]
+impl Upload for MemoryUpload {
+    async fn write(&mut self, data: Bytes) -> Result<()> {
+        self.buf.extend_from_slice(&data);
+        Ok(())
+    }
+    async fn complete(self: Box<Self>) -> Result<PutResult> {
+        let bytes = InMemory::read_payload(&self.key, &Payload::from(self.buf), &self.opts)?;
+        self.store.write(&self.key, bytes, &self.opts, false)
+    }
+    async fn abort(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl InMemory {
@@ -56,7 +85,8 @@ impl InMemory {
         let mut meta = ObjectMeta::new(key.clone(), bytes.len() as u64);
         meta.crc32c = Some(crc32c::crc32c(bytes));
         meta.generation = Some(
-            self.next_generation
+            self.inner
+                .next_generation
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                 + 1,
         );
@@ -80,7 +110,11 @@ impl InMemory {
             generation: meta.generation,
             id: None,
         };
-        let mut map = self.objects.write().expect("in-memory store lock poisoned");
+        let mut map = self
+            .inner
+            .objects
+            .write()
+            .expect("in-memory store lock poisoned");
         if !overwrite && map.contains_key(key) {
             return Err(Error::AlreadyExists {
                 key: key.to_string(),
@@ -104,7 +138,11 @@ impl ByteChunks for OneChunk {
 #[async_trait]
 impl ObjectRead for InMemory {
     async fn head(&self, key: &Key) -> Result<ObjectMeta> {
-        let map = self.objects.read().expect("in-memory store lock poisoned");
+        let map = self
+            .inner
+            .objects
+            .read()
+            .expect("in-memory store lock poisoned");
         map.get(key)
             .map(|(_, m)| m.clone())
             .ok_or_else(|| Error::NotFound {
@@ -114,7 +152,11 @@ impl ObjectRead for InMemory {
 
     async fn get_opts(&self, key: &Key, opts: GetOptions) -> Result<GetResult> {
         let (bytes, meta) = {
-            let map = self.objects.read().expect("in-memory store lock poisoned");
+            let map = self
+                .inner
+                .objects
+                .read()
+                .expect("in-memory store lock poisoned");
             map.get(key).cloned().ok_or_else(|| Error::NotFound {
                 key: key.to_string(),
             })?
@@ -131,7 +173,11 @@ impl ObjectRead for InMemory {
     }
 
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListPage> {
-        let map = self.objects.read().expect("in-memory store lock poisoned");
+        let map = self
+            .inner
+            .objects
+            .read()
+            .expect("in-memory store lock poisoned");
         let max = opts.max_results.unwrap_or(DEFAULT_PAGE).max(1);
         let start = match &opts.page_token {
             Some(t) => Bound::Excluded(Key::parse(t.clone())?),
@@ -168,7 +214,11 @@ impl ObjectCreate for InMemory {
 
     async fn copy_opts(&self, from: &Key, to: &Key, opts: CopyOptions) -> Result<PutResult> {
         let (bytes, meta) = {
-            let map = self.objects.read().expect("in-memory store lock poisoned");
+            let map = self
+                .inner
+                .objects
+                .read()
+                .expect("in-memory store lock poisoned");
             map.get(from).cloned().ok_or_else(|| Error::NotFound {
                 key: from.to_string(),
             })?
@@ -179,6 +229,15 @@ impl ObjectCreate for InMemory {
             ..PutOptions::default()
         };
         self.write(to, bytes, &put, false)
+    }
+
+    async fn create_upload(&self, key: &Key, opts: PutOptions) -> Result<Box<dyn Upload>> {
+        Ok(Box::new(MemoryUpload {
+            store: self.clone(),
+            key: key.clone(),
+            opts,
+            buf: Vec::new(),
+        }))
     }
 }
 
@@ -198,7 +257,11 @@ impl ObjectReplace for InMemory {
 #[async_trait]
 impl ObjectDelete for InMemory {
     async fn delete(&self, key: &Key) -> Result<()> {
-        let mut map = self.objects.write().expect("in-memory store lock poisoned");
+        let mut map = self
+            .inner
+            .objects
+            .write()
+            .expect("in-memory store lock poisoned");
         map.remove(key).map(|_| ()).ok_or_else(|| Error::NotFound {
             key: key.to_string(),
         })

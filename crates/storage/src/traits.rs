@@ -238,6 +238,36 @@ pub trait ObjectCreate: Send + Sync + Debug + 'static {
     /// [`crate::Error::AlreadyExists`], [`crate::Error::NotFound`] for `from`, or
     /// [`crate::Error::NotImplemented`].
     async fn copy_opts(&self, from: &Key, to: &Key, opts: CopyOptions) -> Result<PutResult>;
+
+    /// Starts a streamed create of `key` (see [`Upload`]).
+    ///
+    /// # Errors
+    /// The store's error, or [`crate::Error::NotImplemented`].
+    async fn create_upload(&self, key: &Key, opts: PutOptions) -> Result<Box<dyn Upload>>;
+}
+
+/// A streamed create in progress: bytes of unknown total length (a database dump
+/// coming out of `pg_dump | gzip`). Nothing appears at the key until
+/// [`Upload::complete`]; dropping or aborting the upload leaves nothing there.
+#[async_trait]
+pub trait Upload: Send + Debug {
+    /// Appends bytes.
+    ///
+    /// # Errors
+    /// The store's error; the upload should then be aborted.
+    async fn write(&mut self, data: Bytes) -> Result<()>;
+
+    /// Publishes the object, failing if the key exists by now.
+    ///
+    /// # Errors
+    /// [`crate::Error::AlreadyExists`], or the store's error.
+    async fn complete(self: Box<Self>) -> Result<PutResult>;
+
+    /// Abandons the upload; nothing appears at the key.
+    ///
+    /// # Errors
+    /// The store's error (the upload is abandoned regardless).
+    async fn abort(self: Box<Self>) -> Result<()>;
 }
 
 /// Overwriting objects. Only for convenience copies that have an immutable twin.
@@ -328,6 +358,9 @@ macro_rules! forward_impls {
             }
             async fn copy_opts(&self, from: &Key, to: &Key, opts: CopyOptions) -> Result<PutResult> {
                 (**self).copy_opts(from, to, opts).await
+            }
+            async fn create_upload(&self, key: &Key, opts: PutOptions) -> Result<Box<dyn Upload>> {
+                (**self).create_upload(key, opts).await
             }
         }
         #[async_trait]
