@@ -1,8 +1,11 @@
-//! The `bench` task: our throughput next to a reference tool's, as a ratio.
+//! The `bench` task: our figures next to a reference's, as a ratio where there is one.
 //!
 //! Each sub-bench in [`BENCHES`] produces a markdown section; `cargo xtask bench` runs them
 //! all, `cargo xtask bench NAME` runs one, and `--write` replaces that section of
 //! `docs/benchmarks.md` (appending it if absent) while leaving other sections alone.
+//! `hash` compares throughput with `openssl speed`, `manifest` the uploaded manifest's
+//! bytes per file with the seed's, and `rss` (in `bench_rss.rs`) measures the backup
+//! binary's peak memory as the file count grows.
 //! Planned: GCS upload vs rclone, device sync vs the Immich CLI.
 
 use std::fmt::Write as _;
@@ -13,17 +16,36 @@ use crate::args::Args;
 use crate::cmd::cmd;
 use crate::project_root;
 
+#[path = "bench_rss.rs"]
+mod rss;
+
 /// One benchmark: a name for the command line and a function that measures and reports.
 struct Bench {
     name: &'static str,
-    run: fn() -> Result<Section>,
+    run: fn(&Options) -> Result<Section>,
 }
 
 /// Every sub-bench, in the order `cargo xtask bench` runs them.
-const BENCHES: &[Bench] = &[Bench {
-    name: "hash",
-    run: hash,
-}];
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "hash",
+        run: hash,
+    },
+    Bench {
+        name: "manifest",
+        run: manifest,
+    },
+    Bench {
+        name: "rss",
+        run: rss::run,
+    },
+];
+
+/// Options some benches take.
+struct Options {
+    /// `--files N,M,...`: the file counts `rss` measures.
+    files: Option<Vec<u64>>,
+}
 
 /// A `## Title` section of docs/benchmarks.md.
 struct Section {
@@ -31,11 +53,18 @@ struct Section {
     body: String,
 }
 
-/// `cargo xtask bench [NAME] [--write]`.
+/// `cargo xtask bench [NAME] [--write] [--files N,M,...]`.
 pub(crate) fn run(mut args: Args) -> Result<()> {
     let write = args.flag("--write");
+    let files: Option<String> = args.value("--files")?;
     let name = args.next_positional();
     args.finish()?;
+    let options = Options {
+        files: files.as_deref().map(parse_counts).transpose()?,
+    };
+    if options.files.is_some() && !matches!(name.as_deref(), None | Some("all" | "rss")) {
+        bail!("--files applies only to `bench rss`");
+    }
     let selected: Vec<&Bench> = match name.as_deref() {
         None | Some("all") => BENCHES.iter().collect(),
         Some(name) => match BENCHES.iter().find(|bench| bench.name == name) {
@@ -47,7 +76,7 @@ pub(crate) fn run(mut args: Args) -> Result<()> {
         },
     };
     for bench in selected {
-        let section = (bench.run)().with_context(|| format!("bench `{}`", bench.name))?;
+        let section = (bench.run)(&options).with_context(|| format!("bench `{}`", bench.name))?;
         println!("\n## {}\n\n{}", section.title, section.body);
         if write {
             write_section(&section)?;
@@ -109,8 +138,23 @@ fn replace_section(doc: &str, title: &str, body: &str) -> String {
     out
 }
 
+/// `10000,1_000_000` as a list of counts.
+fn parse_counts(list: &str) -> Result<Vec<u64>> {
+    let counts = list
+        .split(',')
+        .map(|item| {
+            let item = item.trim().replace('_', "");
+            match item.parse::<u64>() {
+                Ok(0) | Err(_) => bail!("--files {list}: `{item}` is not a positive count"),
+                Ok(count) => Ok(count),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(counts)
+}
+
 /// imb-hash's `throughput` example against `openssl speed`.
-fn hash() -> Result<Section> {
+fn hash(_: &Options) -> Result<Section> {
     let ours_out = cmd(
         "cargo",
         [
@@ -176,6 +220,88 @@ fn hash() -> Result<Section> {
     Ok(Section {
         title: "Hashing",
         body,
+    })
+}
+
+/// Bytes per file the seed documents for its manifest (path, SHA-256, size, archived).
+const SEED_BYTES_PER_FILE: f64 = 252.0;
+
+/// imb-manifest's `bytes_per_file` example against the seed's documented bytes per file.
+fn manifest(_: &Options) -> Result<Section> {
+    let out = cmd(
+        "cargo",
+        [
+            "run",
+            "--release",
+            "-p",
+            "imb-manifest",
+            "--example",
+            "bytes_per_file",
+        ],
+    )
+    .read()?;
+    eprint!("{out}");
+    let field = |name: &str| {
+        parse_field(&out, name)
+            .with_context(|| format!("the bytes_per_file example printed no `{name} <n>` line"))
+    };
+    let rows = field("rows")?;
+    let path_bytes = field("avg_path_bytes")?;
+    let snapshot_bytes = field("snapshot_bytes")?;
+    let per_file = field("bytes_per_file")?;
+    let index_per_file = field("index_bytes_per_file")?;
+    let working_bytes = field("working_bytes")?;
+
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "`cargo xtask bench manifest`: imb-manifest's `bytes_per_file` example (release build) \
+         fills a manifest with {rows:.0} Immich-shaped paths (45% storage-template originals \
+         `library/{{user}}/{{yyyy}}/{{yyyy-mm-dd}}/IMG_nnnn.jpg`, 15% their `.xmp` sidecars, \
+         30% `upload/{{user}}/{{ab}}/{{cd}}/{{asset}}.jpg|heic|mp4`, 10% profile pictures and \
+         database dumps), then takes the snapshot that gets uploaded (`VACUUM INTO`). \
+         Bytes per file is the snapshot's size over its rows; the seed documents ~252 bytes \
+         per file for its schema (path, hex SHA-256, size, archived flag).\n"
+    );
+    body.push_str(
+        "| rows | mean path (bytes) | snapshot (bytes) | ours bytes / file | seed bytes / file | ours / seed |\n",
+    );
+    body.push_str(
+        "|-----:|------------------:|-----------------:|------------------:|------------------:|------------:|\n",
+    );
+    let _ = writeln!(
+        body,
+        "| {rows:.0} | {path_bytes:.1} | {snapshot_bytes:.0} | {per_file:.1} | \
+         {SEED_BYTES_PER_FILE:.0} | {:.2} |",
+        per_file / SEED_BYTES_PER_FILE
+    );
+    let _ = writeln!(
+        body,
+        "\nPer row the `files` table (`WITHOUT ROWID`, keyed by `file_path`) stores the path, \
+         SHA-256 (32-byte BLOB), SHA-1 (20-byte BLOB, what Immich records), CRC32C, size, \
+         mtime in nanoseconds and the archived flag; `generation` and `object_key` are NULL \
+         unless the store has generations or the object is not `library/{{file_path}}`. \
+         The `files_by_content` index (first 8 bytes of the SHA-256, plus the path it points \
+         to) accounts for {index_per_file:.1} of the {per_file:.1} bytes per file. The \
+         working database plus WAL was {:.1} MiB (informational; it is not uploaded).",
+        working_bytes / MIB
+    );
+    Ok(Section {
+        title: "Manifest size",
+        body,
+    })
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The number after `name ` on the first line that starts with it.
+fn parse_field(output: &str, name: &str) -> Option<f64> {
+    output.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        if words.next()? != name {
+            return None;
+        }
+        words.next()?.parse().ok()
     })
 }
 
@@ -258,6 +384,20 @@ mod tests {
         let names: Vec<_> = parsed.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["sha256", "sha1", "crc32c", "combined"]);
         assert_eq!(parsed[2].1, 9000.1);
+    }
+
+    #[test]
+    fn parses_counts_and_fields() {
+        assert_eq!(
+            parse_counts("10000,1_000_000").unwrap(),
+            [10_000, 1_000_000]
+        );
+        assert!(parse_counts("10,0").is_err());
+        assert!(parse_counts("10,,20").is_err());
+        let out = "rows 200000\navg_path_bytes 71.5\nbytes_per_file 180.2\n";
+        assert_eq!(parse_field(out, "avg_path_bytes"), Some(71.5));
+        assert_eq!(parse_field(out, "rows"), Some(200_000.0));
+        assert_eq!(parse_field(out, "bytes"), None);
     }
 
     #[test]

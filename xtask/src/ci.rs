@@ -45,21 +45,12 @@ pub(crate) fn test() -> Result<()> {
 }
 
 fn test_steps(steps: &mut Steps) -> Result<()> {
-    steps.run("prepare", prepare)?;
+    steps.run("prepare", crate::prepare::prepare)?;
     // End-to-end tests run the real binaries from target/debug, so build them first:
     // `cargo test` alone only builds the binaries of packages that have integration tests.
     steps.run("build bins", || cargo(&["build", "--workspace", "--bins"]))?;
     // Plain `cargo test --workspace` (not `--all-targets`) so doctests run too.
     steps.run("test", || cargo(&["test", "--workspace"]))
-}
-
-/// Gets the environment ready for the test suite.
-///
-/// Nothing to do yet. This is where the GCS emulator (fake-gcs-server) and a scratch
-/// Postgres will be started, with their endpoints exported for the tests; anything
-/// started here must also be stopped when the tests finish, pass or fail.
-fn prepare() -> Result<()> {
-    Ok(())
 }
 
 /// cargo-deny: bans, licenses and sources always; advisories only with a local database.

@@ -13,6 +13,7 @@ mod bench;
 mod ci;
 mod cmd;
 mod demo;
+mod prepare;
 mod sample;
 #[cfg(test)]
 mod tidy;
