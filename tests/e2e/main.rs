@@ -3,4 +3,5 @@
 //! `cargo xtask test` builds the binaries first.
 
 mod backup;
+mod gcs;
 mod util;

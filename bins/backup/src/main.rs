@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use imb_engine::{Backup, StopToken};
 
 fn main() -> ExitCode {
-    let settings = match settings::Settings::load() {
+    let mut settings = match settings::Settings::load() {
         Ok(s) => s,
         Err(settings::LoadError::Exit(code)) => return code,
         Err(settings::LoadError::Invalid(e)) => return fail(false, &e),
@@ -30,18 +30,25 @@ fn main() -> ExitCode {
         Err(e) => return fail(json, &anyhow::anyhow!("cannot start the runtime: {e}")),
     };
     let result = rt.block_on(async {
-        let (store, replace) =
-            target::open(&settings.dest, &settings.config.source, settings.fsync)?;
+        let target = target::open(
+            &settings.dest,
+            &mut settings.config,
+            &settings.classes,
+            settings.fsync,
+        )
+        .await?;
         let stop = StopToken::new();
         spawn_signal_handler(stop.clone());
-        let backup = Backup::new(settings.config.clone(), store)
+        let backup = Backup::new(settings.config.clone(), target.store)
             .with_progress(ui.progress())
             .with_stop(stop);
-        let backup = match replace {
+        let backup = match target.replace {
             Some(r) => backup.with_replace(r),
             None => backup,
         };
-        Ok::<_, anyhow::Error>(backup.run().await?)
+        let mut summary = backup.run().await?;
+        summary.retries += (target.retries)();
+        Ok::<_, anyhow::Error>(summary)
     });
     ui.finish();
     match result {

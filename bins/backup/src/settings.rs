@@ -59,6 +59,18 @@ struct Cli {
     /// How content already in the target is reused.
     #[arg(long, env = "IMB_DEDUP", value_enum)]
     dedup: Option<Dedup>,
+    /// Storage class for library objects on GCS [default: ARCHIVE].
+    #[arg(long, env = "IMB_LIBRARY_CLASS")]
+    library_class: Option<String>,
+    /// Storage class for manifests on GCS [default: STANDARD].
+    #[arg(long, env = "IMB_MANIFEST_CLASS")]
+    manifest_class: Option<String>,
+    /// Retries per request on transient errors (GCS) [default: 5].
+    #[arg(long, env = "IMB_RETRIES")]
+    retries: Option<u32>,
+    /// First retry wait, doubling each time up to 32 s (e.g. 2s) [default: 2s].
+    #[arg(long, env = "IMB_RETRY_INITIAL", value_parser = humantime::parse_duration)]
+    retry_initial: Option<Duration>,
     /// Directory for working files [default: a temporary directory].
     #[arg(long, env = "IMB_STATE_DIR")]
     state_dir: Option<PathBuf>,
@@ -113,16 +125,34 @@ struct FileConfig {
     dedup: Option<Dedup>,
     state_dir: Option<PathBuf>,
     log_format: Option<LogFormat>,
+    library_class: Option<String>,
+    manifest_class: Option<String>,
+    retries: Option<u32>,
+    retry_initial: Option<String>,
     /// Used by database dumps; accepted here so one file serves every setting.
     db_backup_retention: Option<u32>,
     /// The CronJob's schedule lives in the same ConfigMap; not used by the binary.
     schedule: Option<String>,
 }
 
+/// Storage classes asked for; the backend fills in its defaults.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Classes {
+    pub(crate) library: Option<String>,
+    pub(crate) manifests: Option<String>,
+    /// Whether the dedup mode was chosen explicitly (then it is not adjusted).
+    pub(crate) dedup_set: bool,
+    /// Retries per request.
+    pub(crate) retries: Option<u32>,
+    /// First retry wait.
+    pub(crate) retry_initial: Option<Duration>,
+}
+
 /// Everything `main` needs.
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub(crate) config: BackupConfig,
+    pub(crate) classes: Classes,
     pub(crate) dest: String,
     pub(crate) fsync: bool,
     pub(crate) json: bool,
@@ -215,13 +245,29 @@ impl Settings {
             .map(|s| parse_rate(&s))
             .transpose()?;
         config.immich_version = cli.immich_version.or(file.immich_version);
-        config.dedup = match cli.dedup.or(file.dedup) {
+        let dedup = cli.dedup.or(file.dedup);
+        let classes = Classes {
+            library: cli.library_class.or(file.library_class),
+            manifests: cli.manifest_class.or(file.manifest_class),
+            dedup_set: dedup.is_some(),
+            retries: cli.retries.or(file.retries),
+            retry_initial: match (cli.retry_initial, file.retry_initial) {
+                (Some(d), _) => Some(d),
+                (None, Some(s)) => Some(
+                    humantime::parse_duration(&s)
+                        .map_err(|e| anyhow!("retry_initial {s:?}: {e}"))?,
+                ),
+                (None, None) => None,
+            },
+        };
+        config.dedup = match dedup {
             Some(Dedup::Reference) => DedupMode::Reference,
             _ => DedupMode::Copy,
         };
         config.state_dir = cli.state_dir.or(file.state_dir);
         Ok(Settings {
             config,
+            classes,
             dest,
             fsync: !cli.no_fsync,
             json: cli.json,

@@ -4,31 +4,85 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use imb_engine::{BackupConfig, DedupMode};
+use imb_gcs::{GcsConfig, GcsStore};
 use imb_storage::{BackupStore, LocalDir, ObjectReplace};
 
-/// The store the backup writes, and the replace capability for `manifest.db`.
-pub(crate) type Opened = (Arc<dyn BackupStore>, Option<Arc<dyn ObjectReplace>>);
+/// The backend the backup writes.
+pub(crate) struct Opened {
+    /// Read + create: all the engine gets.
+    pub(crate) store: Arc<dyn BackupStore>,
+    /// Replace, only for the `manifest.db` convenience copy.
+    pub(crate) replace: Option<Arc<dyn ObjectReplace>>,
+    /// Requests the backend retried, read after the run.
+    pub(crate) retries: Box<dyn Fn() -> u64 + Send>,
+}
 
-pub(crate) fn open(dest: &str, source: &Path, fsync: bool) -> anyhow::Result<Opened> {
-    if dest.starts_with("gs://") {
-        bail!(
-            "--dest {dest}: Google Cloud Storage targets are not in this build yet; use a local directory"
+/// Storage classes where reading back (and so copying) costs a retrieval fee.
+fn is_cold(class: &str) -> bool {
+    matches!(
+        class.to_ascii_uppercase().as_str(),
+        "ARCHIVE" | "COLDLINE" | "NEARLINE"
+    )
+}
+
+/// Opens `dest` and adjusts `config` to it (storage classes, dedup mode).
+pub(crate) async fn open(
+    dest: &str,
+    config: &mut BackupConfig,
+    classes: &crate::settings::Classes,
+    fsync: bool,
+) -> anyhow::Result<Opened> {
+    if dest.starts_with("gs:") {
+        let mut cfg = GcsConfig::from_env(dest)
+            .await
+            .with_context(|| format!("--dest {dest}"))?;
+        if let Some(n) = classes.retries {
+            cfg.retry.max_retries = n;
+        }
+        if let Some(d) = classes.retry_initial {
+            cfg.retry.initial = d;
+            cfg.retry.jitter = cfg.retry.jitter.min(d);
+        }
+        let store = GcsStore::new(cfg).with_context(|| format!("--dest {dest}"))?;
+        let library = classes.library.clone().unwrap_or_else(|| "ARCHIVE".into());
+        if is_cold(&library) && config.dedup == DedupMode::Copy && !classes.dedup_set {
+            // Copying an Archive object pays a retrieval; a reference costs nothing.
+            config.dedup = DedupMode::Reference;
+        }
+        config.storage_classes.library = Some(library);
+        config.storage_classes.manifests = Some(
+            classes
+                .manifests
+                .clone()
+                .unwrap_or_else(|| "STANDARD".into()),
         );
+        let s = Arc::new(store);
+        let r = s.clone();
+        return Ok(Opened {
+            store: s.clone(),
+            replace: Some(s),
+            retries: Box::new(move || r.retries()),
+        });
     }
     let path = match dest.strip_prefix("file://") {
         Some(p) => PathBuf::from(p),
         None if dest.contains("://") => {
-            bail!("--dest {dest}: unknown scheme (use a path, file://PATH or gs://BUCKET)")
+            bail!("--dest {dest}: unknown scheme (use a path, file://PATH or gs://BUCKET[/PREFIX])")
         }
         None => PathBuf::from(dest),
     };
-    refuse_nested(&path, source)?;
+    refuse_nested(&path, &config.source)?;
     let dir = Arc::new(
         LocalDir::new(&path)
             .with_context(|| format!("--dest {dest}"))?
             .with_fsync(fsync),
     );
-    Ok((dir.clone(), Some(dir)))
+    Ok(Opened {
+        store: dir.clone(),
+        replace: Some(dir),
+        retries: Box::new(|| 0),
+    })
 }
 
 /// A target inside the source would back itself up, run after run.

@@ -1,0 +1,105 @@
+//! Bearer tokens, from gcp_auth or nowhere (emulators).
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::Error;
+
+const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
+
+/// Supplies the bearer token for each request. A trait so tests (and embedders
+/// with their own token plumbing) can supply one without the metadata server.
+#[async_trait]
+pub trait TokenSource: Send + Sync + fmt::Debug {
+    /// The current token, or `None` to send no `Authorization` header.
+    ///
+    /// # Errors
+    /// A message safe to log (no token, no key).
+    async fn token(&self) -> Result<Option<String>, String>;
+}
+
+/// Where tokens come from.
+#[non_exhaustive]
+pub enum Credentials {
+    /// No auth (an emulator).
+    None,
+    /// A gcp_auth provider: a service-account key, the metadata server, or gcloud.
+    Provider(Arc<dyn gcp_auth::TokenProvider>),
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        match self {
+            Credentials::None => f.write_str("Credentials::None"),
+            Credentials::Provider(_) => f.write_str("Credentials::Provider(..)"),
+        }
+    }
+}
+
+fn bad_key(source_name: &'static str) -> Error {
+    // gcp_auth's parse errors can quote the input; say what is expected instead.
+    Error::Credentials {
+        source_name,
+        message:
+            "not a valid service-account key (JSON with type, private_key, client_email, token_uri)"
+                .into(),
+    }
+}
+
+impl Credentials {
+    /// A service-account key given as JSON text.
+    ///
+    /// # Errors
+    /// [`Error::Credentials`] naming `source_name`, without quoting the key.
+    pub fn from_json(source_name: &'static str, json: &str) -> Result<Self, Error> {
+        let sa =
+            gcp_auth::CustomServiceAccount::from_json(json).map_err(|_| bad_key(source_name))?;
+        Ok(Credentials::Provider(Arc::new(sa)))
+    }
+
+    /// A service-account key file.
+    ///
+    /// # Errors
+    /// [`Error::Credentials`] naming `source_name` and the path, without quoting the key.
+    pub fn from_file(source_name: &'static str, path: &str) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Credentials {
+            source_name,
+            message: format!("{path}: {e}"),
+        })?;
+        Self::from_json(source_name, &text).map_err(|_| Error::Credentials {
+            source_name,
+            message: format!("{path}: not a valid service-account key (JSON with type, private_key, client_email, token_uri)"),
+        })
+    }
+
+    /// gcp_auth's default chain: metadata server (workload identity), gcloud.
+    ///
+    /// # Errors
+    /// [`Error::Credentials`] when none is available.
+    pub async fn default_chain() -> Result<Self, Error> {
+        let p = gcp_auth::provider().await.map_err(|e| Error::Credentials {
+            source_name: "default",
+            message: format!(
+                "no Google credentials found (set GOOGLE_APPLICATION_CREDENTIALS or GCS_CREDENTIALS, or run with workload identity): {e}"
+            ),
+        })?;
+        Ok(Credentials::Provider(p))
+    }
+}
+
+#[async_trait]
+impl TokenSource for Credentials {
+    async fn token(&self) -> Result<Option<String>, String> {
+        match self {
+            Credentials::None => Ok(None),
+            Credentials::Provider(p) => p
+                .token(&[SCOPE])
+                .await
+                .map(|t| Some(t.as_str().to_owned()))
+                .map_err(|e| format!("cannot get an access token: {e}")),
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! The storage traits, implemented over [`crate::client::Client`].
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use imb_storage::{
+    ByteChunks, CopyOptions, Error, GetOptions, GetResult, Key, ListOptions, ListPage,
+    ObjectCreate, ObjectDelete, ObjectMeta, ObjectRead, ObjectReplace, Payload, PutOptions,
+    PutResult, Result, Upload,
+};
+
+use crate::GcsConfig;
+use crate::client::{Client, Progress, Resource, encode_crc};
+
+/// A bucket (and prefix) as a store with every capability. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct GcsStore {
+    client: Arc<Client>,
+}
+
+impl GcsStore {
+    /// A store for `cfg`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Client`] if the HTTP client cannot be built.
+    pub fn new(cfg: GcsConfig) -> std::result::Result<Self, crate::Error> {
+        if cfg.chunk_size == 0 || !cfg.chunk_size.is_multiple_of(256 * 1024) {
+            return Err(crate::Error::InvalidConfig {
+                key: "chunk_size",
+                message: format!("{} is not a positive multiple of 256 KiB", cfg.chunk_size),
+            });
+        }
+        Ok(GcsStore {
+            client: Arc::new(Client::new(cfg)?),
+        })
+    }
+
+    /// Requests retried so far by this store.
+    pub fn retries(&self) -> u64 {
+        self.client.retries.load(Ordering::Relaxed)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &GcsConfig {
+        &self.client.cfg
+    }
+
+    fn put_result(&self, r: Resource) -> Result<PutResult> {
+        let m = self.client.meta(r)?;
+        let mut res = PutResult::new(m.size, m.crc32c);
+        res.generation = m.generation;
+        Ok(res)
+    }
+
+    async fn exists(&self, name: &str) -> Result<bool> {
+        match self.client.head(name).await {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads a payload larger than the threshold as a resumable session,
+    /// resuming from the server's offset after a failure.
+    async fn resumable(
+        &self,
+        name: &str,
+        meta: &serde_json::Value,
+        payload: &Payload,
+        crc: Option<u32>,
+        if_generation_match: Option<i64>,
+    ) -> Result<Resource> {
+        let c = &self.client;
+        let total = payload.len();
+        let chunk = c.cfg.chunk_size as u64;
+        let mut session = c
+            .start_session(name, meta, Some(total), if_generation_match)
+            .await?;
+        let mut offset = 0u64;
+        let mut failures = 0u32;
+        loop {
+            let len = chunk.min(total - offset);
+            let data = read_at(name, payload, offset, len).await?;
+            match c
+                .put_chunk(&session, name, offset, data, Some(total), crc)
+                .await
+            {
+                Ok(Progress::Done(r)) => return Ok(r),
+                Ok(Progress::Incomplete(n)) => {
+                    offset = n;
+                    failures = 0;
+                }
+                Err(e) if e.is_transient() && failures < c.cfg.retry.max_retries => {
+                    failures += 1;
+                    c.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(object = %name, offset, error = %e, "chunk failed; asking the server where the upload stands");
+                    tokio::time::sleep(c.cfg.retry.backoff(failures - 1, 0.5)).await;
+                    match c.query(&session, name, Some(total)).await {
+                        Ok(Progress::Done(r)) => return Ok(r),
+                        Ok(Progress::Incomplete(n)) => offset = n,
+                        Err(Error::NotFound { .. }) => {
+                            // The session expired: start again, from the beginning.
+                            session = c
+                                .start_session(name, meta, Some(total), if_generation_match)
+                                .await?;
+                            offset = 0;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    tracing::info!(object = %name, offset, "resuming upload");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// GCS validates a declared CRC32C itself; this catches a server (or emulator)
+/// that stored something else, so the mismatch is at least reported.
+fn check_crc(bucket: &str, name: &str, declared: Option<u32>, stored: Option<u32>) -> Result<()> {
+    match (declared, stored) {
+        (Some(expected), Some(actual)) if expected != actual => Err(Error::ChecksumMismatch {
+            key: format!("gs://{bucket}/{name}"),
+            expected,
+            actual,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn object_json(name: &str, opts: &PutOptions) -> serde_json::Value {
+    let mut m = serde_json::json!({
+        "name": name,
+        "contentType": opts.content_type.as_deref().unwrap_or("application/octet-stream"),
+    });
+    if let Some(c) = opts.crc32c {
+        m["crc32c"] = encode_crc(c).into();
+    }
+    if !opts.metadata.is_empty() {
+        m["metadata"] = serde_json::to_value(&opts.metadata).expect("metadata serialises");
+    }
+    if let Some(c) = &opts.storage_class {
+        m["storageClass"] = c.clone().into();
+    }
+    m
+}
+
+async fn read_at(name: &str, payload: &Payload, offset: u64, len: u64) -> Result<Bytes> {
+    match payload {
+        Payload::Bytes(b) => Ok(b.slice(offset as usize..(offset + len) as usize)),
+        Payload::File { .. } => {
+            let p = payload.clone();
+            let shown = name.to_owned();
+            tokio::task::spawn_blocking(move || {
+                let mut buf = Vec::with_capacity(len as usize);
+                p.reader(offset)
+                    .take(len)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| Error::io(&shown, e))?;
+                if buf.len() as u64 != len {
+                    return Err(Error::io(
+                        &shown,
+                        std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "source shrank while being uploaded",
+                        ),
+                    ));
+                }
+                Ok(Bytes::from(buf))
+            })
+            .await
+            .map_err(|e| Error::Generic {
+                store: "gcs",
+                message: format!("blocking task failed: {e}"),
+                transient: false,
+                source: None,
+            })?
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MediaBody(reqwest::Response);
+
+#[async_trait]
+impl ByteChunks for MediaBody {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        self.0.chunk().await.map_err(|e| Error::Generic {
+            store: "gcs",
+            message: format!("download interrupted: {e}"),
+            transient: true,
+            source: Some(Box::new(e)),
+        })
+    }
+}
+
+#[async_trait]
+impl ObjectRead for GcsStore {
+    async fn head(&self, key: &Key) -> Result<ObjectMeta> {
+        let r = self.client.head(&self.client.name(key)).await?;
+        self.client.meta(r)
+    }
+
+    async fn get_opts(&self, key: &Key, opts: GetOptions) -> Result<GetResult> {
+        let name = self.client.name(key);
+        let meta = self.client.meta(self.client.head(&name).await?)?;
+        let range = opts
+            .range
+            .map(|r| r.start.min(meta.size)..r.end.min(meta.size));
+        if range.as_ref().is_some_and(|r| r.start >= r.end) {
+            return Ok(GetResult::new(meta, Box::new(Empty)));
+        }
+        let resp = self.client.media(&name, range).await?;
+        Ok(GetResult::new(meta, Box::new(MediaBody(resp))))
+    }
+
+    async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListPage> {
+        let (objects, next) = self
+            .client
+            .list(prefix, opts.page_token.as_deref(), opts.max_results)
+            .await?;
+        Ok(ListPage::new(objects, next))
+    }
+}
+
+#[derive(Debug)]
+struct Empty;
+
+#[async_trait]
+impl ByteChunks for Empty {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        Ok(None)
+    }
+}
+
+#[async_trait]
+impl ObjectCreate for GcsStore {
+    async fn put_opts(&self, key: &Key, payload: Payload, opts: PutOptions) -> Result<PutResult> {
+        let name = self.client.name(key);
+        let meta = object_json(&name, &opts);
+        let r = if payload.len() <= self.client.cfg.resumable_threshold {
+            let data = read_at(&name, &payload, 0, payload.len()).await?;
+            // The precondition makes a repeat safe: it cannot overwrite.
+            self.client
+                .insert(&name, &meta, data, Some(0), true)
+                .await?
+        } else {
+            if self.exists(&name).await? {
+                return Err(Error::AlreadyExists {
+                    key: format!("gs://{}/{name}", self.client.cfg.bucket),
+                });
+            }
+            self.resumable(&name, &meta, &payload, opts.crc32c, Some(0))
+                .await?
+        };
+        let res = self.put_result(r)?;
+        check_crc(&self.client.cfg.bucket, &name, opts.crc32c, res.crc32c)?;
+        Ok(res)
+    }
+
+    async fn copy_opts(&self, from: &Key, to: &Key, opts: CopyOptions) -> Result<PutResult> {
+        let (src, dst) = (self.client.name(from), self.client.name(to));
+        // The precondition is what guarantees it on GCS; the check makes emulators that
+        // ignore preconditions on rewrite behave the same.
+        if self.exists(&dst).await? {
+            return Err(Error::AlreadyExists {
+                key: format!("gs://{}/{dst}", self.client.cfg.bucket),
+            });
+        }
+        let r = self
+            .client
+            .rewrite(&src, &dst, opts.storage_class.as_deref())
+            .await?;
+        self.put_result(r)
+    }
+
+    async fn create_upload(&self, key: &Key, opts: PutOptions) -> Result<Box<dyn Upload>> {
+        let name = self.client.name(key);
+        Ok(Box::new(GcsUpload {
+            store: self.clone(),
+            meta: object_json(&name, &opts),
+            name,
+            session: None,
+            buf: BytesMut::new(),
+            sent: 0,
+            crc: 0,
+            declared_crc: opts.crc32c,
+        }))
+    }
+}
+
+/// A streamed create: a resumable session of unknown length. Full chunks are
+/// sent as they fill; the final request, the only one that makes the object
+/// exist, is sent by `complete`.
+#[derive(Debug)]
+struct GcsUpload {
+    store: GcsStore,
+    name: String,
+    meta: serde_json::Value,
+    session: Option<String>,
+    buf: BytesMut,
+    sent: u64,
+    crc: u32,
+    declared_crc: Option<u32>,
+}
+
+impl GcsUpload {
+    async fn session(&mut self) -> Result<String> {
+        if let Some(s) = &self.session {
+            return Ok(s.clone());
+        }
+        let s = self
+            .store
+            .client
+            .start_session(&self.name, &self.meta, None, Some(0))
+            .await?;
+        self.session = Some(s.clone());
+        Ok(s)
+    }
+
+    /// Sends `data` at `self.sent`, resuming from the server's offset on failure.
+    async fn send(&mut self, mut data: Bytes, total: Option<u64>) -> Result<Option<Resource>> {
+        let session = self.session().await?;
+        let c = self.store.client.clone();
+        let mut failures = 0;
+        loop {
+            let crc = total.map(|_| self.crc);
+            match c
+                .put_chunk(&session, &self.name, self.sent, data.clone(), total, crc)
+                .await
+            {
+                Ok(Progress::Done(r)) => return Ok(Some(r)),
+                Ok(Progress::Incomplete(n))
+                    if total.is_none() && n == self.sent + data.len() as u64 =>
+                {
+                    self.sent = n;
+                    return Ok(None);
+                }
+                Ok(Progress::Incomplete(n)) => {
+                    // The server kept less than we sent: send the rest.
+                    let kept = n.saturating_sub(self.sent) as usize;
+                    data = data.slice(kept.min(data.len())..);
+                    self.sent = n;
+                }
+                Err(e) if e.is_transient() && failures < c.cfg.retry.max_retries => {
+                    failures += 1;
+                    c.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(c.cfg.retry.backoff(failures - 1, 0.5)).await;
+                    if let Progress::Incomplete(n) = c.query(&session, &self.name, total).await? {
+                        let kept = n.saturating_sub(self.sent) as usize;
+                        data = data.slice(kept.min(data.len())..);
+                        self.sent = n;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Upload for GcsUpload {
+    async fn write(&mut self, data: Bytes) -> Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, &data);
+        self.buf.extend_from_slice(&data);
+        let chunk = self.store.client.cfg.chunk_size;
+        while self.buf.len() >= chunk {
+            let part = self.buf.split_to(chunk).freeze();
+            self.send(part, None).await?;
+        }
+        Ok(())
+    }
+
+    async fn complete(mut self: Box<Self>) -> Result<PutResult> {
+        if let Some(expected) = self.declared_crc
+            && expected != self.crc
+        {
+            self.cancel().await;
+            return Err(Error::ChecksumMismatch {
+                key: format!("gs://{}/{}", self.store.client.cfg.bucket, self.name),
+                expected,
+                actual: self.crc,
+            });
+        }
+        if self.store.exists(&self.name).await? {
+            self.cancel().await;
+            return Err(Error::AlreadyExists {
+                key: format!("gs://{}/{}", self.store.client.cfg.bucket, self.name),
+            });
+        }
+        let rest = self.buf.split().freeze();
+        let total = self.sent + rest.len() as u64;
+        let r = match self.send(rest, Some(total)).await? {
+            Some(r) => r,
+            None => {
+                return Err(Error::Generic {
+                    store: "gcs",
+                    message: format!("{}: upload did not complete", self.name),
+                    transient: true,
+                    source: None,
+                });
+            }
+        };
+        self.store.put_result(r)
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<()> {
+        self.cancel().await;
+        Ok(())
+    }
+}
+
+impl GcsUpload {
+    async fn cancel(&mut self) {
+        if let Some(s) = self.session.take() {
+            self.store.client.cancel(&s).await;
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectReplace for GcsStore {
+    async fn replace_opts(
+        &self,
+        key: &Key,
+        payload: Payload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        let name = self.client.name(key);
+        let meta = object_json(&name, &opts);
+        let r = if payload.len() <= self.client.cfg.resumable_threshold {
+            let data = read_at(&name, &payload, 0, payload.len()).await?;
+            // Only convenience copies are replaced; a repeat writes the same bytes.
+            self.client.insert(&name, &meta, data, None, true).await?
+        } else {
+            self.resumable(&name, &meta, &payload, opts.crc32c, None)
+                .await?
+        };
+        self.put_result(r)
+    }
+}
+
+#[async_trait]
+impl ObjectDelete for GcsStore {
+    async fn delete(&self, key: &Key) -> Result<()> {
+        self.client.delete(&self.client.name(key)).await
+    }
+}

