@@ -247,3 +247,33 @@ fn backup_to_gcs_survives_faults_and_counts_retries() {
         "nothing twice: {s}"
     );
 }
+
+/// A bucket with a locked retention policy refuses overwrites and deletes. The
+/// backup needs neither: only the `manifest.db` convenience copy is refused, and
+/// that is reported, not fatal.
+#[test]
+fn a_retention_locked_bucket_only_loses_the_convenience_copy() {
+    let emu = Emulator::fake_gcs();
+    let proxy = FaultProxy::start(0, emu.port(), |s| {
+        // A create carries ifGenerationMatch=0; anything else would overwrite.
+        let overwrite =
+            s.target.starts_with("/upload/") && !s.target.contains("ifGenerationMatch=0");
+        if overwrite || s.method == "DELETE" {
+            Fault::Status(403, None)
+        } else {
+            Fault::Forward
+        }
+    });
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("upload");
+    library(&src, 5, 500);
+    let mut c = backup();
+    gs(&mut c, &proxy.endpoint(), &src);
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 0, "{s}");
+    let warnings = s["warnings"].to_string();
+    assert!(warnings.contains("manifest.db not refreshed"), "{s}");
+    assert_eq!(assert_manifest_matches(&emu, &src), 11);
+    let refused = proxy.requests().iter().filter(|r| r.status == 403).count();
+    assert_eq!(refused, 1, "only the convenience copy was an overwrite");
+}

@@ -28,6 +28,9 @@ struct Cli {
     /// Hash-and-upload workers [default: 4].
     #[arg(long, env = "IMB_WORKERS")]
     workers: Option<usize>,
+    /// Uploads in flight at once, independent of hashing threads [default: workers].
+    #[arg(long, env = "IMB_UPLOADS")]
+    uploads: Option<usize>,
     /// Upload queue capacity [default: workers × 10].
     #[arg(long, env = "IMB_QUEUE_SIZE")]
     queue_size: Option<usize>,
@@ -111,6 +114,7 @@ struct FileConfig {
     source: Option<PathBuf>,
     dest: Option<String>,
     workers: Option<usize>,
+    uploads: Option<usize>,
     queue_size: Option<usize>,
     #[serde(alias = "exclude")]
     excludes: Option<Vec<String>>,
@@ -210,6 +214,7 @@ impl Settings {
             }
             config.workers = w;
         }
+        config.uploads = cli.uploads.or(file.uploads);
         config.queue_size = cli.queue_size.or(file.queue_size);
         let default_excludes = !cli.no_default_excludes && file.default_excludes.unwrap_or(true);
         let extra = if cli.exclude.is_empty() {

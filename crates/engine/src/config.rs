@@ -32,8 +32,11 @@ pub struct StorageClasses {
 pub struct BackupConfig {
     /// The library root (Immich's `UPLOAD_LOCATION`). Opened read-only.
     pub source: PathBuf,
-    /// Hash-and-upload worker threads.
+    /// Threads hashing at once (CPU and disk bound).
     pub workers: usize,
+    /// Uploads in flight at once (latency bound); `None` means `workers`. Many
+    /// small files over a high-latency link want more uploads than hashers.
+    pub uploads: Option<usize>,
     /// Capacity of the upload queue; `None` means `workers × 10`, as in the seed.
     pub queue_size: Option<usize>,
     /// Glob patterns (relative to the source) to leave out. A pattern that matches
@@ -72,6 +75,7 @@ impl BackupConfig {
         BackupConfig {
             source: source.into(),
             workers: 4,
+            uploads: None,
             queue_size: None,
             excludes: Self::default_excludes(),
             includes: Vec::new(),
@@ -93,6 +97,13 @@ impl BackupConfig {
     /// unless asked for.
     pub fn default_excludes() -> Vec<String> {
         vec!["thumbs".into(), "encoded-video".into()]
+    }
+
+    pub(crate) fn upload_threads(&self) -> usize {
+        self.uploads
+            .unwrap_or(self.workers)
+            .max(self.workers)
+            .max(1)
     }
 
     pub(crate) fn queue_capacity(&self) -> usize {

@@ -206,6 +206,13 @@ impl Backup {
             limiter: cfg.bwlimit.map(RateLimiter::new),
             progress: self.progress.clone(),
             retries: AtomicU64::new(0),
+            hash_slots: {
+                let (tx, rx) = crossbeam_channel::bounded(cfg.workers);
+                for _ in 0..cfg.workers {
+                    tx.send(()).expect("room for every slot");
+                }
+                (tx, rx)
+            },
             #[cfg(test)]
             after_hash: self.after_hash.clone(),
         });
@@ -308,8 +315,9 @@ impl Coordinator<'_> {
     fn pipeline(&mut self, shared: &Arc<Shared>, filter: Filter, started: Instant) -> Result<()> {
         let cfg = &self.backup.config;
         let (out_tx, out_rx) = crossbeam_channel::unbounded::<Outcome>();
-        let mut workers = Vec::with_capacity(cfg.workers);
-        for _ in 0..cfg.workers {
+        let threads = cfg.upload_threads();
+        let mut workers = Vec::with_capacity(threads);
+        for _ in 0..threads {
             let w = Worker {
                 shared: shared.clone(),
                 reader: self.manifest.reader()?,

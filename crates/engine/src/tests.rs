@@ -669,3 +669,31 @@ async fn a_file_changed_during_upload_is_retried_once_then_reported() {
         "no object with mismatched content"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn more_uploads_than_hashers_still_backs_up_everything_once() {
+    let f = fixture();
+    for i in 0..60 {
+        write(
+            &f.src.join(format!("library/many/{i:03}.jpg")),
+            format!("small {i}").as_bytes(),
+        );
+    }
+    let s = run_with(&f.src, Arc::new(LocalDir::new(&f.dst).unwrap()), |c| {
+        c.workers = 1;
+        c.uploads = Some(8);
+    })
+    .await;
+    assert_counts(&s);
+    assert_eq!(s.files_scanned, 70);
+    assert_eq!(s.files_failed, 0);
+    assert_eq!(s.files_uploaded + s.files_deduplicated, 70);
+    let m = manifest(&f);
+    for i in 0..60 {
+        let r = m.get(&format!("library/many/{i:03}.jpg")).unwrap().unwrap();
+        assert_eq!(
+            fs::read(f.dst.join(r.key())).unwrap(),
+            format!("small {i}").as_bytes()
+        );
+    }
+}

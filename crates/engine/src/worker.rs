@@ -62,6 +62,12 @@ pub(crate) struct Shared {
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) progress: Arc<dyn Progress>,
     pub(crate) retries: AtomicU64,
+    /// One token per hashing thread allowed at once: a worker holds one while it
+    /// reads and hashes, and gives it back before it uploads.
+    pub(crate) hash_slots: (
+        crossbeam_channel::Sender<()>,
+        crossbeam_channel::Receiver<()>,
+    ),
     /// Runs between hashing a file and storing it: lets tests change a file at
     /// exactly the moment that matters.
     #[cfg(test)]
@@ -166,6 +172,14 @@ impl Worker {
     }
 
     fn read(&self, job: &Job) -> Result<Result<ReadFile, String>, Retry> {
+        let (give_back, take) = &self.shared.hash_slots;
+        take.recv().expect("hash slots outlive the workers");
+        let res = self.read_unlimited(job);
+        give_back.send(()).expect("hash slots outlive the workers");
+        res
+    }
+
+    fn read_unlimited(&self, job: &Job) -> Result<Result<ReadFile, String>, Retry> {
         let file = match File::open(&job.abs) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
