@@ -67,7 +67,64 @@ fn fake_gcs_binary(venv: &Path) -> Result<PathBuf> {
     bail!("fake-gcs-server binary not found in {}", venv.display())
 }
 
-/// PostgreSQL server binaries (`initdb`, `postgres`) for the scratch clusters.
+/// PostgreSQL server binaries (`initdb`, `postgres`) for the scratch clusters, found
+/// where `imb_pgdump::testing::ScratchCluster` looks (`/usr/lib/postgresql/*/bin`, or
+/// an `initdb` on `PATH`); Debian's `postgresql` package when there are none. The
+/// package also brings `pg_dump` and `psql` and creates the `postgres` OS user, which
+/// the clusters run as when the tests run as root.
 fn postgres() -> Result<()> {
+    if let Some(dir) = postgres_bin_dir() {
+        eprintln!("postgresql: {}", dir.display());
+        return Ok(());
+    }
+    cmd("apt-get", ["update"])
+        .run()
+        .context("installing PostgreSQL needs apt-get and root")?;
+    // `env` sets the variable through the one command wrapper; without it debconf
+    // tries to ask questions on a terminal that isn't there.
+    cmd(
+        "env",
+        [
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "postgresql",
+        ],
+    )
+    .run()
+    .context("installing Debian's postgresql package")?;
+    let dir = postgres_bin_dir()
+        .context("postgresql was installed but no initdb and postgres were found")?;
+    eprintln!("postgresql: {}", dir.display());
     Ok(())
+}
+
+/// The newest directory with both `initdb` and `postgres`.
+fn postgres_bin_dir() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .collect();
+    if let Some(path) = std::env::var_os("PATH") {
+        // Resolve symlinks such as /usr/local/bin/initdb -> /usr/lib/postgresql/15/bin.
+        candidates.extend(std::env::split_paths(&path).filter_map(|d| {
+            std::fs::canonicalize(d.join("initdb"))
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_owned))
+        }));
+    }
+    candidates.retain(|d| d.join("initdb").is_file() && d.join("postgres").is_file());
+    // Debian keeps one directory per major: /usr/lib/postgresql/{major}/bin.
+    let major = |d: &Path| -> u32 {
+        d.parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    candidates.into_iter().max_by_key(|d| major(d))
 }

@@ -299,7 +299,7 @@ impl Inner {
             self.root.join(dir_part)
         };
         let mut keys = Vec::new();
-        collect(&start, dir_part, &mut keys).map_err(|e| Error::io(prefix, e))?;
+        collect(&start, dir_part, prefix, &mut keys).map_err(|e| Error::io(prefix, e))?;
         keys.retain(|k| {
             k.starts_with(prefix) && k.as_str() != STAGING && !k.starts_with(".imb-staging/")
         });
@@ -329,7 +329,9 @@ impl Inner {
     }
 }
 
-fn collect(dir: &Path, rel: &str, out: &mut Vec<String>) -> io::Result<()> {
+/// Collects the keys under `dir` that start with `prefix`, never descending into
+/// a directory whose keys cannot match (listing `manifest-` must not walk `library/`).
+fn collect(dir: &Path, rel: &str, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -351,8 +353,11 @@ fn collect(dir: &Path, rel: &str, out: &mut Vec<String>) -> io::Result<()> {
         };
         let ft = entry.file_type()?;
         if ft.is_dir() {
-            collect(&entry.path(), &key, out)?;
-        } else if ft.is_file() {
+            let as_dir = format!("{key}/");
+            if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                collect(&entry.path(), &key, prefix, out)?;
+            }
+        } else if ft.is_file() && key.starts_with(prefix) {
             out.push(key);
         }
     }

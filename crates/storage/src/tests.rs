@@ -97,3 +97,33 @@ async fn local_dir_refuses_an_unwritable_root() {
     let err = LocalDir::new(file.join("sub")).unwrap_err();
     assert!(err.to_string().contains("plain-file"), "{err}");
 }
+
+#[tokio::test]
+async fn local_listing_does_not_walk_directories_outside_the_prefix() {
+    use crate::{ObjectCreate, ObjectReadExt, Payload, PutOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalDir::new(dir.path()).unwrap();
+    store
+        .put_opts(
+            &Key::parse("manifest-1.db").unwrap(),
+            Payload::from_static(b"m"),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    store
+        .put_opts(
+            &Key::parse("library/a.jpg").unwrap(),
+            Payload::from_static(b"a"),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    // An unreadable directory outside the prefix would fail the walk if entered.
+    std::fs::create_dir_all(dir.path().join("library/blocked")).unwrap();
+    std::fs::write(dir.path().join("library/blocked/x"), b"x").unwrap();
+    let listed = store.list_all("manifest-").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(store.list_all("library/").await.unwrap().len(), 2);
+    assert_eq!(store.list_all("lib").await.unwrap().len(), 2);
+}

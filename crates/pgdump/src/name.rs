@@ -1,0 +1,110 @@
+//! Dump object names: `database/{ts}-immich-v{version}.sql.gz`, or
+//! `database/{ts}-immich-unknown.sql.gz` when the Immich version could not be read.
+//!
+//! `{ts}` is UTC, `2024-01-15T03-00-00`, the format of every timestamp in the
+//! target's names (the engine has the same three lines; this crate does not depend
+//! on the engine). Names sort by time, and retention orders dumps by the time in
+//! the name, not by the store's modification time, which a copy or a restore of the
+//! bucket would change.
+
+use std::time::SystemTime;
+
+/// Where dumps live in the target.
+pub const DUMP_PREFIX: &str = "database/";
+const SUFFIX: &str = ".sql.gz";
+const TS_LEN: usize = "2024-01-15T03-00-00".len();
+
+/// Formats a time as in object names: UTC, `2024-01-15T03-00-00`.
+pub(crate) fn format_ts(t: SystemTime) -> String {
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    s.trim_end_matches('Z').replace(':', "-")
+}
+
+/// Parses [`format_ts`]'s output.
+pub(crate) fn parse_ts(s: &str) -> Option<SystemTime> {
+    let (date, time) = s.split_once('T')?;
+    if date.len() != 10 || time.len() != 8 {
+        return None;
+    }
+    humantime::parse_rfc3339(&format!("{date}T{}Z", time.replace('-', ":"))).ok()
+}
+
+/// A dump's name, parsed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub struct DumpName {
+    /// When the dump was taken, as in the name (`2024-01-15T03-00-00`, UTC).
+    pub ts: String,
+    /// The Immich version in the name, without the `v`; `None` for `unknown`.
+    pub immich_version: Option<String>,
+}
+
+impl DumpName {
+    /// The name of a dump taken at `now` of a database at `immich_version` (a leading
+    /// `v` is dropped, so `v2.3.1` and `2.3.1` give the same name; characters that do
+    /// not belong in an object name become `_`).
+    pub fn new(now: SystemTime, immich_version: Option<&str>) -> Self {
+        DumpName {
+            ts: format_ts(now),
+            immich_version: immich_version.and_then(clean_version),
+        }
+    }
+
+    /// Parses a key such as `database/2024-01-15T03-00-00-immich-v2.3.1.sql.gz`;
+    /// `None` for anything else under `database/` (or outside it).
+    pub fn parse(key: &str) -> Option<Self> {
+        let name = key.strip_prefix(DUMP_PREFIX)?.strip_suffix(SUFFIX)?;
+        if name.contains('/') {
+            return None;
+        }
+        let ts = name.get(..TS_LEN)?;
+        parse_ts(ts)?;
+        let rest = name.get(TS_LEN..)?.strip_prefix("-immich-")?;
+        let immich_version = if rest == "unknown" {
+            None
+        } else {
+            let v = rest.strip_prefix('v')?;
+            if v.is_empty() || clean_version(v).as_deref() != Some(v) {
+                return None;
+            }
+            Some(v.to_owned())
+        };
+        Some(DumpName {
+            ts: ts.to_owned(),
+            immich_version,
+        })
+    }
+
+    /// The object key.
+    pub fn key(&self) -> String {
+        match &self.immich_version {
+            Some(v) => format!("{DUMP_PREFIX}{}-immich-v{v}{SUFFIX}", self.ts),
+            None => format!("{DUMP_PREFIX}{}-immich-unknown{SUFFIX}", self.ts),
+        }
+    }
+
+    /// When the dump was taken.
+    pub fn time(&self) -> Option<SystemTime> {
+        parse_ts(&self.ts)
+    }
+}
+
+/// A version as it goes into a name: no leading `v`, only `[0-9A-Za-z.+_-]`.
+fn clean_version(v: &str) -> Option<String> {
+    let v = v.trim();
+    let v = v.strip_prefix(['v', 'V']).unwrap_or(v);
+    if v.is_empty() {
+        return None;
+    }
+    Some(
+        v.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._+-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect(),
+    )
+}
