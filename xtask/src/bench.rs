@@ -259,7 +259,7 @@ fn manifest(_: &Options) -> Result<Section> {
          fills a manifest with {rows:.0} Immich-shaped paths (45% storage-template originals \
          `library/{{user}}/{{yyyy}}/{{yyyy-mm-dd}}/IMG_nnnn.jpg`, 15% their `.xmp` sidecars, \
          30% `upload/{{user}}/{{ab}}/{{cd}}/{{asset}}.jpg|heic|mp4`, 10% profile pictures and \
-         database dumps), then takes the snapshot that gets uploaded (`VACUUM INTO`). \
+         database dumps), then takes the snapshot that gets uploaded (`Manifest::snapshot`). \
          Bytes per file is the snapshot's size over its rows; the seed documents ~252 bytes \
          per file for its schema (path, hex SHA-256, size, archived flag).\n"
     );
@@ -280,10 +280,17 @@ fn manifest(_: &Options) -> Result<Section> {
         "\nPer row the `files` table (`WITHOUT ROWID`, keyed by `file_path`) stores the path, \
          SHA-256 (32-byte BLOB), SHA-1 (20-byte BLOB, what Immich records), CRC32C, size, \
          mtime in nanoseconds and the archived flag; `generation` and `object_key` are NULL \
-         unless the store has generations or the object is not `library/{{file_path}}`. \
-         The `files_by_content` index (first 8 bytes of the SHA-256, plus the path it points \
-         to) accounts for {index_per_file:.1} of the {per_file:.1} bytes per file. The \
-         working database plus WAL was {:.1} MiB (informational; it is not uploaded).",
+         unless the store has generations or the object is not `library/{{file_path}}`. {} \
+         The working database plus WAL was {:.1} MiB (informational; it is not uploaded).",
+        if index_per_file >= 0.5 {
+            format!(
+                "The `files_by_content` index (first 8 bytes of the SHA-256, plus the path it \
+                 points to) accounts for {index_per_file:.1} of the {per_file:.1} bytes per file."
+            )
+        } else {
+            "The snapshot carries no `files_by_content` index; the working copy rebuilds it."
+                .to_owned()
+        },
         working_bytes / MIB
     );
     Ok(Section {

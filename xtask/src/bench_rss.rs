@@ -5,8 +5,9 @@
 //! (`library/admin/{yyyy}/{yyyy-mm-dd}/IMG_nnnnnnn.jpg`, 1000 per folder, plus the
 //! `library/.immich` marker), backs them up with the release `backup` binary to a local
 //! directory, runs it again with nothing changed, and reads each run's own peak RSS
-//! (`peak_rss_bytes`, its VmHWM) from the `--json` summary. Everything under
-//! `target/bench-rss` is deleted after each N, also when a run fails.
+//! (`peak_rss_bytes`, its VmHWM) from the `--json` summary. The files live in
+//! `target/bench-rss/run-{pid}` (so two benches at once do not clobber each other), which
+//! is deleted after each N, also when a run fails.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -52,7 +53,9 @@ pub(super) fn run(options: &Options) -> Result<Section> {
         .unwrap_or_else(|| DEFAULT_FILES.to_vec());
     cmd("cargo", ["build", "--release", "--bin", "backup"]).run()?;
     let binary = project_root().join("target/release/backup");
-    let work = project_root().join("target/bench-rss");
+    let work = project_root()
+        .join("target/bench-rss")
+        .join(format!("run-{}", std::process::id()));
 
     let mut measurements = Vec::new();
     for &files in &counts {
@@ -81,7 +84,8 @@ pub(super) fn run(options: &Options) -> Result<Section> {
     })
 }
 
-/// `target/bench-rss`, emptied on creation and removed on drop.
+/// A scratch directory, emptied on creation and removed on drop (with its parent, when
+/// that is left empty).
 struct Scratch(PathBuf);
 
 impl Scratch {
@@ -100,6 +104,10 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         if let Err(err) = std::fs::remove_dir_all(&self.0) {
             eprintln!("warning: could not remove {}: {err}", self.0.display());
+        }
+        if let Some(parent) = self.0.parent() {
+            // Fails, as it should, while another bench still has a directory there.
+            let _ = std::fs::remove_dir(parent);
         }
     }
 }

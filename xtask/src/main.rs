@@ -31,9 +31,11 @@ Usage: cargo xtask <task> [options]
 Tasks:
   ci                  fmt check, clippy, the test task, cargo-deny: what .ci/run calls
   test                build the binaries, then cargo test --workspace (tidy included)
-  bench [NAME] [--write]
-                      run benchmarks against reference tools; NAME is one of:
-                        hash    imb-hash throughput vs openssl speed
+  bench [NAME] [--write] [--files N,M,...]
+                      run benchmarks; NAME is one of:
+                        hash      imb-hash throughput vs openssl speed
+                        manifest  uploaded manifest bytes per file vs the seed's
+                        rss       backup peak memory as file counts grow (--files)
                       --write replaces the matching section of docs/benchmarks.md
   sample --out DIR [--files N] [--seed S] [--force]
                       generate a deterministic Immich-shaped library (default 200 files)
