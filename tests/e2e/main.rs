@@ -3,5 +3,6 @@
 //! `cargo xtask test` builds the binaries first.
 
 mod backup;
+mod database;
 mod gcs;
 mod util;

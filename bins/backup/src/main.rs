@@ -5,6 +5,7 @@
 //! Exit status: 0 all good; 2 the run finished with named problems (file
 //! failures, suspected corruption, stopped early); 1 it could not run.
 
+mod database;
 mod settings;
 mod target;
 mod ui;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         .await?;
         let stop = StopToken::new();
         spawn_signal_handler(stop.clone());
+        let database = database::run(&target, &settings.database, &mut settings.config).await;
         let backup = Backup::new(settings.config.clone(), target.store)
             .with_progress(ui.progress())
             .with_stop(stop);
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         };
         let mut summary = backup.run().await?;
         summary.retries += (target.retries)();
+        summary.database = database;
         Ok::<_, anyhow::Error>(summary)
     });
     ui.finish();
@@ -60,7 +63,7 @@ fn main() -> ExitCode {
             } else {
                 ui::print_summary(&summary);
             }
-            if summary.has_problems() {
+            if summary.has_problems() || database::failed(&summary.database) {
                 ExitCode::from(2)
             } else {
                 ExitCode::SUCCESS

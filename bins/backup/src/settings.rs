@@ -74,6 +74,18 @@ struct Cli {
     /// First retry wait, doubling each time up to 32 s (e.g. 2s) [default: 2s].
     #[arg(long, env = "IMB_RETRY_INITIAL", value_parser = humantime::parse_duration)]
     retry_initial: Option<Duration>,
+    /// Storage class for database dumps on GCS [default: STANDARD].
+    #[arg(long, env = "IMB_DATABASE_CLASS")]
+    database_class: Option<String>,
+    /// Do not dump the database even if DB_URL / DB_HOSTNAME are set.
+    #[arg(long, env = "IMB_NO_DATABASE")]
+    no_database: bool,
+    /// The pg_dump to run (must not be older than the server) [default: pg_dump].
+    #[arg(long, env = "IMB_PG_DUMP")]
+    pg_dump: Option<PathBuf>,
+    /// Database dumps to keep; older ones are deleted [default: 14].
+    #[arg(long, env = "IMB_DB_BACKUP_RETENTION")]
+    db_backup_retention: Option<usize>,
     /// Directory for working files [default: a temporary directory].
     #[arg(long, env = "IMB_STATE_DIR")]
     state_dir: Option<PathBuf>,
@@ -133,8 +145,10 @@ struct FileConfig {
     manifest_class: Option<String>,
     retries: Option<u32>,
     retry_initial: Option<String>,
-    /// Used by database dumps; accepted here so one file serves every setting.
-    db_backup_retention: Option<u32>,
+    database_class: Option<String>,
+    no_database: Option<bool>,
+    pg_dump: Option<PathBuf>,
+    db_backup_retention: Option<usize>,
     /// The CronJob's schedule lives in the same ConfigMap; not used by the binary.
     schedule: Option<String>,
 }
@@ -144,6 +158,7 @@ struct FileConfig {
 pub(crate) struct Classes {
     pub(crate) library: Option<String>,
     pub(crate) manifests: Option<String>,
+    pub(crate) database: Option<String>,
     /// Whether the dedup mode was chosen explicitly (then it is not adjusted).
     pub(crate) dedup_set: bool,
     /// Retries per request.
@@ -157,6 +172,7 @@ pub(crate) struct Classes {
 pub(crate) struct Settings {
     pub(crate) config: BackupConfig,
     pub(crate) classes: Classes,
+    pub(crate) database: crate::database::DbSettings,
     pub(crate) dest: String,
     pub(crate) fsync: bool,
     pub(crate) json: bool,
@@ -199,7 +215,19 @@ impl Settings {
             }
             None => FileConfig::default(),
         };
-        let _ = (&file.db_backup_retention, &file.schedule);
+        let _ = &file.schedule;
+        let database = crate::database::DbSettings {
+            skip: cli.no_database || file.no_database.unwrap_or(false),
+            pg_dump: cli.pg_dump.or(file.pg_dump),
+            retention: Some(
+                cli.db_backup_retention
+                    .or(file.db_backup_retention)
+                    .unwrap_or(14),
+            ),
+        };
+        if database.retention == Some(0) {
+            bail!("db_backup_retention must be at least 1 (it is how many dumps to keep)");
+        }
         let source = cli.source.or(file.source).ok_or_else(|| {
             anyhow!("--source is required (or IMB_SOURCE, or `source` in --config)")
         })?;
@@ -254,6 +282,7 @@ impl Settings {
         let classes = Classes {
             library: cli.library_class.or(file.library_class),
             manifests: cli.manifest_class.or(file.manifest_class),
+            database: cli.database_class.or(file.database_class),
             dedup_set: dedup.is_some(),
             retries: cli.retries.or(file.retries),
             retry_initial: match (cli.retry_initial, file.retry_initial) {
@@ -273,6 +302,7 @@ impl Settings {
         Ok(Settings {
             config,
             classes,
+            database,
             dest,
             fsync: !cli.no_fsync,
             json: cli.json,

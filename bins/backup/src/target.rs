@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use imb_engine::{BackupConfig, DedupMode};
 use imb_gcs::{GcsConfig, GcsStore};
-use imb_storage::{BackupStore, LocalDir, ObjectReplace};
+use imb_storage::{BackupStore, LocalDir, ObjectDelete, ObjectReplace};
 
 /// The backend the backup writes.
 pub(crate) struct Opened {
@@ -14,6 +14,10 @@ pub(crate) struct Opened {
     pub(crate) store: Arc<dyn BackupStore>,
     /// Replace, only for the `manifest.db` convenience copy.
     pub(crate) replace: Option<Arc<dyn ObjectReplace>>,
+    /// Delete, only for database-dump retention.
+    pub(crate) delete: Option<Arc<dyn ObjectDelete>>,
+    /// Storage class for database dumps.
+    pub(crate) database_class: Option<String>,
     /// Requests the backend retried, read after the run.
     pub(crate) retries: Box<dyn Fn() -> u64 + Send>,
 }
@@ -61,7 +65,15 @@ pub(crate) async fn open(
         let r = s.clone();
         return Ok(Opened {
             store: s.clone(),
-            replace: Some(s),
+            replace: Some(s.clone()),
+            delete: Some(s),
+            // Dumps are pruned and read by every verify: Standard, not Archive.
+            database_class: Some(
+                classes
+                    .database
+                    .clone()
+                    .unwrap_or_else(|| "STANDARD".into()),
+            ),
             retries: Box::new(move || r.retries()),
         });
     }
@@ -80,7 +92,9 @@ pub(crate) async fn open(
     );
     Ok(Opened {
         store: dir.clone(),
-        replace: Some(dir),
+        replace: Some(dir.clone()),
+        delete: Some(dir),
+        database_class: None,
         retries: Box::new(|| 0),
     })
 }

@@ -218,9 +218,14 @@ pub(crate) fn print_error(msg: &str) {
 
 pub(crate) fn print_summary(s: &Summary) {
     let mut out = String::new();
+    let db_error = s
+        .database
+        .as_ref()
+        .and_then(|d| d.get("error"))
+        .and_then(|e| e.as_str());
     let status = if s.stopped {
         "Backup stopped early (the next run resumes)"
-    } else if s.has_problems() {
+    } else if s.has_problems() || db_error.is_some() {
         "Backup finished with problems"
     } else if s.files_uploaded == 0 && s.files_deduplicated == 0 && s.files_archived == 0 {
         "Backup complete: nothing changed, nothing uploaded"
@@ -238,6 +243,15 @@ pub(crate) fn print_summary(s: &Summary) {
         s.files_failed,
         s.files_archived
     ));
+    match (&s.database, db_error) {
+        (None, _) => out.push_str("  database: not configured\n"),
+        (Some(_), Some(e)) => out.push_str(&format!("  database: FAILED: {e}\n")),
+        (Some(d), None) => out.push_str(&format!(
+            "  database: {} ({})\n",
+            d["object"].as_str().unwrap_or("?"),
+            DecimalBytes(d["bytes"].as_u64().unwrap_or(0))
+        )),
+    }
     if let Some(m) = &s.manifest {
         out.push_str(&format!("  manifest: {m} ({} saves)\n", s.manifest_saves));
     }

@@ -1,0 +1,155 @@
+//! `backup` with a real PostgreSQL: dump first, then the library.
+
+use std::fs;
+use std::process::Command;
+
+use imb_manifest::ManifestReader;
+use imb_pgdump::testing::ScratchCluster;
+
+use crate::util::{backup, code, files, library, run_json};
+
+fn immich_db(pg: &ScratchCluster) {
+    pg.create_db("immich").unwrap();
+    pg.psql(
+        "immich",
+        r#"CREATE TABLE version_history (id serial PRIMARY KEY, "createdAt" timestamptz NOT NULL, version text NOT NULL);
+           INSERT INTO version_history ("createdAt", version) VALUES ('2024-01-01', 'v1.118.0'), ('2024-06-01', 'v2.3.1');
+           CREATE TABLE asset (id uuid PRIMARY KEY, "originalPath" text NOT NULL, checksum bytea NOT NULL);
+           INSERT INTO asset SELECT gen_random_uuid(), '/data/library/admin/' || i || '.jpg', sha224(i::text::bytea) FROM generate_series(1, 500) i;"#,
+    )
+    .unwrap();
+}
+
+fn with_db(c: &mut Command, pg: &ScratchCluster, password: &str) {
+    let conn = pg.connection("immich");
+    c.env("DB_HOSTNAME", "127.0.0.1")
+        .env("DB_PORT", pg.port().to_string())
+        .env("DB_USERNAME", &conn.user)
+        .env("DB_PASSWORD", password)
+        .env("DB_DATABASE_NAME", "immich")
+        .env_remove("DB_URL")
+        .env("IMB_PG_DUMP", pg.bin("pg_dump"));
+}
+
+#[test]
+fn the_database_is_dumped_first_and_its_version_recorded() {
+    let pg = ScratchCluster::start().unwrap();
+    immich_db(&pg);
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    library(&src, 5, 100);
+    let mut c = backup();
+    with_db(&mut c, &pg, pg.password());
+    c.arg("--source").arg(&src).arg("--dest").arg(&dst);
+    let (out, s) = run_json(c);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 0, "{s}\n{stderr}");
+    let key = s["database"]["object"].as_str().expect("a dump object");
+    assert!(
+        key.starts_with("database/") && key.ends_with("-immich-v2.3.1.sql.gz"),
+        "{key}"
+    );
+    assert!(s["database"]["bytes"].as_u64().unwrap() > 0);
+    let dump = dst.join(key);
+    assert!(
+        Command::new("gzip")
+            .arg("-t")
+            .arg(&dump)
+            .status()
+            .unwrap()
+            .success(),
+        "gzip integrity"
+    );
+    let m = ManifestReader::open(&dst.join("manifest.db")).unwrap();
+    assert!(
+        m.metadata("immich_version")
+            .unwrap()
+            .unwrap()
+            .contains("2.3.1")
+    );
+    // Database before library: the dump line is logged before the walk starts.
+    let dumped = stderr.find("database dumped").expect("dump logged");
+    let started = stderr.find("backup starting").expect("backup logged");
+    assert!(dumped < started, "{stderr}");
+    // The password never appears in the output or the process's arguments.
+    assert!(!stderr.contains(pg.password()) && !s.to_string().contains(pg.password()));
+}
+
+#[test]
+fn a_failed_dump_is_reported_and_the_library_is_still_backed_up() {
+    let pg = ScratchCluster::start().unwrap();
+    immich_db(&pg);
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    library(&src, 5, 100);
+    let mut c = backup();
+    with_db(&mut c, &pg, "wrong-password-1234");
+    c.arg("--source").arg(&src).arg("--dest").arg(&dst);
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 2, "{s}");
+    let err = s["database"]["error"]
+        .as_str()
+        .expect("the database part failed");
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(
+        !err.contains("wrong-password-1234")
+            && !String::from_utf8_lossy(&out.stderr).contains("wrong-password-1234")
+    );
+    assert_eq!(
+        s["files_uploaded"].as_u64().unwrap() + s["files_deduplicated"].as_u64().unwrap(),
+        11
+    );
+    assert!(
+        !dst.join("database").exists() || files(&dst.join("database")).is_empty(),
+        "no dump object"
+    );
+}
+
+#[test]
+fn without_database_settings_the_run_says_it_skipped_the_database() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    library(&src, 2, 100);
+    let mut c = backup();
+    for k in ["DB_URL", "DB_HOSTNAME"] {
+        c.env_remove(k);
+    }
+    c.arg("--source").arg(&src).arg("--dest").arg(&dst);
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 0);
+    assert!(s["database"].is_null(), "{s}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("skipping the database dump"));
+}
+
+#[test]
+fn retention_keeps_the_newest_dumps_only_under_database() {
+    let pg = ScratchCluster::start().unwrap();
+    immich_db(&pg);
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    library(&src, 2, 100);
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        let mut c = backup();
+        with_db(&mut c, &pg, pg.password());
+        c.arg("--source")
+            .arg(&src)
+            .arg("--dest")
+            .arg(&dst)
+            .args(["--db-backup-retention", "2"]);
+        let (out, s) = run_json(c);
+        assert_eq!(code(&out), 0, "{s}");
+        keys.push(s["database"]["object"].as_str().unwrap().to_owned());
+    }
+    let left: Vec<String> = files(&dst.join("database"))
+        .iter()
+        .map(|p| format!("database/{}", p.display()))
+        .collect();
+    assert_eq!(
+        left,
+        vec![keys[1].clone(), keys[2].clone()],
+        "the oldest went"
+    );
+    assert_eq!(files(&dst.join("library")).len(), 8, "library untouched");
+    let _ = fs::metadata(&dst);
+}
