@@ -5,4 +5,5 @@
 mod backup;
 mod database;
 mod gcs;
+mod restore;
 mod util;

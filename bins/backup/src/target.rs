@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use imb_engine::{BackupConfig, DedupMode};
-use imb_gcs::{GcsConfig, GcsStore};
-use imb_storage::{BackupStore, LocalDir, ObjectDelete, ObjectReplace};
+use imb_storage::{BackupStore, ObjectDelete, ObjectReplace};
+use imb_targets::{Kind, Options};
 
 /// The backend the backup writes.
 pub(crate) struct Opened {
@@ -37,18 +37,17 @@ pub(crate) async fn open(
     classes: &crate::settings::Classes,
     fsync: bool,
 ) -> anyhow::Result<Opened> {
-    if dest.starts_with("gs:") {
-        let mut cfg = GcsConfig::from_env(dest)
-            .await
-            .with_context(|| format!("--dest {dest}"))?;
-        if let Some(n) = classes.retries {
-            cfg.retry.max_retries = n;
-        }
-        if let Some(d) = classes.retry_initial {
-            cfg.retry.initial = d;
-            cfg.retry.jitter = cfg.retry.jitter.min(d);
-        }
-        let store = GcsStore::new(cfg).with_context(|| format!("--dest {dest}"))?;
+    let opts = Options::default()
+        .with_no_fsync(!fsync)
+        .with_retries(classes.retries, classes.retry_initial);
+    if let Some(p) = local_path(dest) {
+        refuse_nested(&p, &config.source)?;
+    }
+    let t = imb_targets::open(dest, opts)
+        .await
+        .with_context(|| format!("--dest {dest}"))?;
+    let mut database_class = None;
+    if t.kind == Kind::Gcs {
         let library = classes.library.clone().unwrap_or_else(|| "ARCHIVE".into());
         if is_cold(&library) && config.dedup == DedupMode::Copy && !classes.dedup_set {
             // Copying an Archive object pays a retrieval; a reference costs nothing.
@@ -61,42 +60,30 @@ pub(crate) async fn open(
                 .clone()
                 .unwrap_or_else(|| "STANDARD".into()),
         );
-        let s = Arc::new(store);
-        let r = s.clone();
-        return Ok(Opened {
-            store: s.clone(),
-            replace: Some(s.clone()),
-            delete: Some(s),
-            // Dumps are pruned and read by every verify: Standard, not Archive.
-            database_class: Some(
-                classes
-                    .database
-                    .clone()
-                    .unwrap_or_else(|| "STANDARD".into()),
-            ),
-            retries: Box::new(move || r.retries()),
-        });
+        // Dumps are pruned and read by every verify: Standard, not Archive.
+        database_class = Some(
+            classes
+                .database
+                .clone()
+                .unwrap_or_else(|| "STANDARD".into()),
+        );
     }
-    let path = match dest.strip_prefix("file://") {
-        Some(p) => PathBuf::from(p),
-        None if dest.contains("://") => {
-            bail!("--dest {dest}: unknown scheme (use a path, file://PATH or gs://BUCKET[/PREFIX])")
-        }
-        None => PathBuf::from(dest),
-    };
-    refuse_nested(&path, &config.source)?;
-    let dir = Arc::new(
-        LocalDir::new(&path)
-            .with_context(|| format!("--dest {dest}"))?
-            .with_fsync(fsync),
-    );
+    let t = Arc::new(t);
+    let r = t.clone();
     Ok(Opened {
-        store: dir.clone(),
-        replace: Some(dir.clone()),
-        delete: Some(dir),
-        database_class: None,
-        retries: Box::new(|| 0),
+        store: t.store.clone(),
+        replace: Some(t.replace.clone()),
+        delete: Some(t.delete.clone()),
+        database_class,
+        retries: Box::new(move || r.retries()),
     })
+}
+
+fn local_path(dest: &str) -> Option<PathBuf> {
+    if dest.starts_with("gs:") {
+        return None;
+    }
+    Some(PathBuf::from(dest.strip_prefix("file://").unwrap_or(dest)))
 }
 
 /// A target inside the source would back itself up, run after run.

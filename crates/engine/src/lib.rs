@@ -22,6 +22,7 @@
 //!   never prints, and the caller owns the runtime and the signals ([`StopToken`]).
 
 mod config;
+mod fetch;
 mod layout;
 mod lock;
 mod progress;
@@ -31,6 +32,7 @@ mod walk;
 mod worker;
 
 pub use config::{BackupConfig, DedupMode, StorageClasses};
+pub use fetch::{Fetched, fetch_manifest, list_manifests};
 pub use layout::{ManifestName, format_ts, parse_ts};
 pub use progress::{NoProgress, Progress, StopToken};
 pub use run::Backup;

@@ -1,8 +1,7 @@
 //! The coordinator: owns the manifest, feeds the queue, records outcomes, saves.
 
 use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -10,9 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Select};
 use imb_manifest::Manifest;
 use imb_queue::{TryPush, WorkQueue};
-use imb_storage::{
-    BackupStore, GetOptions, Key, ObjectReadExt, ObjectReplace, Payload, PutOptions,
-};
+use imb_storage::{BackupStore, ObjectReplace, Payload, PutOptions};
 use tokio::runtime::Handle;
 
 use crate::layout::{self, ManifestName, key};
@@ -136,19 +133,14 @@ impl Backup {
         };
         std::fs::create_dir_all(&state).map_err(|e| state_err(&state, e))?;
 
-        let mut names: Vec<(ManifestName, Key)> = handle
-            .block_on(self.store.list_all("manifest-"))?
-            .into_iter()
-            .filter_map(|m| ManifestName::parse(m.key.as_str()).map(|n| (n, m.key)))
-            .collect();
-        names.sort();
+        let names = handle.block_on(crate::fetch::list_manifests(&*self.store))?;
         let newest = names.last().map(|(n, _)| n.ts.clone());
         let run_ts = layout::run_ts(SystemTime::now(), newest.as_deref());
         let run_id = format!("{run_ts}-{}", random_suffix());
         tracing::info!(source = %source_shown, run = %run_id, "backup starting");
 
         let lock = RunLock::acquire(handle, self.store.clone(), run_id, cfg.lock_lease)?;
-        let result = self.locked(handle, &state, &names, run_ts, filter, started);
+        let result = self.locked(handle, &state, run_ts, filter, started);
         lock.release(handle);
         if cfg.state_dir.is_some() {
             let _ = std::fs::remove_dir_all(&state);
@@ -160,7 +152,6 @@ impl Backup {
         &self,
         handle: &Handle,
         state: &Path,
-        names: &[(ManifestName, Key)],
         run_ts: String,
         filter: Filter,
         started: Instant,
@@ -168,29 +159,18 @@ impl Backup {
         let cfg = &self.config;
         let mut summary = Summary::default();
         let work = state.join("manifest-work.db");
-        let base = self.load_base(handle, names, &work, &mut summary)?;
-        let mut manifest = Manifest::open(&work)?;
-        for (name, k) in names {
-            let newer = base.as_ref().is_none_or(|b| name.ts > b.ts);
-            if name.part.is_none() || !newer {
-                continue;
-            }
-            let part = state.join("replay.db");
-            let applied = download(handle, &*self.store, k, &part)
-                .and_then(|()| manifest.apply(&part).map_err(Error::from));
-            match applied {
-                Ok(n) => {
-                    tracing::info!(journal = %k, rows = n, "replayed a journal of an unfinished run")
-                }
-                Err(e) => {
-                    tracing::warn!(journal = %k, error = %e, "skipping unreadable journal");
-                    summary
-                        .warnings
-                        .push(format!("skipped unreadable journal {k}: {e}"));
-                }
-            }
-            let _ = std::fs::remove_file(&part);
+        let fetched = handle.block_on(crate::fetch::fetch_manifest(
+            &*self.store,
+            &work,
+            None,
+            true,
+        ))?;
+        match &fetched.base {
+            Some(b) => tracing::info!(manifest = %b.name(), "loaded manifest"),
+            None => tracing::info!("no manifest in the target: starting a fresh backup"),
         }
+        summary.warnings.extend(fetched.warnings);
+        let manifest = Manifest::open(&work)?;
 
         let now = SystemTime::now();
         let shared = Arc::new(Shared {
@@ -262,39 +242,6 @@ impl Backup {
             "backup finished"
         );
         Ok(co.summary)
-    }
-
-    /// Downloads the newest manifest that opens; older ones are fallbacks for a
-    /// damaged newest one. Returns its name, or `None` for a fresh target.
-    fn load_base(
-        &self,
-        handle: &Handle,
-        names: &[(ManifestName, Key)],
-        work: &Path,
-        summary: &mut Summary,
-    ) -> Result<Option<ManifestName>> {
-        for (name, k) in names.iter().rev().filter(|(n, _)| n.part.is_none()) {
-            remove_db(work);
-            let ok = download(handle, &*self.store, k, work).and_then(|()| {
-                imb_manifest::ManifestReader::open(work)?;
-                Ok(())
-            });
-            match ok {
-                Ok(()) => {
-                    tracing::info!(manifest = %k, "loaded manifest");
-                    return Ok(Some(name.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(manifest = %k, error = %e, "manifest unreadable; trying an older one");
-                    summary
-                        .warnings
-                        .push(format!("skipped unreadable manifest {k}: {e}"));
-                }
-            }
-        }
-        remove_db(work);
-        tracing::info!("no manifest in the target: starting a fresh backup");
-        Ok(None)
     }
 }
 
@@ -572,7 +519,7 @@ impl Coordinator<'_> {
         }
         .name();
         let snap = self.state.join(&name);
-        remove_db(&snap);
+        crate::fetch::remove_db(&snap);
         self.manifest.snapshot(&snap)?;
         self.upload_file(&snap, &name)?;
         self.summary.manifest_saves += 1;
@@ -612,32 +559,6 @@ fn state_err(path: &Path, source: std::io::Error) -> Error {
         path: path.display().to_string(),
         source,
     }
-}
-
-fn remove_db(p: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut s = p.as_os_str().to_owned();
-        s.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(s));
-    }
-}
-
-/// Streams an object into a local file.
-pub(crate) fn download(
-    handle: &Handle,
-    store: &dyn BackupStore,
-    k: &Key,
-    dest: &Path,
-) -> Result<()> {
-    let mut f = File::create(dest).map_err(|e| state_err(dest, e))?;
-    handle.block_on(async {
-        let mut res = store.get_opts(k, GetOptions::default()).await?;
-        while let Some(chunk) = res.body.next_chunk().await? {
-            f.write_all(&chunk).map_err(|e| state_err(dest, e))?;
-        }
-        Ok::<_, Error>(())
-    })?;
-    f.sync_all().map_err(|e| state_err(dest, e))
 }
 
 fn random_suffix() -> String {

@@ -1,0 +1,274 @@
+//! `restore-verify`: could we restore today? Checks a backup target against its
+//! manifest (metadata, a seeded sample, or everything), restores it when asked,
+//! and says how old the newest backup is. Glue only: the work is `imb_restore`.
+//!
+//! Exit status: 0 everything checked is good; 2 problems were found (each named);
+//! 1 it could not run (bad flags, target unreachable, no manifest).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, anyhow};
+use clap::Parser;
+use imb_restore::{Level, RestoreOptions, Snapshot, VerifyOptions};
+use imb_storage::{Key, ObjectCreate, Payload, PutOptions};
+use serde_json::json;
+
+/// Verify an immich-backup target and restore from it. Every flag can also be set
+/// as IMB_<FLAG> in the environment.
+#[derive(Debug, Parser)]
+#[command(name = "restore-verify", version)]
+struct Cli {
+    /// The target `backup` wrote: a directory, file://PATH or gs://BUCKET[/PREFIX].
+    #[arg(long, env = "IMB_FROM")]
+    from: String,
+    /// Also download and re-hash a random sample of this many files.
+    #[arg(long, env = "IMB_SAMPLE")]
+    sample: Option<u64>,
+    /// ... or of at most this many bytes.
+    #[arg(long, env = "IMB_SAMPLE_BYTES")]
+    sample_bytes: Option<u64>,
+    /// Seed for the sample, for repeatable runs [default: random].
+    #[arg(long, env = "IMB_SEED")]
+    seed: Option<u64>,
+    /// Download and re-hash every object.
+    #[arg(long, env = "IMB_ALL", conflicts_with_all = ["sample", "sample_bytes"])]
+    all: bool,
+    /// Use the backup as it was at this time (RFC 3339, 2024-01-15T03-00-00, or a
+    /// manifest-….db name) instead of the newest.
+    #[arg(long, env = "IMB_AT")]
+    at: Option<String>,
+    /// Restore the files into this directory (resumable; nothing is written outside it).
+    #[arg(long, env = "IMB_RESTORE_TO")]
+    restore_to: Option<PathBuf>,
+    /// Only paths starting with this (relative to the backed-up root).
+    #[arg(long, env = "IMB_PREFIX")]
+    prefix: Option<String>,
+    /// Fail (exit 2) when the newest backup is older than this (e.g. 36h).
+    #[arg(long, env = "IMB_MAX_AGE", value_parser = humantime::parse_duration)]
+    max_age: Option<Duration>,
+    /// Write the report into the target as reports/{timestamp}.json.
+    #[arg(long, env = "IMB_WRITE_REPORT")]
+    write_report: bool,
+    /// Requests in flight.
+    #[arg(long, env = "IMB_CONCURRENCY", default_value_t = 16)]
+    concurrency: usize,
+    /// Print one JSON report on stdout.
+    #[arg(long, env = "IMB_JSON")]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let json = cli.json;
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(json, &anyhow!("cannot start the runtime: {e}")),
+    };
+    match rt.block_on(run(cli)) {
+        Ok((report, problems)) => {
+            if json {
+                println!("{report}");
+            } else {
+                print_text(&report);
+            }
+            if problems {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => fail(json, &e),
+    }
+}
+
+fn fail(json: bool, e: &anyhow::Error) -> ExitCode {
+    if json {
+        println!("{}", json!({ "error": format!("{e:#}") }));
+    }
+    eprintln!("restore-verify: error: {e:#}");
+    ExitCode::from(1)
+}
+
+/// `--at`: a manifest name, our timestamp form, or RFC 3339.
+fn parse_at(s: &str) -> anyhow::Result<SystemTime> {
+    if let Some(n) = imb_engine::ManifestName::parse(s.rsplit('/').next().unwrap_or(s)) {
+        return imb_engine::parse_ts(&n.ts).ok_or_else(|| anyhow!("--at {s}: bad timestamp"));
+    }
+    imb_engine::parse_ts(s)
+        .or_else(|| humantime::parse_rfc3339_weak(s).ok())
+        .ok_or_else(|| {
+            anyhow!("--at {s:?}: not a time (use 2024-01-15T03:00:00Z or a manifest name)")
+        })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
+    let at = cli.at.as_deref().map(parse_at).transpose()?;
+    let target = imb_targets::open(&cli.from, imb_targets::Options::default())
+        .await
+        .with_context(|| format!("--from {}", cli.from))?;
+    let store: Arc<dyn imb_storage::ObjectRead> = target.store.clone();
+    let snap = Snapshot::fetch(&*store, at)
+        .await
+        .with_context(|| format!("--from {}", cli.from))?;
+    tracing::info!(manifest = %snap.name, "verifying against manifest");
+    let level = if cli.all {
+        Level::All
+    } else if cli.sample.is_some() || cli.sample_bytes.is_some() {
+        let seed = cli.seed.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+        Level::Sample {
+            count: cli.sample,
+            bytes: cli.sample_bytes,
+            seed,
+        }
+    } else {
+        Level::Metadata
+    };
+    let mut vopts = VerifyOptions::new(level.clone());
+    vopts.concurrency = cli.concurrency;
+    vopts.prefix = cli.prefix.clone();
+    let verified = imb_restore::verify(store.clone(), &snap, &vopts).await?;
+    // A damaged manifest or journal is a finding too, even though an older one served.
+    let mut problems = !verified.ok() || !snap.warnings.is_empty();
+
+    let mut report = json!({
+        "from": cli.from,
+        "checked_at": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        "manifest": snap.name,
+        "manifest_time": humantime::format_rfc3339_seconds(snap.taken).to_string(),
+        "replayed_journals": snap.replayed,
+        "warnings": snap.warnings,
+        "level": match &level { Level::Metadata => json!("metadata"), Level::All => json!("all"),
+            Level::Sample { count, bytes, seed } => json!({"sample": count, "sample_bytes": bytes, "seed": seed}),
+            _ => json!(null) },
+        "verify": verified,
+    });
+
+    if let Some(max) = cli.max_age {
+        let age = SystemTime::now()
+            .duration_since(snap.taken)
+            .unwrap_or_default();
+        let dump_age = imb_pgdump::list_dumps(&*store)
+            .await
+            .ok()
+            .and_then(|d| d.first().and_then(|(n, _)| n.time()))
+            .map(|t| SystemTime::now().duration_since(t).unwrap_or_default());
+        let stale = age > max || dump_age.is_some_and(|a| a > max);
+        report["freshness"] = json!({
+            "max_age_s": max.as_secs(),
+            "manifest_age_s": age.as_secs(),
+            "dump_age_s": dump_age.map(|a| a.as_secs()),
+            "stale": stale,
+        });
+        if stale {
+            tracing::error!(
+                manifest_age_s = age.as_secs(),
+                "the newest backup is older than --max-age"
+            );
+            problems = true;
+        }
+    }
+
+    if let Some(dir) = &cli.restore_to {
+        let mut ropts = RestoreOptions::new(dir);
+        ropts.prefix = cli.prefix.clone();
+        ropts.concurrency = cli.concurrency.min(32);
+        let restored = imb_restore::restore(store.clone(), &snap, &ropts).await?;
+        problems |= !restored.ok();
+        report["restore"] = serde_json::to_value(&restored)?;
+    }
+    report["ok"] = json!(!problems);
+
+    if cli.write_report {
+        let name = format!("reports/{}.json", imb_engine::format_ts(SystemTime::now()));
+        let body = serde_json::to_vec_pretty(&report)?;
+        let res = target
+            .store
+            .put_opts(
+                &Key::parse(name.as_str())?,
+                Payload::from(body),
+                PutOptions::default(),
+            )
+            .await;
+        match res {
+            Ok(_) => report["report_object"] = json!(name),
+            Err(e) => tracing::warn!(error = %e, "could not write the report into the target"),
+        }
+    }
+    Ok((report, problems))
+}
+
+fn print_text(r: &serde_json::Value) {
+    let v = &r["verify"];
+    println!(
+        "{} against {} ({}): {} files checked, {} objects re-hashed",
+        if r["ok"] == true { "OK" } else { "PROBLEMS" },
+        r["manifest"].as_str().unwrap_or("?"),
+        r["manifest_time"].as_str().unwrap_or("?"),
+        v["files_checked"],
+        v["objects_hashed"]
+    );
+    for f in v["findings"].as_array().into_iter().flatten() {
+        println!(
+            "  {}: {} ({})",
+            f["path"].as_str().unwrap_or(""),
+            f["problem"].as_str().unwrap_or(""),
+            f["object"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(fr) = r.get("freshness") {
+        println!(
+            "  newest backup is {} s old (limit {} s){}",
+            fr["manifest_age_s"],
+            fr["max_age_s"],
+            if fr["stale"] == true { ": STALE" } else { "" }
+        );
+    }
+    if let Some(rs) = r.get("restore") {
+        println!(
+            "  restored {} files ({} already present)",
+            rs["files_restored"], rs["files_present"]
+        );
+        for f in rs["failures"]
+            .as_array()
+            .into_iter()
+            .chain(rs["refused"].as_array())
+            .flatten()
+        {
+            println!(
+                "  not restored: {}: {}",
+                f["path"].as_str().unwrap_or(""),
+                f["problem"].as_str().unwrap_or("")
+            );
+        }
+    }
+}

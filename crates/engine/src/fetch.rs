@@ -1,0 +1,141 @@
+//! Finding and downloading the manifest a target's state is described by.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use imb_manifest::{Manifest, ManifestReader};
+use imb_storage::{GetOptions, Key, ObjectRead, ObjectReadExt};
+
+use crate::{Error, ManifestName, Result, parse_ts};
+
+/// What [`fetch_manifest`] found.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Fetched {
+    /// The full manifest used as the base (`manifest-{ts}.db`), if any.
+    pub base: Option<ManifestName>,
+    /// Journals of later, unfinished runs that were replayed, in order.
+    pub replayed: Vec<String>,
+    /// Objects that could not be used (damaged manifests or journals), with why.
+    pub warnings: Vec<String>,
+}
+
+/// Every manifest object in the store, parsed and sorted oldest first.
+///
+/// # Errors
+/// The store's error.
+pub async fn list_manifests(store: &dyn ObjectRead) -> Result<Vec<(ManifestName, Key)>> {
+    let mut names: Vec<(ManifestName, Key)> = store
+        .list_all("manifest-")
+        .await?
+        .into_iter()
+        .filter_map(|m| ManifestName::parse(m.key.as_str()).map(|n| (n, m.key)))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Downloads into `work` the manifest describing the target: the newest
+/// `manifest-{ts}.db` that opens (as of `at`, when given), then, if
+/// `replay_journals`, the journals of later runs that never finished. Older full
+/// manifests stand in for a damaged newest one. `work` is left absent when the
+/// target has no manifest.
+///
+/// # Errors
+/// The store's error when listing or downloading fails; [`Error::Manifest`] when a
+/// journal cannot be applied to a manifest that opened.
+pub async fn fetch_manifest(
+    store: &dyn ObjectRead,
+    work: &Path,
+    at: Option<SystemTime>,
+    replay_journals: bool,
+) -> Result<Fetched> {
+    let names = list_manifests(store).await?;
+    let within = |n: &ManifestName| at.is_none_or(|at| parse_ts(&n.ts).is_some_and(|t| t <= at));
+    let mut out = Fetched::default();
+    for (name, k) in names
+        .iter()
+        .rev()
+        .filter(|(n, _)| n.part.is_none() && within(n))
+    {
+        remove_db(work);
+        let ok = match download(store, k, work).await {
+            Ok(()) => ManifestReader::open(work).map(drop).map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        match ok {
+            Ok(()) => {
+                out.base = Some(name.clone());
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(manifest = %k, error = %e, "manifest unreadable; trying an older one");
+                out.warnings
+                    .push(format!("skipped unreadable manifest {k}: {e}"));
+            }
+        }
+    }
+    if out.base.is_none() {
+        remove_db(work);
+    }
+    if !replay_journals {
+        return Ok(out);
+    }
+    let mut manifest = None;
+    for (name, k) in &names {
+        let newer = out.base.as_ref().is_none_or(|b| name.ts > b.ts);
+        if name.part.is_none() || !newer || !within(name) {
+            continue;
+        }
+        let m = match &mut manifest {
+            Some(m) => m,
+            None => manifest.insert(Manifest::open(work)?),
+        };
+        let part = work.with_extension("replay");
+        let applied = match download(store, k, &part).await {
+            Ok(()) => m.apply(&part).map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        match applied {
+            Ok(n) => {
+                tracing::info!(journal = %k, rows = n, "replayed a journal of an unfinished run");
+                out.replayed.push(k.to_string());
+            }
+            Err(e) => {
+                tracing::warn!(journal = %k, error = %e, "skipping unreadable journal");
+                out.warnings
+                    .push(format!("skipped unreadable journal {k}: {e}"));
+            }
+        }
+        let _ = std::fs::remove_file(&part);
+    }
+    Ok(out)
+}
+
+fn state_err(path: &Path, source: std::io::Error) -> Error {
+    Error::State {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Removes a SQLite database and its side files.
+pub(crate) fn remove_db(p: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut s = p.as_os_str().to_owned();
+        s.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(s));
+    }
+}
+
+/// Streams an object into a local file (small files: manifests, journals).
+pub(crate) async fn download(store: &dyn ObjectRead, k: &Key, dest: &Path) -> Result<()> {
+    let mut f = File::create(dest).map_err(|e| state_err(dest, e))?;
+    let mut res = store.get_opts(k, GetOptions::default()).await?;
+    while let Some(chunk) = res.body.next_chunk().await? {
+        f.write_all(&chunk).map_err(|e| state_err(dest, e))?;
+    }
+    f.sync_all().map_err(|e| state_err(dest, e))
+}

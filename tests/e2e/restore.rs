@@ -1,0 +1,284 @@
+//! `restore-verify` against targets written by the real `backup`.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use crate::util::{backup, bin, code, files, library, run_json, write};
+
+fn rv() -> Command {
+    let mut c = Command::new(bin("restore-verify"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IMB_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// A source with odd names and old mtimes, backed up once into `dst`.
+fn backed_up(t: &Path) -> (PathBuf, PathBuf) {
+    let (src, dst) = (t.join("upload"), t.join("backup"));
+    library(&src, 20, 3000);
+    write(
+        &src.join(OsStr::from_bytes(b"library/admin/caf\xe9 100%.jpg")),
+        b"latin-1",
+    );
+    let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    fs::File::options()
+        .write(true)
+        .open(src.join("library/admin/2020/01/IMG_00000.jpg"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let mut c = backup();
+    c.arg("--source").arg(&src).arg("--dest").arg(&dst);
+    assert_eq!(code(&run_json(c).0), 0);
+    (src, dst)
+}
+
+fn verify(dst: &Path, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut c = rv();
+    c.arg("--from").arg(dst).args(args);
+    let (out, v) = run_json(c);
+    (code(&out), v)
+}
+
+#[test]
+fn a_clean_backup_verifies_and_restores_byte_for_byte() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = backed_up(t.path());
+    let (c, v) = verify(&dst, &["--all"]);
+    assert_eq!(c, 0, "{v}");
+    assert_eq!(v["verify"]["files_checked"], 27);
+    assert_eq!(v["verify"]["objects_hashed"], 27);
+
+    let out = t.path().join("restored");
+    let (c, v) = verify(&dst, &["--restore-to", out.to_str().unwrap()]);
+    assert_eq!(c, 0, "{v}");
+    assert_eq!(v["restore"]["files_restored"], 27);
+    let want: Vec<_> = files(&src)
+        .into_iter()
+        .filter(|p| !p.starts_with("thumbs/a"))
+        .collect();
+    assert_eq!(files(&out), want);
+    for p in &want {
+        assert_eq!(
+            fs::read(out.join(p)).unwrap(),
+            fs::read(src.join(p)).unwrap(),
+            "{}",
+            p.display()
+        );
+    }
+    let m = |p: &Path| fs::metadata(p).unwrap().modified().unwrap();
+    let p = "library/admin/2020/01/IMG_00000.jpg";
+    assert_eq!(
+        m(&out.join(p)),
+        m(&src.join(p)),
+        "modification times are restored"
+    );
+    assert!(
+        out.join(OsStr::from_bytes(b"library/admin/caf\xe9 100%.jpg"))
+            .is_file(),
+        "non-UTF-8 names as they were"
+    );
+    assert!(
+        out.join("thumbs/.immich").is_file(),
+        ".immich markers included"
+    );
+
+    // Resumable: a second run finds everything in place.
+    let (c, v) = verify(&dst, &["--restore-to", out.to_str().unwrap()]);
+    assert_eq!(c, 0);
+    assert_eq!(
+        (
+            v["restore"]["files_restored"].as_u64(),
+            v["restore"]["files_present"].as_u64()
+        ),
+        (Some(0), Some(27))
+    );
+}
+
+#[test]
+fn a_flipped_byte_and_a_deleted_object_are_caught_and_named() {
+    let t = tempfile::tempdir().unwrap();
+    let (_src, dst) = backed_up(t.path());
+    let flipped = dst.join("library/library/admin/2021/02/IMG_00001.jpg");
+    let mut b = fs::read(&flipped).unwrap();
+    b[100] ^= 1;
+    // Objects are hard links in a local target: write a new inode, don't edit in place.
+    fs::remove_file(&flipped).unwrap();
+    fs::write(&flipped, &b).unwrap();
+    fs::remove_file(dst.join("library/library/admin/2022/03/IMG_00002.jpg")).unwrap();
+
+    let (c, v) = verify(&dst, &[]);
+    assert_eq!(c, 2, "{v}");
+    let findings = v["verify"]["findings"].to_string();
+    assert!(
+        findings.contains("IMG_00002.jpg") && findings.contains("object missing"),
+        "{findings}"
+    );
+    assert!(
+        !findings.contains("IMG_00001"),
+        "metadata alone cannot see a flipped byte on a local target"
+    );
+
+    let (c, v) = verify(&dst, &["--all"]);
+    assert_eq!(c, 2);
+    let findings = v["verify"]["findings"].to_string();
+    assert!(
+        findings.contains("IMG_00001.jpg") && findings.contains("content differs"),
+        "{findings}"
+    );
+
+    // A seeded sample is repeatable.
+    let (_, a) = verify(&dst, &["--sample", "5", "--seed", "42"]);
+    let (_, b) = verify(&dst, &["--sample", "5", "--seed", "42"]);
+    assert_eq!(a["verify"]["objects_hashed"], b["verify"]["objects_hashed"]);
+    assert_eq!(a["verify"]["findings"], b["verify"]["findings"]);
+}
+
+#[test]
+fn a_truncated_manifest_is_named_and_an_older_one_used() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = backed_up(t.path());
+    write(&src.join("library/admin/new.jpg"), b"second run");
+    let mut c = backup();
+    c.arg("--source").arg(&src).arg("--dest").arg(&dst);
+    let (_, s) = run_json(c);
+    let newest = s["manifest"].as_str().unwrap().to_owned();
+    let p = dst.join(&newest);
+    let len = fs::metadata(&p).unwrap().len();
+    fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let (c, v) = verify(&dst, &[]);
+    assert_eq!(c, 2, "{v}");
+    assert!(v["warnings"].to_string().contains(&newest), "{v}");
+    assert_ne!(v["manifest"], newest.as_str());
+}
+
+#[test]
+fn a_manifest_entry_that_escapes_the_restore_directory_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (_src, dst) = backed_up(t.path());
+    // A tampered manifest: an entry pointing outside, and one through a symlink.
+    let newest = files(&dst)
+        .into_iter()
+        .map(|p| p.display().to_string())
+        .filter(|n| n.starts_with("manifest-") && !n.contains(".part-"))
+        .max()
+        .unwrap();
+    {
+        let mut m = imb_manifest::Manifest::open(&dst.join(&newest)).unwrap();
+        let mut rec = m
+            .get("library/admin/2020/01/IMG_00000.jpg")
+            .unwrap()
+            .unwrap();
+        rec.file_path = "../escaped.jpg".into();
+        rec.object_key = Some("library/library/admin/2020/01/IMG_00000.jpg".into());
+        m.upsert(&rec).unwrap();
+        rec.file_path = "planted/inside.jpg".into();
+        m.upsert(&rec).unwrap();
+        m.commit().unwrap();
+    }
+    let out = t.path().join("restored");
+    let outside = t.path().join("elsewhere");
+    fs::create_dir_all(&out).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, out.join("planted")).unwrap();
+    let (c, v) = verify(&dst, &["--restore-to", out.to_str().unwrap()]);
+    assert_eq!(c, 2, "{v}");
+    let refused = v["restore"]["refused"].to_string();
+    assert!(
+        refused.contains("../escaped.jpg") && refused.contains("planted/inside.jpg"),
+        "{refused}"
+    );
+    assert!(!t.path().join("escaped.jpg").exists());
+    assert!(
+        fs::read_dir(&outside).unwrap().next().is_none(),
+        "nothing written through the symlink"
+    );
+    assert_eq!(v["restore"]["files_restored"], 27, "the rest was restored");
+}
+
+#[test]
+fn point_in_time_restore_brings_back_earlier_content_and_deleted_files() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = backed_up(t.path());
+    let first = files(&dst)
+        .into_iter()
+        .map(|p| p.display().to_string())
+        .find(|n| n.starts_with("manifest-") && !n.contains(".part-"))
+        .unwrap();
+    let p = "library/admin/2020/01/IMG_00000.jpg";
+    let original = fs::read(src.join(p)).unwrap();
+    write(&src.join(p), b"edited later");
+    fs::remove_file(src.join("library/admin/2021/02/IMG_00001.jpg")).unwrap();
+    let mut c = backup();
+    c.arg("--source").arg(&src).arg("--dest").arg(&dst);
+    assert_eq!(code(&run_json(c).0), 0);
+
+    let now = t.path().join("now");
+    let (c, _) = verify(&dst, &["--restore-to", now.to_str().unwrap()]);
+    assert_eq!(c, 0);
+    assert_eq!(
+        fs::read(now.join(p)).unwrap(),
+        b"edited later",
+        "newest content by default"
+    );
+    assert!(!now.join("library/admin/2021/02/IMG_00001.jpg").exists());
+
+    let then = t.path().join("then");
+    let (c, v) = verify(
+        &dst,
+        &["--restore-to", then.to_str().unwrap(), "--at", &first],
+    );
+    assert_eq!(c, 0, "{v}");
+    assert_eq!(
+        fs::read(then.join(p)).unwrap(),
+        original,
+        "the earlier content"
+    );
+    assert!(
+        then.join("library/admin/2021/02/IMG_00001.jpg").is_file(),
+        "a file archived since"
+    );
+}
+
+#[test]
+fn stale_backups_fail_max_age_and_reports_can_live_in_the_target() {
+    let t = tempfile::tempdir().unwrap();
+    let (_src, dst) = backed_up(t.path());
+    let (c, v) = verify(&dst, &["--max-age", "1h", "--write-report"]);
+    assert_eq!(c, 0, "{v}");
+    let obj = v["report_object"].as_str().unwrap();
+    assert!(obj.starts_with("reports/") && dst.join(obj).is_file());
+    // A manifest from long ago is stale.
+    let old = t.path().join("old");
+    fs::create_dir_all(&old).unwrap();
+    let newest = files(&dst)
+        .into_iter()
+        .map(|p| p.display().to_string())
+        .filter(|n| n.starts_with("manifest-") && !n.contains(".part-"))
+        .max()
+        .unwrap();
+    fs::copy(
+        dst.join(&newest),
+        old.join("manifest-2020-01-01T00-00-00.db"),
+    )
+    .unwrap();
+    let (c, v) = verify(&old, &["--max-age", "36h"]);
+    assert_eq!(c, 2, "{v}");
+    assert_eq!(v["freshness"]["stale"], true);
+    // No manifest at all: could not run.
+    let (c, v) = verify(&t.path().join("empty"), &[]);
+    assert_eq!(c, 1, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("no manifest"), "{v}");
+}
