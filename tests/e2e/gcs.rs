@@ -277,3 +277,69 @@ fn a_retention_locked_bucket_only_loses_the_convenience_copy() {
     let refused = proxy.requests().iter().filter(|r| r.status == 403).count();
     assert_eq!(refused, 1, "only the convenience copy was an overwrite");
 }
+
+/// On GCS the metadata check sees CRC32C, so a tampered object is caught without
+/// downloading anything (Archive reads cost money); a restore from the bucket is
+/// byte-for-byte.
+#[test]
+fn restore_verify_on_gcs_catches_tampering_by_metadata_and_restores() {
+    let emu = Emulator::fake_gcs();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("upload");
+    library(&src, 10, 1500);
+    let mut c = backup();
+    gs(&mut c, &emu.endpoint, &src);
+    assert_eq!(code(&run_json(c).0), 0);
+
+    let rv = |args: &[&str]| {
+        let mut c = Command::new(crate::util::bin("restore-verify"));
+        c.env(
+            "STORAGE_EMULATOR_HOST",
+            emu.endpoint.trim_start_matches("http://"),
+        )
+        .args(["--from", "gs://bk1/nightly"])
+        .args(args);
+        run_json(c)
+    };
+    let out = t.path().join("restored");
+    let (o, v) = rv(&["--restore-to", out.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{v}");
+    assert_eq!(
+        v["verify"]["objects_hashed"], 0,
+        "metadata only: nothing downloaded"
+    );
+    assert_eq!(v["restore"]["files_restored"], 16);
+    for p in crate::util::files(&src)
+        .iter()
+        .filter(|p| !p.starts_with("thumbs/a"))
+    {
+        assert_eq!(
+            fs::read(out.join(p)).unwrap(),
+            fs::read(src.join(p)).unwrap(),
+            "{}",
+            p.display()
+        );
+    }
+
+    // Overwrite one object behind the backup's back (same size, other bytes).
+    let name = "nightly/library/library/admin/2021/02/IMG_00001.jpg";
+    let path = format!(
+        "/upload/storage/v1/b/bk1/o?uploadType=media&name={}",
+        name.replace('/', "%2F")
+    );
+    let (status, _) = imb_gcs::testing::raw_request(
+        emu.port(),
+        "POST",
+        &path,
+        &[("Content-Type", "image/jpeg")],
+        &[7u8; 1500],
+    );
+    assert_eq!(status, 200);
+    let (o, v) = rv(&[]);
+    assert_eq!(code(&o), 2, "{v}");
+    let findings = v["verify"]["findings"].to_string();
+    assert!(
+        findings.contains("IMG_00001.jpg") && findings.contains("crc32c"),
+        "{findings}"
+    );
+}
