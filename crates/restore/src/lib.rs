@@ -15,10 +15,12 @@
 //! Rows stream from the manifest through a bounded channel into a bounded set of
 //! concurrent requests, so memory stays flat however many files there are.
 
+mod database;
 mod restore;
 mod snapshot;
 mod verify;
 
+pub use database::{DbReport, DbVerifyOptions, verify_database};
 pub use restore::{RestoreOptions, RestoreReport, restore};
 pub use snapshot::Snapshot;
 pub use verify::{Finding, Level, VerifyOptions, VerifyReport, verify};

@@ -1,0 +1,583 @@
+//! The typed Immich API client: one method per endpoint, the retry loop they share,
+//! and the multipart upload with its checksum header.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::OnceCell;
+
+use crate::error::from_status;
+use crate::multipart::{Form, ReadError};
+use crate::retry::{Jitter, retry_after, retryable_status};
+use crate::types::CheckResultDto;
+use crate::{
+    Album, ApiKey, ApiVersion, AssetUpload, BulkIdResult, CheckItem, CheckResult, CheckVerdict,
+    ClientConfig, Error, MediaTypes, Result, RetryPolicy, ServerVersion, UploadOutcome,
+    UploadStatus, User,
+};
+
+/// Items per `POST /assets/bulk-upload-check` request.
+pub const CHECK_BATCH: usize = 1000;
+/// Asset ids per `PUT /albums/{id}/assets` request.
+pub const ALBUM_BATCH: usize = 1000;
+/// The header that carries an upload's SHA-1 (hex).
+pub const CHECKSUM_HEADER: &str = "x-immich-checksum";
+
+/// A client for one Immich server and one API key. Cheap to share behind an `Arc`;
+/// requests may run concurrently.
+#[derive(Debug)]
+pub struct ImmichClient {
+    root: String,
+    key: ApiKey,
+    http: reqwest::Client,
+    policy: RetryPolicy,
+    api_override: Option<ApiVersion>,
+    api: OnceCell<ApiVersion>,
+    retries: AtomicU64,
+    jitter: Jitter,
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadResponse {
+    id: String,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckResponse {
+    results: Vec<CheckResultDto>,
+}
+
+/// Whether a request may be sent again after a failure that might have reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Idempotent {
+    Yes,
+    No,
+}
+
+fn transport(e: &reqwest::Error) -> String {
+    // reqwest's Display names the URL (no key: it travels in a header) and hides the cause.
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+impl ImmichClient {
+    /// A client for `cfg`. Nothing is sent until the first call.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a bad URL or if the HTTP client cannot be built.
+    pub fn new(cfg: ClientConfig) -> Result<ImmichClient> {
+        let root = cfg.api_root()?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .read_timeout(cfg.read_timeout)
+            .user_agent(concat!("immich-backup/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::InvalidConfig {
+                setting: "http client",
+                message: e.to_string(),
+            })?;
+        Ok(ImmichClient {
+            root,
+            key: cfg.api_key,
+            http,
+            policy: cfg.retry,
+            api_override: cfg.api,
+            api: OnceCell::new(),
+            retries: AtomicU64::new(0),
+            jitter: Jitter::new(),
+        })
+    }
+
+    /// The API root requests go to (`…/api`).
+    pub fn api_root(&self) -> &str {
+        &self.root
+    }
+
+    /// Retries made so far, over all requests.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.root)
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .header("x-api-key", self.key.header())
+            .header("accept", "application/json")
+    }
+
+    async fn pause(&self, endpoint: &str, attempt: u32, wait: Duration, cause: &str) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(request = %endpoint, attempt, delay_ms = wait.as_millis() as u64, cause = %cause, "retrying");
+        tokio::time::sleep(wait).await;
+    }
+
+    /// Sends what `build` makes, retrying per the policy. Returns the final response
+    /// whatever its status, with the number of attempts; transport failures that
+    /// outlast the retries are [`Error::Transient`].
+    async fn send(
+        &self,
+        endpoint: &str,
+        idem: Idempotent,
+        build: &(dyn Fn() -> RequestBuilder + Sync),
+    ) -> Result<(Response, u32, Duration)> {
+        let start = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let can_retry = attempt < self.policy.max_retries;
+            let (wait, cause) = match build().send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let retry = match idem {
+                        Idempotent::Yes => retryable_status(status),
+                        Idempotent::No => status == 429,
+                    };
+                    if !(retry && can_retry) {
+                        return Ok((resp, attempt + 1, start.elapsed()));
+                    }
+                    let wait = retry_after(resp.headers().get(RETRY_AFTER))
+                        .unwrap_or_else(|| self.policy.backoff(attempt, self.jitter.unit()));
+                    (wait, format!("HTTP {status}"))
+                }
+                Err(e) => {
+                    let retry = !e.is_builder() && (idem == Idempotent::Yes || e.is_connect());
+                    if !(retry && can_retry) {
+                        return Err(Error::Transient {
+                            endpoint: endpoint.to_owned(),
+                            message: transport(&e),
+                            attempts: attempt + 1,
+                            elapsed: start.elapsed(),
+                            source: Some(Box::new(e)),
+                        });
+                    }
+                    (
+                        self.policy.backoff(attempt, self.jitter.unit()),
+                        transport(&e),
+                    )
+                }
+            };
+            self.pause(endpoint, attempt + 1, wait, &cause).await;
+            attempt += 1;
+        }
+    }
+
+    /// Reads a JSON answer, or maps a non-success status to an error.
+    async fn json<T: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        (resp, attempts, elapsed): (Response, u32, Duration),
+    ) -> Result<T> {
+        let status = resp.status();
+        let body = resp.text().await.map_err(|e| Error::Transient {
+            endpoint: endpoint.to_owned(),
+            message: format!("reading the response: {}", transport(&e)),
+            attempts,
+            elapsed,
+            source: Some(Box::new(e)),
+        })?;
+        if !status.is_success() {
+            return Err(from_status(
+                endpoint,
+                None,
+                status.as_u16(),
+                &body,
+                attempts,
+                elapsed,
+            ));
+        }
+        serde_json::from_str(&body).map_err(|e| Error::Protocol {
+            endpoint: endpoint.to_owned(),
+            message: format!("HTTP {status}: {e}"),
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let endpoint = format!("GET {path}");
+        let sent = self
+            .send(&endpoint, Idempotent::Yes, &|| {
+                self.request(Method::GET, path)
+            })
+            .await?;
+        self.json(&endpoint, sent).await
+    }
+
+    async fn send_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &serde_json::Value,
+        idem: Idempotent,
+    ) -> Result<T> {
+        let endpoint = format!("{method} {path}");
+        let body = body.to_string();
+        let sent = self
+            .send(&endpoint, idem, &|| {
+                self.request(method.clone(), path)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await?;
+        self.json(&endpoint, sent).await
+    }
+
+    /// `GET /server/version`.
+    ///
+    /// # Errors
+    /// The server's or the network's error.
+    pub async fn server_version(&self) -> Result<ServerVersion> {
+        self.get("/server/version").await
+    }
+
+    /// The API generation to speak: the configured override, else what
+    /// `GET /server/version` says (asked once, then remembered).
+    ///
+    /// # Errors
+    /// As [`Self::server_version`].
+    pub async fn api(&self) -> Result<ApiVersion> {
+        if let Some(v) = self.api_override {
+            return Ok(v);
+        }
+        self.api
+            .get_or_try_init(|| async {
+                let v = self.server_version().await?;
+                tracing::debug!(version = %v, api = %v.api(), "server version");
+                Ok(v.api())
+            })
+            .await
+            .copied()
+    }
+
+    /// `GET /server/media-types`: the extensions the server accepts.
+    ///
+    /// # Errors
+    /// The server's or the network's error.
+    pub async fn media_types(&self) -> Result<MediaTypes> {
+        self.get("/server/media-types").await
+    }
+
+    /// `GET /users/me`: who the key belongs to, and the quota.
+    ///
+    /// # Errors
+    /// [`Error::Unauthorized`] for a bad key; the server's or the network's error.
+    pub async fn my_user(&self) -> Result<User> {
+        self.get("/users/me").await
+    }
+
+    /// Checks the quota up front: fails with [`Error::QuotaExceeded`] when `bytes`
+    /// more would not fit. Returns the user.
+    ///
+    /// # Errors
+    /// [`Error::QuotaExceeded`], or as [`Self::my_user`].
+    pub async fn ensure_quota(&self, bytes: u64) -> Result<User> {
+        let user = self.my_user().await?;
+        if user.would_exceed_quota(bytes) {
+            return Err(Error::QuotaExceeded {
+                file: format!("{bytes} bytes to upload"),
+                message: format!(
+                    "{} of {} bytes used",
+                    user.quota_usage_in_bytes.unwrap_or(0),
+                    user.quota_size_in_bytes.unwrap_or(0)
+                ),
+            });
+        }
+        Ok(user)
+    }
+
+    /// `POST /assets/bulk-upload-check` in batches of [`CHECK_BATCH`]: which of
+    /// these checksums the user's library already has. Results come in the order
+    /// of `items`.
+    ///
+    /// # Errors
+    /// The server's or the network's error; [`Error::Protocol`] if the answer does
+    /// not match the question.
+    pub async fn bulk_upload_check(&self, items: &[CheckItem]) -> Result<Vec<CheckResult>> {
+        let mut out = Vec::with_capacity(items.len());
+        for batch in items.chunks(CHECK_BATCH) {
+            let body = serde_json::json!({ "assets": batch });
+            let resp: CheckResponse = self
+                .send_json(
+                    Method::POST,
+                    "/assets/bulk-upload-check",
+                    &body,
+                    Idempotent::Yes,
+                )
+                .await?;
+            if resp.results.len() != batch.len()
+                || resp.results.iter().zip(batch).any(|(r, i)| r.id != i.id)
+            {
+                return Err(Error::Protocol {
+                    endpoint: "POST /assets/bulk-upload-check".into(),
+                    message: format!(
+                        "{} results for {} items, or not in the order asked",
+                        resp.results.len(),
+                        batch.len()
+                    ),
+                });
+            }
+            out.extend(resp.results.into_iter().map(CheckResult::from));
+        }
+        Ok(out)
+    }
+
+    /// `GET /albums`: every album the user can see.
+    ///
+    /// # Errors
+    /// The server's or the network's error.
+    pub async fn albums(&self) -> Result<Vec<Album>> {
+        self.get("/albums").await
+    }
+
+    /// `POST /albums`: a new album called `name` (names need not be unique). Not
+    /// retried after a failure that may have reached the server, so a blip cannot
+    /// create two albums; list the albums again before creating once more.
+    ///
+    /// # Errors
+    /// The server's or the network's error.
+    pub async fn create_album(&self, name: &str) -> Result<Album> {
+        let body = serde_json::json!({ "albumName": name });
+        self.send_json(Method::POST, "/albums", &body, Idempotent::No)
+            .await
+    }
+
+    /// `PUT /albums/{id}/assets` in batches of [`ALBUM_BATCH`]. Assets already in
+    /// the album come back with `error: "duplicate"` ([`BulkIdResult::is_in_album`]).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the album is gone; the server's or the network's error.
+    pub async fn add_to_album(
+        &self,
+        album_id: &str,
+        asset_ids: &[String],
+    ) -> Result<Vec<BulkIdResult>> {
+        let path = format!("/albums/{album_id}/assets");
+        let mut out = Vec::with_capacity(asset_ids.len());
+        for batch in asset_ids.chunks(ALBUM_BATCH) {
+            let body = serde_json::json!({ "ids": batch });
+            let part: Vec<BulkIdResult> = self
+                .send_json(Method::PUT, &path, &body, Idempotent::Yes)
+                .await?;
+            out.extend(part);
+        }
+        Ok(out)
+    }
+
+    /// The form fields of an upload, in the order they are sent.
+    fn form(&self, asset: &AssetUpload, api: ApiVersion) -> Form {
+        let boundary = format!(
+            "----imb{:016x}{:016x}",
+            self.jitter.next_u64(),
+            self.jitter.next_u64()
+        );
+        let mut form = Form::new(boundary);
+        if api == ApiVersion::V2 {
+            let device_asset_id = asset.device_asset_id.clone().unwrap_or_else(|| {
+                format!("{}-{}", asset.filename, asset.payload.len())
+                    .split_whitespace()
+                    .collect()
+            });
+            form.text("deviceAssetId", &device_asset_id);
+            form.text(
+                "deviceId",
+                asset.device_id.as_deref().unwrap_or("immich-backup"),
+            );
+        }
+        form.text("fileCreatedAt", &asset.file_created_at);
+        form.text("fileModifiedAt", &asset.file_modified_at);
+        // Immich checks every file part against `filename` when that field arrived
+        // before the part, so with a sidecar the field goes last (the sidecar part
+        // would otherwise be judged by the photo's name and refused).
+        let filename_last = asset.sidecar.is_some();
+        if !filename_last {
+            form.text("filename", &asset.filename);
+        }
+        form.text(
+            "isFavorite",
+            if asset.is_favorite { "true" } else { "false" },
+        );
+        if let Some(d) = asset.duration {
+            match api {
+                ApiVersion::V3 => form.text("duration", &d.as_millis().to_string()),
+                ApiVersion::V2 => {
+                    let s = d.as_secs();
+                    let v = format!(
+                        "{}:{:02}:{:02}.{:06}",
+                        s / 3600,
+                        (s / 60) % 60,
+                        s % 60,
+                        d.subsec_micros()
+                    );
+                    form.text("duration", &v);
+                }
+            }
+        }
+        form.file("assetData", &asset.filename, asset.payload.clone());
+        if let Some(sidecar) = &asset.sidecar {
+            let stem = match asset.filename.rfind('.') {
+                Some(i) if i > 0 => &asset.filename[..i],
+                _ => asset.filename.as_str(),
+            };
+            form.file("sidecarData", &format!("{stem}.xmp"), sidecar.clone());
+            form.text("filename", &asset.filename);
+        }
+        form
+    }
+
+    /// `POST /assets`: uploads one asset with its SHA-1 in `x-immich-checksum`.
+    ///
+    /// 201 is [`UploadStatus::Created`], 200 [`UploadStatus::Duplicate`]; both carry
+    /// the asset id. The checksum makes the request idempotent (a repeat is answered
+    /// "duplicate"), so network errors, 5xx and 429 are retried. A server may answer
+    /// "duplicate" from the header alone, before it has read the body, and then stop
+    /// reading: if sending the body fails, the client asks
+    /// `bulk-upload-check` whether the server now has this checksum, and if so
+    /// returns `Duplicate` with that id instead of a broken-pipe error. (The same
+    /// answer covers an upload whose 201 was lost on the way back: it is then
+    /// reported as a duplicate of itself.)
+    ///
+    /// # Errors
+    /// [`Error::QuotaExceeded`], [`Error::UnsupportedFileType`],
+    /// [`Error::Unauthorized`], [`Error::Io`] if the file cannot be read, or
+    /// [`Error::Transient`] after the retries.
+    pub async fn upload(&self, asset: &AssetUpload) -> Result<UploadOutcome> {
+        let api = self.api().await?;
+        let shown = asset.shown().to_owned();
+        let endpoint = format!("POST /assets ({shown})");
+        let checksum = imb_hash::hex(&asset.sha1);
+        let start = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let can_retry = attempt < self.policy.max_retries;
+            let form = self.form(asset, api);
+            let (finished, content_type, len) = form.finish();
+            let read_error = ReadError::default();
+            let body = finished.into_body(len, read_error.clone());
+            let sent = self
+                .request(Method::POST, "/assets")
+                .header(CHECKSUM_HEADER, &checksum)
+                .header(CONTENT_TYPE, &content_type)
+                .header(CONTENT_LENGTH, len)
+                .body(body)
+                .send()
+                .await;
+            let (wait, cause) = match sent {
+                Ok(resp) => {
+                    let status = resp.status();
+                    if status == StatusCode::OK || status == StatusCode::CREATED {
+                        return self
+                            .upload_answer(&endpoint, resp, attempt + 1, start)
+                            .await;
+                    }
+                    let code = status.as_u16();
+                    if !(retryable_status(code) && can_retry) {
+                        let body = resp.text().await.unwrap_or_default();
+                        return Err(from_status(
+                            &endpoint,
+                            Some(&shown),
+                            code,
+                            &body,
+                            attempt + 1,
+                            start.elapsed(),
+                        ));
+                    }
+                    let wait = retry_after(resp.headers().get(RETRY_AFTER))
+                        .unwrap_or_else(|| self.policy.backoff(attempt, self.jitter.unit()));
+                    (wait, format!("HTTP {code}"))
+                }
+                Err(e) => {
+                    if let Some(io) = read_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        return Err(Error::Io {
+                            path: shown,
+                            source: io,
+                        });
+                    }
+                    if let Some(done) = self.duplicate_after_failure(asset).await {
+                        tracing::debug!(file = %shown, id = %done.id, cause = %transport(&e), "upload answered as a duplicate before the body was sent");
+                        return Ok(done);
+                    }
+                    if e.is_builder() || !can_retry {
+                        return Err(Error::Transient {
+                            endpoint,
+                            message: transport(&e),
+                            attempts: attempt + 1,
+                            elapsed: start.elapsed(),
+                            source: Some(Box::new(e)),
+                        });
+                    }
+                    (
+                        self.policy.backoff(attempt, self.jitter.unit()),
+                        transport(&e),
+                    )
+                }
+            };
+            self.pause(&endpoint, attempt + 1, wait, &cause).await;
+            attempt += 1;
+        }
+    }
+
+    async fn upload_answer(
+        &self,
+        endpoint: &str,
+        resp: Response,
+        attempts: u32,
+        start: Instant,
+    ) -> Result<UploadOutcome> {
+        let http_status = resp.status();
+        let body: UploadResponse = self
+            .json(endpoint, (resp, attempts, start.elapsed()))
+            .await?;
+        let status = match (http_status, body.status.as_deref()) {
+            (_, Some("duplicate")) | (StatusCode::OK, _) => UploadStatus::Duplicate,
+            _ => UploadStatus::Created,
+        };
+        Ok(UploadOutcome {
+            id: body.id,
+            status,
+        })
+    }
+
+    /// After a failed send: does the server have this content now? One quick
+    /// check without retries of its own; any failure means "don't know".
+    async fn duplicate_after_failure(&self, asset: &AssetUpload) -> Option<UploadOutcome> {
+        let item = CheckItem::new("upload", &asset.sha1);
+        let body = serde_json::json!({ "assets": [item] }).to_string();
+        let resp = self
+            .request(Method::POST, "/assets/bulk-upload-check")
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let parsed: CheckResponse = resp.json().await.ok()?;
+        match parsed
+            .results
+            .into_iter()
+            .next()
+            .map(CheckResult::from)?
+            .verdict
+        {
+            CheckVerdict::Duplicate { asset_id, .. } => Some(UploadOutcome {
+                id: asset_id,
+                status: UploadStatus::Duplicate,
+            }),
+            _ => None,
+        }
+    }
+}
