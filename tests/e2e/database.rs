@@ -269,3 +269,65 @@ fn restore_verify_loads_the_dump_and_checks_immich_against_the_library() {
         "the files themselves are fine"
     );
 }
+
+/// `--db-restore` restores the dump into the database Immich's settings name,
+/// refusing a non-empty one unless forced.
+#[test]
+fn db_restore_fills_an_empty_database_and_refuses_a_full_one() {
+    let pg = ScratchCluster::start().unwrap();
+    immich_db(&pg);
+    pg.create_db("target").unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    library(&src, 2, 100);
+    let mut c = backup();
+    with_db(&mut c, &pg, pg.password());
+    c.arg("--source").arg(&src).arg("--dest").arg(&dst);
+    assert_eq!(code(&run_json(c).0), 0);
+
+    let restore = |force: bool| {
+        let mut c = Command::new(crate::util::bin("restore-verify"));
+        with_db(&mut c, &pg, pg.password());
+        c.env("DB_DATABASE_NAME", "target")
+            .arg("--from")
+            .arg(&dst)
+            .args(["--no-database", "--db-restore", "--psql"])
+            .arg(pg.bin("psql"));
+        if force {
+            c.arg("--force");
+        }
+        run_json(c)
+    };
+    let (out, v) = restore(false);
+    assert_eq!(
+        code(&out),
+        0,
+        "{v}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        pg.psql("target", "SELECT count(*) FROM asset")
+            .unwrap()
+            .trim(),
+        "500"
+    );
+    assert!(!v.to_string().contains(pg.password()));
+
+    let (out, v) = restore(false);
+    assert_eq!(code(&out), 2, "{v}");
+    assert!(
+        v["db_restore"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not empty"),
+        "{v}"
+    );
+    let (out, v) = restore(true);
+    assert_eq!(code(&out), 0, "{v}");
+    assert_eq!(
+        pg.psql("target", "SELECT count(*) FROM asset")
+            .unwrap()
+            .trim(),
+        "500"
+    );
+}

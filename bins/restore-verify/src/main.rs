@@ -64,6 +64,17 @@ struct Cli {
     /// [default: /data and /usr/src/app/upload].
     #[arg(long, env = "IMB_IMMICH_ROOT", value_delimiter = ',')]
     immich_root: Vec<String>,
+    /// Restore the dump (--dump, or the newest) into the database Immich's own
+    /// settings name (DB_URL, or DB_HOSTNAME, DB_PORT, DB_USERNAME, DB_PASSWORD,
+    /// DB_DATABASE_NAME): credentials never go on the command line.
+    #[arg(long, env = "IMB_DB_RESTORE")]
+    db_restore: bool,
+    /// With --db-restore: restore even into a database that has tables.
+    #[arg(long, env = "IMB_FORCE")]
+    force: bool,
+    /// The psql to run for --db-restore [default: psql].
+    #[arg(long, env = "IMB_PSQL")]
+    psql: Option<PathBuf>,
     /// Requests in flight.
     #[arg(long, env = "IMB_CONCURRENCY", default_value_t = 16)]
     concurrency: usize,
@@ -201,6 +212,17 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
         }
     }
 
+    if cli.db_restore {
+        report["db_restore"] = match db_restore(&cli, &*store).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "database restore failed");
+                problems = true;
+                json!({ "error": format!("{e:#}") })
+            }
+        };
+    }
+
     if let Some(max) = cli.max_age {
         let age = SystemTime::now()
             .duration_since(snap.taken)
@@ -253,6 +275,33 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
         }
     }
     Ok((report, problems))
+}
+
+/// `--db-restore`: the chosen dump into the database Immich's settings name.
+async fn db_restore(
+    cli: &Cli,
+    store: &dyn imb_storage::ObjectRead,
+) -> anyhow::Result<serde_json::Value> {
+    let conn = imb_pgdump::Connection::from_env()?.ok_or_else(|| {
+        anyhow!("--db-restore: set DB_URL or DB_HOSTNAME (and DB_PASSWORD…) to name the database")
+    })?;
+    let dumps = imb_pgdump::list_dumps(store).await?;
+    let key = match &cli.dump {
+        Some(k) => dumps
+            .iter()
+            .find(|(n, _)| n.key() == *k)
+            .map(|(_, m)| m.key.clone()),
+        None => dumps.first().map(|(_, m)| m.key.clone()),
+    }
+    .ok_or_else(|| anyhow!("--db-restore: no such dump in the target"))?;
+    let mut opts = imb_pgdump::RestoreDbOptions::default();
+    opts.force = cli.force;
+    if let Some(p) = &cli.psql {
+        opts.psql = p.clone();
+    }
+    tracing::info!(dump = %key, database = %conn, "restoring the database");
+    let r = imb_pgdump::restore_dump(store, &key, &conn, &opts).await?;
+    Ok(serde_json::to_value(&r)?)
 }
 
 fn print_text(r: &serde_json::Value) {

@@ -369,7 +369,12 @@ async fn immich_version(psql: &Path, conn: &Connection, auth: &Auth) -> Result<O
 }
 
 /// Runs one query with `psql` and returns its unaligned, tab-separated rows.
-async fn query(psql: &Path, conn: &Connection, auth: &Auth, sql: &str) -> Result<String> {
+pub(crate) async fn query(
+    psql: &Path,
+    conn: &Connection,
+    auth: &Auth,
+    sql: &str,
+) -> Result<String> {
     let mut cmd = Command::new(psql);
     cmd.args([
         "--no-psqlrc",

@@ -42,6 +42,7 @@ mod dump;
 mod error;
 mod gzip;
 mod name;
+mod restore;
 mod retention;
 mod version;
 
@@ -52,6 +53,7 @@ pub use conn::Connection;
 pub use dump::{DumpOptions, DumpReport, dump};
 pub use error::{Error, Result};
 pub use name::{DUMP_PREFIX, DumpName};
+pub use restore::{RestoreDbOptions, RestoreDbReport, restore_dump};
 pub use retention::{RetentionReport, list_dumps, prune};
 
 #[cfg(test)]

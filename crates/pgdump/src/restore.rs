@@ -1,0 +1,152 @@
+//! Restoring a dump into a database the user names: Immich's documented restore
+//! procedure (psql in one transaction, stopping at the first error), streamed from
+//! the store through gunzip into psql's stdin, with the same password handling as
+//! dumps.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Instant;
+
+use imb_storage::{GetOptions, Key, ObjectRead};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::conn::Auth;
+use crate::{Connection, Error, Result};
+
+/// How to restore.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RestoreDbOptions {
+    /// The psql to run.
+    pub psql: PathBuf,
+    /// Restore even into a database that already has tables.
+    pub force: bool,
+}
+
+impl Default for RestoreDbOptions {
+    fn default() -> Self {
+        RestoreDbOptions {
+            psql: PathBuf::from("psql"),
+            force: false,
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct RestoreDbReport {
+    /// The dump restored.
+    pub dump: String,
+    /// The database it went into (no password).
+    pub database: String,
+    /// SQL bytes fed to psql.
+    pub sql_bytes: u64,
+    /// Wall time in seconds.
+    pub duration_s: f64,
+}
+
+/// Restores the dump at `key` into the database `conn` names. Refuses a database
+/// that already has tables unless `opts.force`.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for a non-empty database without `force`;
+/// [`Error::Connect`] / [`Error::Query`] from psql (redacted); the store's error.
+pub async fn restore_dump(
+    store: &dyn ObjectRead,
+    key: &Key,
+    conn: &Connection,
+    opts: &RestoreDbOptions,
+) -> Result<RestoreDbReport> {
+    let started = Instant::now();
+    let auth = Auth::prepare(conn)?;
+    if !opts.force {
+        let tables = crate::dump::query(
+            &opts.psql,
+            conn,
+            &auth,
+            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+        )
+        .await?;
+        let n: u64 = tables.trim().parse().unwrap_or(0);
+        if n > 0 {
+            return Err(Error::invalid(
+                "db-restore",
+                format!(
+                    "the database {conn} is not empty ({n} tables); use --force to restore over it"
+                ),
+            ));
+        }
+    }
+    let mut cmd = Command::new(&opts.psql);
+    cmd.args([
+        "--no-psqlrc",
+        "--quiet",
+        "--no-password",
+        "--single-transaction",
+        "--set=ON_ERROR_STOP=1",
+        "--dbname",
+    ])
+    .arg(conn.conninfo())
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    auth.apply(&mut cmd);
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+        program: "psql",
+        path: opts.psql.clone(),
+        source,
+    })?;
+    let mut stdin = child.stdin.take().expect("stdin piped");
+    let mut sql_bytes = 0u64;
+    let fed = async {
+        let mut res = store.get_opts(key, GetOptions::default()).await?;
+        let mut gz = flate2::write::MultiGzDecoder::new(Vec::new());
+        while let Some(chunk) = res.body.next_chunk().await? {
+            gz.write_all(&chunk)
+                .map_err(|e| Error::io(format!("decompressing {key}"), e))?;
+            let out = std::mem::take(gz.get_mut());
+            sql_bytes += out.len() as u64;
+            // psql stopping early (an error) closes the pipe; its status says why.
+            if stdin.write_all(&out).await.is_err() {
+                return Ok(());
+            }
+        }
+        gz.try_finish()
+            .map_err(|e| Error::io(format!("decompressing {key}"), e))?;
+        let out = std::mem::take(gz.get_mut());
+        sql_bytes += out.len() as u64;
+        let _ = stdin.write_all(&out).await;
+        Ok::<_, Error>(())
+    }
+    .await;
+    drop(stdin);
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|source| Error::Spawn {
+            program: "psql",
+            path: opts.psql.clone(),
+            source,
+        })?;
+    fed?;
+    if !out.status.success() {
+        let stderr = conn.redact(String::from_utf8_lossy(&out.stderr).trim());
+        let target = conn.to_string();
+        return Err(if out.status.code() == Some(2) {
+            Error::Connect { target, stderr }
+        } else {
+            Error::Query { target, stderr }
+        });
+    }
+    Ok(RestoreDbReport {
+        dump: key.to_string(),
+        database: conn.to_string(),
+        sql_bytes,
+        duration_s: started.elapsed().as_secs_f64(),
+    })
+}
