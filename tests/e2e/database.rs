@@ -190,7 +190,14 @@ fn restore_verify_loads_the_dump_and_checks_immich_against_the_library() {
     }
     sql.push_str("INSERT INTO asset (\"originalPath\", checksum) VALUES ('/data/library/admin/gone.jpg', decode(repeat('ab', 20), 'hex'));\n");
     sql.push_str("INSERT INTO asset (\"originalPath\", checksum, \"libraryId\") VALUES ('/mnt/photos/x.jpg', decode(repeat('cd', 20), 'hex'), 7);\n");
+    // v3 keeps sidecars as asset_file rows; this one's file was never backed up.
+    sql.push_str(
+        "CREATE TABLE asset_file (id serial PRIMARY KEY, \"assetId\" int, type text, path text);\n",
+    );
+    sql.push_str("INSERT INTO asset_file (\"assetId\", type, path) VALUES (1, 'sidecar', '/data/library/admin/lost.xmp');\n");
     pg.psql("immich", &sql).unwrap();
+    // A backed-up original no asset references (the dump is missing its row).
+    crate::util::write(&src.join("library/admin/orphan.jpg"), b"no asset row");
 
     let mut c = backup();
     with_db(&mut c, &pg, pg.password());
@@ -253,7 +260,14 @@ fn restore_verify_loads_the_dump_and_checks_immich_against_the_library() {
     assert_eq!(db["external_assets"], 1);
     assert_eq!(db["version_in_database"], "v2.3.1");
     let findings = db["findings"].as_array().unwrap();
-    assert_eq!(findings.len(), 2, "{db}");
+    assert_eq!(findings.len(), 3, "{db}");
+    assert!(
+        db["findings"].to_string().contains("lost.xmp")
+            && db["findings"].to_string().contains("sidecar"),
+        "{db}"
+    );
+    assert_eq!(db["unreferenced_originals"], 1, "{db}");
+    assert_eq!(db["unreferenced"][0], "library/admin/orphan.jpg");
     let text = db["findings"].to_string();
     assert!(
         text.contains("/data/library/admin/gone.jpg") && text.contains("not in the backup"),
