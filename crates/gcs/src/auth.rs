@@ -18,6 +18,10 @@ pub trait TokenSource: Send + Sync + fmt::Debug {
     /// # Errors
     /// A message safe to log (no token, no key).
     async fn token(&self) -> Result<Option<String>, String>;
+
+    /// Called after the server rejected a token (401): drop any cached token so
+    /// the next [`TokenSource::token`] gets a fresh one.
+    async fn refresh(&self) {}
 }
 
 /// Where tokens come from.
@@ -26,7 +30,31 @@ pub enum Credentials {
     /// No auth (an emulator).
     None,
     /// A gcp_auth provider: a service-account key, the metadata server, or gcloud.
-    Provider(Arc<dyn gcp_auth::TokenProvider>),
+    Provider(Refreshing),
+}
+
+/// A gcp_auth provider that can be rebuilt: gcp_auth caches a token until it
+/// expires, so after a 401 the only way to a fresh one is a fresh provider.
+pub struct Refreshing {
+    /// The key JSON, for a service account (kept to rebuild the provider; never printed).
+    key: Option<String>,
+    current: tokio::sync::RwLock<Arc<dyn gcp_auth::TokenProvider>>,
+}
+
+impl Refreshing {
+    async fn rebuild(&self) -> Result<(), String> {
+        let fresh: Arc<dyn gcp_auth::TokenProvider> = match &self.key {
+            Some(json) => Arc::new(
+                gcp_auth::CustomServiceAccount::from_json(json)
+                    .map_err(|_| "service-account key no longer parses".to_owned())?,
+            ),
+            None => gcp_auth::provider()
+                .await
+                .map_err(|e| format!("cannot reload credentials: {e}"))?,
+        };
+        *self.current.write().await = fresh;
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -57,7 +85,10 @@ impl Credentials {
     pub fn from_json(source_name: &'static str, json: &str) -> Result<Self, Error> {
         let sa =
             gcp_auth::CustomServiceAccount::from_json(json).map_err(|_| bad_key(source_name))?;
-        Ok(Credentials::Provider(Arc::new(sa)))
+        Ok(Credentials::Provider(Refreshing {
+            key: Some(json.to_owned()),
+            current: tokio::sync::RwLock::new(Arc::new(sa)),
+        }))
     }
 
     /// A service-account key file.
@@ -86,7 +117,10 @@ impl Credentials {
                 "no Google credentials found (set GOOGLE_APPLICATION_CREDENTIALS or GCS_CREDENTIALS, or run with workload identity): {e}"
             ),
         })?;
-        Ok(Credentials::Provider(p))
+        Ok(Credentials::Provider(Refreshing {
+            key: None,
+            current: tokio::sync::RwLock::new(p),
+        }))
     }
 }
 
@@ -95,11 +129,22 @@ impl TokenSource for Credentials {
     async fn token(&self) -> Result<Option<String>, String> {
         match self {
             Credentials::None => Ok(None),
-            Credentials::Provider(p) => p
-                .token(&[SCOPE])
-                .await
-                .map(|t| Some(t.as_str().to_owned()))
-                .map_err(|e| format!("cannot get an access token: {e}")),
+            Credentials::Provider(p) => {
+                let provider = p.current.read().await.clone();
+                provider
+                    .token(&[SCOPE])
+                    .await
+                    .map(|t| Some(t.as_str().to_owned()))
+                    .map_err(|e| format!("cannot get an access token: {e}"))
+            }
+        }
+    }
+
+    async fn refresh(&self) {
+        if let Credentials::Provider(p) = self
+            && let Err(e) = p.rebuild().await
+        {
+            tracing::warn!(error = %e, "could not refresh credentials");
         }
     }
 }

@@ -197,8 +197,9 @@ impl Client {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     if status == 401 && !refreshed {
-                        // A token can expire in flight; fetch again once.
+                        // A token can expire or be revoked in flight; get a fresh one, once.
                         refreshed = true;
+                        self.cfg.tokens.refresh().await;
                         continue;
                     }
                     if !(idempotent && retryable_status(status) && attempt < policy.max_retries) {

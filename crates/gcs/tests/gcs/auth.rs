@@ -107,3 +107,40 @@ fn gs_urls_parse_and_bad_ones_name_the_setting() {
         .to_string();
     assert!(err.contains("dest"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_401_gets_a_fresh_token_once() {
+    let emu = Emulator::fake_gcs();
+    let (token_uri, hits) = token_server("tok");
+    let first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let f = first.clone();
+    let proxy = FaultProxy::start(0, emu.port(), move |s| {
+        if s.target.starts_with("/upload/") && f.swap(false, Ordering::SeqCst) {
+            Fault::Status(401, None)
+        } else {
+            Fault::Forward
+        }
+    });
+    let key = serde_json::json!({
+        "type": "service_account", "private_key": private_key(),
+        "client_email": "backup@p.iam.gserviceaccount.com", "token_uri": token_uri,
+    });
+    let mut cfg = emu.config();
+    cfg.endpoint = proxy.endpoint();
+    cfg.tokens = Arc::new(Credentials::from_json("GCS_CREDENTIALS", &key.to_string()).unwrap());
+    let store = GcsStore::new(cfg).unwrap();
+    store
+        .put_opts(
+            &Key::parse("library/a.jpg").unwrap(),
+            Payload::from(b"a".to_vec()),
+            PutOptions::default(),
+        )
+        .await
+        .expect("succeeds after one refresh");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "a second token was fetched after the 401"
+    );
+    assert!(!first.load(Ordering::SeqCst));
+}
