@@ -316,9 +316,12 @@ fn an_unreadable_file_fails_alone() {
         fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
     }
     let mut c = if crate::util::is_root() {
+        // The clone may sit where `nobody` cannot reach; run a copy from the temp dir.
+        let copy = t.path().join("backup-bin");
+        fs::copy(crate::util::bin("backup"), &copy).unwrap();
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
         let mut c = Command::new("runuser");
-        c.args(["-u", "nobody", "--"])
-            .arg(crate::util::bin("backup"));
+        c.args(["-u", "nobody", "--"]).arg(&copy);
         c
     } else {
         backup()
