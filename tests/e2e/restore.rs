@@ -282,3 +282,52 @@ fn stale_backups_fail_max_age_and_reports_can_live_in_the_target() {
     assert_eq!(c, 1, "{v}");
     assert!(v["error"].as_str().unwrap().contains("no manifest"), "{v}");
 }
+
+#[test]
+fn a_prefix_restores_only_that_part() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = backed_up(t.path());
+    let out = t.path().join("part");
+    let (c, v) = verify(
+        &dst,
+        &[
+            "--prefix",
+            "library/admin/2020/",
+            "--restore-to",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(c, 0, "{v}");
+    let got = files(&out);
+    assert!(
+        !got.is_empty() && got.iter().all(|p| p.starts_with("library/admin/2020")),
+        "{got:?}"
+    );
+    let want: Vec<_> = files(&src)
+        .into_iter()
+        .filter(|p| p.starts_with("library/admin/2020"))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        v["verify"]["files_checked"].as_u64().unwrap() as usize,
+        want.len(),
+        "verify honours it too"
+    );
+}
+
+#[test]
+fn a_corrupt_dump_is_named() {
+    let t = tempfile::tempdir().unwrap();
+    let (_src, dst) = backed_up(t.path());
+    write(
+        &dst.join("database/2999-01-01T00-00-00-immich-v2.3.1.sql.gz"),
+        b"\x1f\x8b\x08\x00 this is not deflate data at all",
+    );
+    let (c, v) = verify(&dst, &[]);
+    assert_eq!(c, 2, "{v}");
+    let f = v["database"]["findings"].to_string();
+    assert!(
+        f.contains("not a valid gzip stream") && f.contains("2999-01-01T00-00-00"),
+        "{v}"
+    );
+}
