@@ -4,6 +4,7 @@
 
 mod backup;
 mod database;
+mod device_sync;
 mod gcs;
 mod restore;
 mod util;

@@ -1,0 +1,97 @@
+//! The engine's settings, built by the binary from its command line, environment
+//! and config file.
+
+use std::path::PathBuf;
+
+use crate::{Error, Result, Selection};
+
+/// Settings for a [`crate::DeviceSync`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SyncConfig {
+    /// The folders whose subfolders are device albums (a DCIM, a card, Pictures).
+    pub roots: Vec<PathBuf>,
+    /// Which albums are backed up.
+    pub selection: Selection,
+    /// Where the state database and the lock live.
+    pub state_dir: PathBuf,
+    /// Uploads in flight at once.
+    pub concurrency: usize,
+    /// Files hashed at once (blocking threads).
+    pub hash_workers: usize,
+    /// After uploading, add each album's assets to the server album of the same name.
+    pub album_sync: bool,
+    /// Hash and ask the server, but upload nothing and record nothing.
+    pub dry_run: bool,
+    /// `deviceId` for v2 servers.
+    pub device_id: String,
+}
+
+impl SyncConfig {
+    /// Settings for `roots` with state in `state_dir`: every album, 4 uploads at
+    /// once, hashing on up to 2 threads, no album sync.
+    pub fn new(roots: Vec<PathBuf>, state_dir: PathBuf) -> SyncConfig {
+        SyncConfig {
+            roots,
+            selection: Selection::recents(),
+            state_dir,
+            concurrency: 4,
+            hash_workers: std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(4),
+            album_sync: false,
+            dry_run: false,
+            device_id: default_device_id(),
+        }
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the setting.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |setting, message: &str| {
+            Err(Error::InvalidConfig {
+                setting,
+                message: message.to_owned(),
+            })
+        };
+        if self.roots.is_empty() {
+            return bad("root", "at least one root folder is needed");
+        }
+        if self.concurrency == 0 {
+            return bad("concurrency", "must be at least 1");
+        }
+        if self.hash_workers == 0 {
+            return bad("hash workers", "must be at least 1");
+        }
+        if self.device_id.trim().is_empty() {
+            return bad("device id", "must not be empty");
+        }
+        Ok(())
+    }
+}
+
+/// `$XDG_STATE_HOME/immich-device-sync`, else `~/.local/state/immich-device-sync`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|h| h.join(".local/state"))
+        })?;
+    Some(base.join("immich-device-sync"))
+}
+
+/// `device-sync-{hostname}`: what v2 servers get as `deviceId`.
+pub fn default_device_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("device-sync-{host}")
+}

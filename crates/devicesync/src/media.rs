@@ -1,0 +1,413 @@
+//! What an upload says about a file beyond its bytes: the capture time (EXIF
+//! `DateTimeOriginal` for JPEG and TIFF-based raw files, the `mvhd` creation time
+//! for MP4/QuickTime videos, else the file's modification time), a video's
+//! duration (`mvhd`), and the `.xmp` sidecar next to it.
+//!
+//! A page of parsing instead of an EXIF crate: we need two tags from two
+//! containers, read with positional reads from the descriptor the upload streams
+//! from. HEIC, PNG and WebP keep their EXIF in containers this does not open; they
+//! get file times (the server extracts the real capture time itself anyway, so
+//! what we send only matters until its metadata job has run).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How much of a file's start is read to find EXIF (a JPEG's APP1 segment is at
+/// most 64 KiB and comes first; TIFF-based raws keep IFD0 near the start).
+const HEAD: usize = 256 * 1024;
+
+/// Seconds from 1904-01-01 (QuickTime's epoch) to 1970-01-01.
+const QT_EPOCH_OFFSET: u64 = 2_082_844_800;
+
+/// The times and duration to send with an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MediaInfo {
+    /// `fileCreatedAt`: RFC 3339 with a zone.
+    pub(crate) created_at: String,
+    /// `fileModifiedAt`: RFC 3339 with a zone.
+    pub(crate) modified_at: String,
+    /// A video's duration, when its container says so cheaply.
+    pub(crate) duration: Option<Duration>,
+}
+
+/// RFC 3339 in UTC with milliseconds (`2024-05-01T10:00:00.000Z`).
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    imb_immich::rfc3339(t)
+}
+
+/// Reads what an upload needs from the open `file` (of `len` bytes, modified at
+/// `mtime`). `video` says whether to look for a QuickTime/MP4 header.
+pub(crate) fn inspect(file: &File, len: u64, mtime: SystemTime, video: bool) -> MediaInfo {
+    let modified_at = rfc3339(mtime);
+    let mut created_at = None;
+    let mut duration = None;
+    if video {
+        if let Some((d, created)) = mp4_header(file, len) {
+            duration = d;
+            created_at = created.map(rfc3339);
+        }
+    } else {
+        let want = usize::try_from(len).unwrap_or(HEAD).min(HEAD);
+        let mut head = vec![0u8; want];
+        if read_full_at(file, &mut head, 0).is_ok() {
+            created_at = exif_datetime(&head);
+        }
+    }
+    MediaInfo {
+        created_at: created_at.unwrap_or_else(|| modified_at.clone()),
+        modified_at,
+        duration,
+    }
+}
+
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    file.read_exact_at(buf, offset)
+}
+
+/// The sidecar of `media`: `IMG.jpg.xmp`, else `IMG.xmp` (either case of `xmp`).
+pub(crate) fn sidecar_of(media: &Path) -> Option<PathBuf> {
+    let name = media.file_name()?.to_string_lossy().into_owned();
+    let stem = media.file_stem()?.to_string_lossy().into_owned();
+    for base in [name, stem] {
+        for ext in ["xmp", "XMP"] {
+            let p = media.with_file_name(format!("{base}.{ext}"));
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+// ---- EXIF ----
+
+#[derive(Clone, Copy)]
+struct Tiff<'a> {
+    data: &'a [u8],
+    little: bool,
+}
+
+impl Tiff<'_> {
+    fn u16(&self, at: usize) -> Option<u16> {
+        let b: [u8; 2] = self.data.get(at..at + 2)?.try_into().ok()?;
+        Some(if self.little {
+            u16::from_le_bytes(b)
+        } else {
+            u16::from_be_bytes(b)
+        })
+    }
+    fn u32(&self, at: usize) -> Option<u32> {
+        let b: [u8; 4] = self.data.get(at..at + 4)?.try_into().ok()?;
+        Some(if self.little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+    }
+
+    /// The entries of the IFD at `offset`: (tag, type, count, value-or-offset position).
+    fn entries(&self, offset: usize) -> Vec<(u16, u16, u32, usize)> {
+        let Some(n) = self.u16(offset) else {
+            return Vec::new();
+        };
+        (0..usize::from(n).min(512))
+            .filter_map(|i| {
+                let e = offset + 2 + i * 12;
+                Some((self.u16(e)?, self.u16(e + 2)?, self.u32(e + 4)?, e + 8))
+            })
+            .collect()
+    }
+
+    /// An ASCII value (type 2), without its NUL.
+    fn ascii(&self, count: u32, at: usize) -> Option<&str> {
+        let count = usize::try_from(count).ok()?;
+        let start = if count <= 4 {
+            at
+        } else {
+            usize::try_from(self.u32(at)?).ok()?
+        };
+        let bytes = self.data.get(start..start.checked_add(count)?)?;
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        std::str::from_utf8(&bytes[..end]).ok().map(str::trim)
+    }
+}
+
+/// The TIFF structure inside a JPEG's `Exif` APP1 segment, or the file itself
+/// when it is TIFF-based (DNG, NEF, CR2, ARW, TIFF…).
+fn tiff_of(head: &[u8]) -> Option<&[u8]> {
+    if head.starts_with(b"II*\0") || head.starts_with(b"MM\0*") {
+        return Some(head);
+    }
+    if !head.starts_with(&[0xff, 0xd8]) {
+        return None;
+    }
+    let mut i = 2;
+    while i + 4 <= head.len() {
+        if head[i] != 0xff {
+            return None;
+        }
+        let marker = head[i + 1];
+        match marker {
+            0xff => {
+                i += 1;
+                continue;
+            }
+            // Start of scan or end of image: no EXIF before the picture data.
+            0xd9 | 0xda => return None,
+            0x01 | 0xd0..=0xd7 => {
+                i += 2;
+                continue;
+            }
+            _ => {}
+        }
+        let len = usize::from(u16::from_be_bytes([head[i + 2], head[i + 3]]));
+        if len < 2 {
+            return None;
+        }
+        let seg = head.get(i + 4..i + 2 + len)?;
+        if marker == 0xe1 && seg.starts_with(b"Exif\0\0") {
+            return Some(&seg[6..]);
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+/// The capture time from EXIF, as RFC 3339: `DateTimeOriginal` (else
+/// `DateTimeDigitized`, else IFD0's `DateTime`) with `OffsetTimeOriginal` when
+/// present. EXIF times without an offset are local times of an unknown zone; they
+/// are sent as UTC (a documented approximation: Immich re-reads EXIF itself).
+pub(crate) fn exif_datetime(head: &[u8]) -> Option<String> {
+    let data = tiff_of(head)?;
+    let little = match data.get(..2)? {
+        b"II" => true,
+        b"MM" => false,
+        _ => return None,
+    };
+    let t = Tiff { data, little };
+    if t.u16(2)? != 42 {
+        return None;
+    }
+    let ifd0 = usize::try_from(t.u32(4)?).ok()?;
+    let (mut original, mut digitized, mut plain, mut offset, mut subsec) =
+        (None, None, None, None, None);
+    let mut exif_ifd = None;
+    for (tag, ty, count, at) in t.entries(ifd0) {
+        match (tag, ty) {
+            (0x8769, 4) => exif_ifd = t.u32(at).and_then(|o| usize::try_from(o).ok()),
+            (0x0132, 2) => plain = t.ascii(count, at),
+            _ => {}
+        }
+    }
+    if let Some(exif) = exif_ifd {
+        for (tag, ty, count, at) in t.entries(exif) {
+            if ty != 2 {
+                continue;
+            }
+            match tag {
+                0x9003 => original = t.ascii(count, at),
+                0x9004 => digitized = t.ascii(count, at),
+                0x9011 => offset = t.ascii(count, at),
+                0x9291 => subsec = t.ascii(count, at),
+                _ => {}
+            }
+        }
+    }
+    let (when, offset, subsec) = match (original, digitized, plain) {
+        (Some(o), _, _) => (o, offset, subsec),
+        (None, Some(d), _) => (d, None, None),
+        (None, None, Some(p)) => (p, None, None),
+        _ => return None,
+    };
+    format_exif(when, offset, subsec)
+}
+
+/// `2024:05:01 10:00:00` (+ `+02:00`, + `12`) → `2024-05-01T10:00:00.120+02:00`.
+fn format_exif(when: &str, offset: Option<&str>, subsec: Option<&str>) -> Option<String> {
+    let b = when.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let s = when.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (y, mo, d, h, mi, s) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    if y < 1800 || !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60
+    {
+        return None;
+    }
+    let millis = subsec
+        .filter(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+        .map_or_else(
+            || "000".to_owned(),
+            |s| format!("{:0<3}", &s[..s.len().min(3)]),
+        );
+    let zone = match offset {
+        Some(o)
+            if o.len() == 6
+                && (o.starts_with('+') || o.starts_with('-'))
+                && o.as_bytes()[3] == b':'
+                && o[1..3]
+                    .bytes()
+                    .chain(o[4..6].bytes())
+                    .all(|c| c.is_ascii_digit()) =>
+        {
+            o.to_owned()
+        }
+        _ => "Z".to_owned(),
+    };
+    Some(format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{millis}{zone}"
+    ))
+}
+
+// ---- MP4 / QuickTime ----
+
+/// Reads a box header at `pos`: (size, type, header length).
+fn box_at(file: &File, pos: u64, end: u64) -> Option<(u64, [u8; 4], u64)> {
+    if pos.checked_add(8)? > end {
+        return None;
+    }
+    let mut h = [0u8; 16];
+    let n = if pos + 16 <= end { 16 } else { 8 };
+    read_full_at(file, &mut h[..n], pos).ok()?;
+    let size32 = u32::from_be_bytes(h[0..4].try_into().ok()?);
+    let kind: [u8; 4] = h[4..8].try_into().ok()?;
+    let (size, header) = match size32 {
+        0 => (end - pos, 8),
+        1 if n == 16 => (u64::from_be_bytes(h[8..16].try_into().ok()?), 16),
+        1 => return None,
+        s => (u64::from(s), 8),
+    };
+    (size >= header && pos.checked_add(size)? <= end).then_some((size, kind, header))
+}
+
+fn find_box(file: &File, mut pos: u64, end: u64, want: &[u8; 4]) -> Option<(u64, u64)> {
+    for _ in 0..10_000 {
+        let (size, kind, header) = box_at(file, pos, end)?;
+        if &kind == want {
+            return Some((pos + header, pos + size));
+        }
+        pos += size;
+    }
+    None
+}
+
+/// `moov/mvhd`: the duration and the creation time, if set.
+fn mp4_header(file: &File, len: u64) -> Option<(Option<Duration>, Option<SystemTime>)> {
+    let (moov, moov_end) = find_box(file, 0, len, b"moov")?;
+    let (mvhd, mvhd_end) = find_box(file, moov, moov_end, b"mvhd")?;
+    let mut b = [0u8; 32];
+    let avail = usize::try_from((mvhd_end - mvhd).min(32)).ok()?;
+    read_full_at(file, &mut b[..avail], mvhd).ok()?;
+    let be32 = |at: usize| -> Option<u64> {
+        Some(u64::from(u32::from_be_bytes(
+            b.get(at..at + 4)?.try_into().ok()?,
+        )))
+    };
+    let be64 = |at: usize| -> Option<u64> {
+        Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    };
+    let (created, timescale, duration) = match b[0] {
+        0 if avail >= 20 => (be32(4)?, be32(12)?, be32(16)?),
+        1 if avail >= 32 => (be64(4)?, be32(20)?, be64(24)?),
+        _ => return None,
+    };
+    let duration = (timescale > 0 && duration > 0 && duration != u64::from(u32::MAX))
+        .then(|| Duration::from_secs_f64(duration as f64 / timescale as f64));
+    // Zero means "not set"; anything before 1971 is a camera with no clock.
+    let created = created
+        .checked_sub(QT_EPOCH_OFFSET)
+        .filter(|&s| s > 365 * 86_400)
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s));
+    Some((duration, created))
+}
+
+#[cfg(test)]
+pub(crate) mod test_files {
+    //! Builders of minimal JPEG (with EXIF) and MP4 files for tests.
+
+    /// A JPEG whose EXIF says `DateTimeOriginal = when` (+ `OffsetTimeOriginal`),
+    /// followed by `body` bytes.
+    pub(crate) fn jpeg_with_exif(when: &str, offset: Option<&str>, body: &[u8]) -> Vec<u8> {
+        // Little-endian TIFF: header, IFD0 with one entry (ExifIFD pointer), Exif IFD.
+        let mut t: Vec<u8> = b"II*\0".to_vec();
+        t.extend(8u32.to_le_bytes());
+        // IFD0 at 8: 1 entry, next-IFD 0.
+        t.extend(1u16.to_le_bytes());
+        t.extend(0x8769u16.to_le_bytes());
+        t.extend(4u16.to_le_bytes());
+        t.extend(1u32.to_le_bytes());
+        let exif_at = 8 + 2 + 12 + 4;
+        t.extend((exif_at as u32).to_le_bytes());
+        t.extend(0u32.to_le_bytes());
+        // Exif IFD.
+        let n: u16 = if offset.is_some() { 2 } else { 1 };
+        let data_at = exif_at + 2 + usize::from(n) * 12 + 4;
+        t.extend(n.to_le_bytes());
+        t.extend(0x9003u16.to_le_bytes());
+        t.extend(2u16.to_le_bytes());
+        t.extend(20u32.to_le_bytes());
+        t.extend((data_at as u32).to_le_bytes());
+        if offset.is_some() {
+            t.extend(0x9011u16.to_le_bytes());
+            t.extend(2u16.to_le_bytes());
+            t.extend(7u32.to_le_bytes());
+            t.extend((data_at as u32 + 20).to_le_bytes());
+        }
+        t.extend(0u32.to_le_bytes());
+        t.extend(when.as_bytes());
+        t.push(0);
+        if let Some(o) = offset {
+            t.extend(o.as_bytes());
+            t.push(0);
+        }
+        let mut out = vec![0xff, 0xd8, 0xff, 0xe1];
+        out.extend(((t.len() + 8) as u16).to_be_bytes());
+        out.extend(b"Exif\0\0");
+        out.extend(t);
+        out.extend([0xff, 0xda, 0x00, 0x02]);
+        out.extend(body);
+        out.extend([0xff, 0xd9]);
+        out
+    }
+
+    /// An MP4 with `moov/mvhd` (version 0): `secs` long at timescale 1000,
+    /// created `created_unix` seconds after 1970.
+    pub(crate) fn mp4(secs: u32, created_unix: u64, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend(16u32.to_be_bytes());
+        out.extend(b"ftypisom");
+        out.extend(0u32.to_be_bytes());
+        let mut mvhd = vec![0u8; 4];
+        let qt = (created_unix + super::QT_EPOCH_OFFSET) as u32;
+        mvhd.extend(qt.to_be_bytes());
+        mvhd.extend(qt.to_be_bytes());
+        mvhd.extend(1000u32.to_be_bytes());
+        mvhd.extend((secs * 1000).to_be_bytes());
+        mvhd.extend([0u8; 80]);
+        let mvhd_box_len = 8 + mvhd.len();
+        out.extend(((8 + mvhd_box_len) as u32).to_be_bytes());
+        out.extend(b"moov");
+        out.extend((mvhd_box_len as u32).to_be_bytes());
+        out.extend(b"mvhd");
+        out.extend(mvhd);
+        out.extend(((8 + body.len()) as u32).to_be_bytes());
+        out.extend(b"mdat");
+        out.extend(body);
+        out
+    }
+}

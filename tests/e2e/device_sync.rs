@@ -1,0 +1,862 @@
+//! `device-sync` against the test Immich server: the scenarios, through
+//! the real binary. The server runs in this process, so the tests read what it
+//! received and script faults (a burst of 503s, a quota that runs out, a file
+//! deleted when the server is asked about it).
+
+use std::borrow::BorrowMut;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use imb_immich::testing::{DEFAULT_EMAIL, Fault, Seen, TestServer, TestServerOptions, burst};
+use serde_json::Value;
+
+use crate::util::{bin, code, write};
+
+/// A device folder, a state directory and a server.
+struct Device {
+    t: tempfile::TempDir,
+    root: PathBuf,
+    state: PathBuf,
+    server: Arc<TestServer>,
+}
+
+impl Device {
+    fn new(opts: TestServerOptions) -> Device {
+        Device::with_server(|_| TestServer::start(opts))
+    }
+
+    /// `start` may keep a weak handle to the server for its fault script.
+    fn with_server(start: impl FnOnce(&Path) -> TestServer) -> Device {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("DCIM");
+        let state = t.path().join("state");
+        fs::create_dir_all(&root).unwrap();
+        let server = Arc::new(start(&root));
+        Device {
+            t,
+            root,
+            state,
+            server,
+        }
+    }
+
+    /// `device-sync` with a clean environment, the key in IMMICH_API_KEY and quick retries.
+    fn cmd(&self) -> Command {
+        let mut c = self.offline();
+        c.env("IMMICH_API_KEY", self.server.key())
+            .arg("--server")
+            .arg(self.server.url());
+        c
+    }
+
+    /// `device-sync` without a server or key.
+    fn offline(&self) -> Command {
+        let mut c = Command::new(bin("device-sync"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("IMB_") || k.starts_with("IMMICH_") || k == "XDG_STATE_HOME" {
+                c.env_remove(k);
+            }
+        }
+        c.env("RUST_LOG", "info")
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(["--retry-initial", "10ms"]);
+        c
+    }
+
+    fn file(&self, rel: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.root.join(rel);
+        write(&p, bytes);
+        p
+    }
+
+    fn posts(&self, from: usize) -> Vec<String> {
+        self.server.requests()[from..]
+            .iter()
+            .filter(|s| s.method != "GET")
+            .map(|s| format!("{} {}", s.method, s.path()))
+            .collect()
+    }
+}
+
+/// Runs with `--json`; returns the exit code, the JSON object and stderr.
+fn run(mut c: impl BorrowMut<Command>, args: &[&str]) -> (i32, Value, String) {
+    let out: Output = c
+        .borrow_mut()
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("device-sync runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!("stdout is not one JSON object ({e}): {stdout}\nstderr: {stderr}")
+    });
+    (code(&out), v, stderr)
+}
+
+/// Distinct JPEG-looking bytes per `seed`.
+fn jpg(seed: u32, len: usize) -> Vec<u8> {
+    let mut v = vec![0xff, 0xd8, 0xff, 0xe0];
+    v.extend(seed.to_le_bytes());
+    v.extend((0..len).map(|i| (i as u32).wrapping_mul(seed | 1).rotate_right(3) as u8));
+    v
+}
+
+/// A JPEG whose EXIF says DateTimeOriginal 2023:07:14 18:30:05, offset +02:00.
+fn jpg_with_exif(seed: u32) -> Vec<u8> {
+    let le16 = |v: u16| v.to_le_bytes();
+    let le32 = |v: u32| v.to_le_bytes();
+    let mut t: Vec<u8> = b"II*\0".to_vec();
+    t.extend(le32(8));
+    // IFD0: one entry, the Exif IFD pointer.
+    t.extend(le16(1));
+    t.extend(le16(0x8769));
+    t.extend(le16(4));
+    t.extend(le32(1));
+    t.extend(le32(26));
+    t.extend(le32(0));
+    // Exif IFD at 26: DateTimeOriginal and OffsetTimeOriginal, values at 56.
+    t.extend(le16(2));
+    for (tag, count, at) in [(0x9003u16, 20u32, 56u32), (0x9011, 7, 76)] {
+        t.extend(le16(tag));
+        t.extend(le16(2));
+        t.extend(le32(count));
+        t.extend(le32(at));
+    }
+    t.extend(le32(0));
+    t.extend(b"2023:07:14 18:30:05\0+02:00\0");
+    let mut out = vec![0xff, 0xd8, 0xff, 0xe1];
+    out.extend(((t.len() + 8) as u16).to_be_bytes());
+    out.extend(b"Exif\0\0");
+    out.extend(t);
+    out.extend([0xff, 0xda, 0x00, 0x02]);
+    out.extend(jpg(seed, 3000));
+    out
+}
+
+/// An MP4 whose `mvhd` says 42 s.
+fn mp4(seed: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend(16u32.to_be_bytes());
+    out.extend(b"ftypisom");
+    out.extend(0u32.to_be_bytes());
+    let mut mvhd = vec![0u8; 12];
+    mvhd.extend(1000u32.to_be_bytes());
+    mvhd.extend(42_000u32.to_be_bytes());
+    mvhd.extend([0u8; 80]);
+    out.extend(((16 + mvhd.len()) as u32).to_be_bytes());
+    out.extend(b"moov");
+    out.extend(((8 + mvhd.len()) as u32).to_be_bytes());
+    out.extend(b"mvhd");
+    out.extend(mvhd);
+    let body = jpg(seed, 5000);
+    out.extend(((8 + body.len()) as u32).to_be_bytes());
+    out.extend(b"mdat");
+    out.extend(body);
+    out
+}
+
+fn sha1(b: &[u8]) -> String {
+    imb_hash::hex(&imb_hash::digest(b).sha1)
+}
+
+/// Three photos in two albums, a video, a sidecar and a text file.
+fn device_files(d: &Device) -> Vec<u8> {
+    let exif = jpg_with_exif(1);
+    d.file("Camera/IMG_0001.jpg", &exif);
+    d.file("Camera/IMG_0002.jpg", &jpg(2, 4000));
+    d.file(
+        "Camera/IMG_0002.xmp",
+        b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>",
+    );
+    d.file("Camera/notes.txt", b"not a photo");
+    d.file("Trip/IMG_0100.jpg", &jpg(3, 2000));
+    d.file("Trip/clip.mp4", &mp4(4));
+    exif
+}
+
+#[test]
+fn first_sync_uploads_everything_with_its_metadata() {
+    let d = Device::new(TestServerOptions::v3());
+    let exif = device_files(&d);
+    let (rc, s, err) = run(d.cmd(), &[]);
+    assert_eq!(rc, 0, "{s}\n{err}");
+    for k in [
+        "total",
+        "uploaded",
+        "duplicates",
+        "failed",
+        "skipped",
+        "bytes",
+        "quota",
+        "duration_s",
+        "remaining",
+        "unchanged",
+        "hashed",
+    ] {
+        assert!(s.get(k).is_some(), "summary lacks {k}: {s}");
+    }
+    assert_eq!(s["total"], 4, "{s}");
+    assert_eq!(s["uploaded"], 4);
+    assert_eq!(s["failed"], 0);
+    assert_eq!(s["skipped"]["unsupported"], 1);
+    assert!(s["duration_s"].is_f64());
+    assert_eq!(s["api"], "v3");
+    let assets = d.server.assets();
+    assert_eq!(assets.len(), 4);
+    assert_eq!(
+        s["bytes"].as_u64().unwrap(),
+        assets.iter().map(|a| a.size).sum::<u64>()
+    );
+    let by_name = |n: &str| assets.iter().find(|a| a.filename == n).unwrap().clone();
+    let photo = by_name("IMG_0001.jpg");
+    assert_eq!(photo.checksum, sha1(&exif));
+    assert_eq!(
+        photo.fields["fileCreatedAt"], "2023-07-14T18:30:05.000+02:00",
+        "the capture time comes from EXIF"
+    );
+    assert!(photo.fields["fileModifiedAt"].ends_with('Z'));
+    assert_eq!(photo.fields["isFavorite"], "false");
+    assert!(!photo.fields.contains_key("deviceAssetId"), "v3");
+    let with_sidecar = by_name("IMG_0002.jpg");
+    assert_eq!(with_sidecar.sidecar.as_ref().unwrap().0, "IMG_0002.xmp");
+    assert_eq!(by_name("clip.mp4").fields["duration"], "42000");
+    // Every upload carried its SHA-1, and the server was asked first.
+    let reqs = d.server.requests();
+    let uploads: Vec<&Seen> = reqs
+        .iter()
+        .filter(|r| r.method == "POST" && r.path() == "/api/assets")
+        .collect();
+    assert_eq!(uploads.len(), 4);
+    for u in &uploads {
+        let h = u.header("x-immich-checksum").unwrap();
+        assert!(assets.iter().any(|a| a.checksum == h), "{h}");
+    }
+    let check = reqs
+        .iter()
+        .position(|r| r.path() == "/api/assets/bulk-upload-check")
+        .unwrap();
+    assert!(check < uploads[0].n);
+    assert!(
+        !err.contains(d.server.key()),
+        "the key never reaches the logs"
+    );
+}
+
+#[test]
+fn a_rerun_without_changes_uploads_nothing_and_hashes_nothing() {
+    let d = Device::new(TestServerOptions::v3());
+    device_files(&d);
+    assert_eq!(run(d.cmd(), &[]).0, 0);
+    let before = d.server.requests().len();
+    let (rc, s, err) = run(d.cmd(), &[]);
+    assert_eq!(rc, 0, "{s}\n{err}");
+    assert_eq!(s["unchanged"], 4, "{s}");
+    assert_eq!(s["total"], 0);
+    assert_eq!(s["hashed"], 0, "no file was read again");
+    assert_eq!(s["uploaded"], 0);
+    assert!(
+        d.posts(before).is_empty(),
+        "only server info was read: {:?}",
+        d.posts(before)
+    );
+    assert_eq!(d.server.assets().len(), 4);
+}
+
+#[test]
+fn new_files_in_one_album_are_the_only_candidates() {
+    let d = Device::new(TestServerOptions::v3());
+    device_files(&d);
+    assert_eq!(run(d.cmd(), &[]).0, 0);
+    d.file("Trip/IMG_0101.jpg", &jpg(10, 1000));
+    d.file("Trip/IMG_0102.jpg", &jpg(11, 1000));
+    let before = d.server.requests().len();
+    let (rc, s, _) = run(d.cmd(), &[]);
+    assert_eq!(rc, 0);
+    assert_eq!(
+        (&s["unchanged"], &s["total"], &s["hashed"], &s["uploaded"]),
+        (&4.into(), &2.into(), &2.into(), &2.into()),
+        "{s}"
+    );
+    assert_eq!(
+        d.posts(before),
+        [
+            "POST /api/assets/bulk-upload-check",
+            "POST /api/assets",
+            "POST /api/assets"
+        ]
+    );
+}
+
+#[test]
+fn an_excluded_album_is_skipped_even_when_selected() {
+    let d = Device::new(TestServerOptions::v3());
+    d.file("Camera/a.jpg", &jpg(1, 500));
+    d.file("WhatsApp Images/w1.jpg", &jpg(2, 500));
+    d.file("WhatsApp Images/w2.jpg", &jpg(3, 500));
+    d.file("Other/o.jpg", &jpg(4, 500));
+    let (rc, s, err) = run(
+        d.cmd(),
+        &[
+            "--album",
+            "Camera",
+            "--album",
+            "WhatsApp Images",
+            "--exclude-album",
+            "WhatsApp Images",
+        ],
+    );
+    assert_eq!(rc, 0, "{s}\n{err}");
+    assert_eq!(s["uploaded"], 1, "{s}");
+    assert_eq!(s["skipped"]["excluded_album"], 2);
+    assert_eq!(s["skipped"]["not_selected"], 1);
+    let names: Vec<String> = d.server.assets().into_iter().map(|a| a.filename).collect();
+    assert_eq!(names, ["a.jpg"]);
+
+    // Recents (no --album) with the exclusion: everything but WhatsApp.
+    let (rc, s, _) = run(d.cmd(), &["--exclude-album", "WhatsApp Images"]);
+    assert_eq!(rc, 0);
+    assert_eq!(
+        (&s["uploaded"], &s["unchanged"]),
+        (&1.into(), &1.into()),
+        "{s}"
+    );
+
+    let (rc, v, _) = run(
+        d.cmd(),
+        &[
+            "albums",
+            "--album",
+            "Camera",
+            "--exclude-album",
+            "WhatsApp Images",
+        ],
+    );
+    assert_eq!(rc, 0);
+    let albums = v["albums"].as_array().unwrap();
+    let get = |n: &str| albums.iter().find(|a| a["name"] == n).unwrap().clone();
+    assert_eq!(get("Camera")["selection"], "selected");
+    assert_eq!(get("Camera")["backed_up"], 1);
+    assert_eq!(get("WhatsApp Images")["selection"], "excluded");
+    assert_eq!(get("WhatsApp Images")["files"], 2);
+    assert_eq!(get("Other")["selection"], "not selected");
+}
+
+#[test]
+fn album_sync_adds_to_the_existing_same_name_album() {
+    let d = Device::new(TestServerOptions::v3());
+    let older = d.server.add_album(DEFAULT_EMAIL, "Trip");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let newer = d.server.add_album(DEFAULT_EMAIL, "Trip");
+    device_files(&d);
+    // Content already on the server (uploaded from another device) is added too.
+    let elsewhere = d.server.add_asset(
+        DEFAULT_EMAIL,
+        "x.jpg",
+        &fs::read(d.root.join("Trip/IMG_0100.jpg")).unwrap(),
+    );
+    let (rc, s, err) = run(d.cmd(), &["--album-sync"]);
+    assert_eq!(rc, 0, "{s}\n{err}");
+    assert_eq!(s["albums"]["created"], 1, "{s}");
+    assert_eq!(s["albums"]["added"], 4);
+    assert_eq!(s["duplicates"], 1);
+    let albums = d.server.albums();
+    let trip = albums.iter().find(|a| a.id == older).unwrap();
+    assert_eq!(trip.assets.len(), 2, "the older same-name album is used");
+    assert!(trip.assets.contains(&elsewhere));
+    assert!(
+        albums
+            .iter()
+            .find(|a| a.id == newer)
+            .unwrap()
+            .assets
+            .is_empty()
+    );
+    let camera: Vec<_> = albums.iter().filter(|a| a.name == "Camera").collect();
+    assert_eq!(camera.len(), 1, "created once");
+    assert_eq!(camera[0].assets.len(), 2);
+
+    // A new photo later: only it is added, to the same albums; nothing is created.
+    d.file("Camera/IMG_0003.jpg", &jpg(20, 100));
+    let (rc, s, _) = run(d.cmd(), &["--album-sync"]);
+    assert_eq!(rc, 0);
+    assert_eq!(
+        (&s["albums"]["created"], &s["albums"]["added"]),
+        (&0.into(), &1.into())
+    );
+    assert_eq!(d.server.albums().len(), 3);
+}
+
+#[test]
+fn a_quota_too_small_stops_the_backup_before_uploading() {
+    let d = Device::new(TestServerOptions::v3().with_quota(5000));
+    device_files(&d);
+    let (rc, s, err) = run(d.cmd(), &[]);
+    assert_eq!(rc, 2, "{s}\n{err}");
+    assert_eq!(s["quota_exceeded"], true);
+    assert_eq!(s["uploaded"], 0);
+    assert_eq!(s["remaining"], 4);
+    assert_eq!(s["quota"]["size"], 5000);
+    assert!(err.contains("quota"), "{err}");
+    assert!(d.server.assets().is_empty());
+    let text = String::from_utf8_lossy(&d.cmd().output().unwrap().stderr).into_owned();
+    assert!(
+        text.contains("Backup stopped: storage quota exceeded"),
+        "{text}"
+    );
+}
+
+#[test]
+fn quota_reached_mid_run_stops_the_backup_and_the_next_run_continues() {
+    // When the third upload arrives, another device has filled the quota.
+    let cell: Arc<OnceLock<Weak<TestServer>>> = Arc::new(OnceLock::new());
+    let uploads = Arc::new(AtomicUsize::new(0));
+    let (c2, u2) = (cell.clone(), uploads.clone());
+    let d = Device::with_server(move |_| {
+        TestServer::start(TestServerOptions::v3().with_faults(move |s: &Seen| {
+            if s.method == "POST"
+                && s.path() == "/api/assets"
+                && u2.fetch_add(1, Ordering::SeqCst) == 2
+                && let Some(server) = c2.get().and_then(Weak::upgrade)
+            {
+                let used = server.users()[0].usage;
+                server.set_quota(DEFAULT_EMAIL, Some(used));
+            }
+            Fault::Serve
+        }))
+    });
+    cell.set(Arc::downgrade(&d.server)).unwrap();
+    for i in 0..6 {
+        d.file(&format!("Camera/IMG_{i}.jpg"), &jpg(100 + i, 1000));
+    }
+    let (rc, s, err) = run(d.cmd(), &["--concurrency", "1"]);
+    assert_eq!(rc, 2, "{s}\n{err}");
+    assert_eq!(s["quota_exceeded"], true, "{s}");
+    assert_eq!(s["uploaded"], 2);
+    assert_eq!(s["failed"], 0, "a full quota is not the file's fault");
+    assert_eq!(s["remaining"], 4);
+    assert!(err.contains("quota exceeded"), "{err}");
+    assert_eq!(
+        uploads.load(Ordering::SeqCst),
+        3,
+        "nothing sent after the refusal"
+    );
+
+    d.server.set_quota(DEFAULT_EMAIL, None);
+    let (rc, s, _) = run(d.cmd(), &[]);
+    assert_eq!(rc, 0, "{s}");
+    assert_eq!(
+        (&s["uploaded"], &s["unchanged"], &s["hashed"]),
+        (&4.into(), &2.into(), &0.into())
+    );
+}
+
+/// Answers the first `n` uploads with `status`, then serves.
+fn failing_uploads(n: usize, status: u16) -> impl Fn(&Seen) -> Fault + Send + Sync + 'static {
+    let left = AtomicUsize::new(n);
+    move |s: &Seen| {
+        if s.method == "POST"
+            && s.path() == "/api/assets"
+            && left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1))
+                .is_ok()
+        {
+            Fault::Status(status)
+        } else {
+            Fault::Serve
+        }
+    }
+}
+
+#[test]
+fn a_5xx_burst_is_retried() {
+    // A burst on the duplicate check: retried, then the run goes on.
+    let d = Device::new(TestServerOptions::v3().with_faults(burst(
+        "/api/assets/bulk-upload-check",
+        2,
+        502,
+    )));
+    device_files(&d);
+    let (rc, s, err) = run(d.cmd(), &[]);
+    assert_eq!(rc, 0, "{s}\n{err}");
+    assert_eq!(s["retries"], 2, "{s}");
+
+    let d = Device::new(TestServerOptions::v3().with_faults(failing_uploads(3, 503)));
+    device_files(&d);
+    let (rc, s, err) = run(d.cmd(), &["--concurrency", "1"]);
+    assert_eq!(rc, 0, "{s}\n{err}");
+    assert_eq!((&s["uploaded"], &s["failed"]), (&4.into(), &0.into()));
+    assert_eq!(s["retries"], 3, "{s}");
+    assert!(err.contains("retrying"), "{err}");
+    let statuses: Vec<u16> = d
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path() == "/api/assets")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [503, 503, 503, 201, 201, 201, 201]);
+
+    // A burst longer than the retries fails the file, for the next run.
+    let d = Device::new(TestServerOptions::v3().with_faults(failing_uploads(3, 500)));
+    d.file("Camera/a.jpg", &jpg(1, 500));
+    let (rc, s, _) = run(d.cmd(), &["--retries", "2"]);
+    assert_eq!((rc, &s["failed"]), (2, &1.into()), "{s}");
+    assert!(
+        s["failures"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 500"),
+        "{s}"
+    );
+    let (rc, s, _) = run(d.cmd(), &[]);
+    assert_eq!(
+        (rc, &s["uploaded"], &s["hashed"]),
+        (0, &1.into(), &0.into()),
+        "{s}"
+    );
+}
+
+#[test]
+fn watch_syncs_again_when_files_change_and_stops_on_sigterm() {
+    let d = Device::new(TestServerOptions::v3());
+    d.file("Camera/a.jpg", &jpg(1, 500));
+    let mut c = d.cmd();
+    c.args(["watch", "--poll", "100ms"]);
+    let w = crate::util::spawn(c);
+    w.wait_for("sync finished");
+    assert_eq!(d.server.assets().len(), 1);
+    // While it idles, a manual run is allowed (the lock is per run).
+    assert_eq!(run(d.cmd(), &[]).0, 0);
+    d.file("Camera/b.jpg", &jpg(2, 500));
+    let line = w.wait_for("sync finished");
+    assert!(line.contains("uploaded=1"), "{line}");
+    assert_eq!(d.server.assets().len(), 2);
+    let kill = Command::new("kill")
+        .args(["-TERM", &w.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    w.wait_for("watch stopped");
+    let (rc, _) = w.finish();
+    assert_eq!(rc, 0);
+}
+
+#[test]
+fn a_second_run_waits_for_the_lock_holder() {
+    let d = Device::new(TestServerOptions::v3());
+    d.file("Camera/a.jpg", &jpg(1, 500));
+    fs::create_dir_all(&d.state).unwrap();
+    // A live process (this test) holds the lock.
+    fs::write(
+        d.state.join("sync.lock"),
+        format!("{}\n", std::process::id()),
+    )
+    .unwrap();
+    let (rc, v, _) = run(d.cmd(), &[]);
+    assert_eq!(rc, 1, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("another device-sync is running"),
+        "{v}"
+    );
+    // A dead one does not.
+    fs::write(d.state.join("sync.lock"), "4294967295\n").unwrap();
+    let (rc, s, _) = run(d.cmd(), &[]);
+    assert_eq!((rc, &s["uploaded"]), (0, &1.into()), "{s}");
+    assert!(!d.state.join("sync.lock").exists());
+}
+
+#[test]
+fn failed_uploads_are_listed_and_retried() {
+    let broken = Arc::new(AtomicBool::new(true));
+    let b2 = broken.clone();
+    let d = Device::new(TestServerOptions::v3().with_faults(move |s: &Seen| {
+        if s.method == "POST" && s.path() == "/api/assets" && b2.load(Ordering::SeqCst) {
+            Fault::Status(503)
+        } else {
+            Fault::Serve
+        }
+    }));
+    d.file("Camera/a.jpg", &jpg(1, 500));
+    d.file("Camera/b.jpg", &jpg(2, 500));
+    d.file("Trip/c.jpg", &jpg(3, 500));
+    let (rc, s, err) = run(d.cmd(), &["--retries", "1"]);
+    assert_eq!(rc, 2, "{s}\n{err}");
+    assert_eq!(s["failed"], 3, "{s}");
+
+    let (rc, f, _) = run(d.cmd(), &["failed"]);
+    assert_eq!(rc, 0);
+    assert_eq!(f["failed"], 3);
+    let rows = f["uploads"].as_array().unwrap();
+    assert!(rows[0]["error"].as_str().unwrap().contains("503"), "{f}");
+    assert_eq!(rows[0]["attempts"], 1);
+    assert_eq!(rows[0]["status"], "failed");
+    let ids: Vec<i64> = rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    let text =
+        String::from_utf8_lossy(&d.cmd().arg("failed").output().unwrap().stdout).into_owned();
+    assert!(text.starts_with("3 uploads failed"), "{text}");
+    assert!(text.contains("--retry-all"), "{text}");
+
+    // Still broken: a retry fails again and counts the attempt.
+    let (rc, s, _) = run(
+        d.cmd(),
+        &["failed", "--retry", &ids[0].to_string(), "--retries", "0"],
+    );
+    assert_eq!((rc, &s["failed"]), (2, &1.into()), "{s}");
+
+    broken.store(false, Ordering::SeqCst);
+    let before = d.server.requests().len();
+    let (rc, s, _) = run(d.cmd(), &["failed", "--retry", &ids[0].to_string()]);
+    assert_eq!(rc, 0, "{s}");
+    assert_eq!(
+        (&s["total"], &s["uploaded"], &s["hashed"]),
+        (&1.into(), &1.into(), &0.into())
+    );
+    assert_eq!(
+        d.posts(before),
+        ["POST /api/assets/bulk-upload-check", "POST /api/assets"]
+    );
+    let (_, f, _) = run(d.cmd(), &["failed"]);
+    assert_eq!(f["failed"], 2);
+
+    let (rc, s, _) = run(d.cmd(), &["failed", "--retry-all"]);
+    assert_eq!((rc, &s["uploaded"]), (0, &2.into()), "{s}");
+    let (_, f, _) = run(d.cmd(), &["failed"]);
+    assert_eq!(f["failed"], 0);
+
+    let (rc, v, _) = run(d.cmd(), &["failed", "--retry", "9999"]);
+    assert_eq!(rc, 1);
+    assert!(v["error"].as_str().unwrap().contains("9999"), "{v}");
+}
+
+#[test]
+fn a_file_deleted_between_scan_and_upload_is_skipped() {
+    let victim: Arc<Mutex<Option<PathBuf>>> = Arc::new(Mutex::new(None));
+    let v2 = victim.clone();
+    let d = Device::new(TestServerOptions::v3().with_faults(move |s: &Seen| {
+        // The server is asked about the hashed files: the user deletes one now.
+        if s.path() == "/api/assets/bulk-upload-check"
+            && let Some(p) = v2.lock().unwrap().take()
+        {
+            fs::remove_file(p).unwrap();
+        }
+        Fault::Serve
+    }));
+    d.file("Camera/a.jpg", &jpg(1, 500));
+    let gone = d.file("Camera/b.jpg", &jpg(2, 500));
+    d.file("Camera/c.jpg", &jpg(3, 500));
+    *victim.lock().unwrap() = Some(gone);
+    let (rc, s, err) = run(d.cmd(), &[]);
+    assert_eq!(rc, 0, "{s}\n{err}");
+    assert_eq!(s["hashed"], 3, "{s}");
+    assert_eq!(s["uploaded"], 2);
+    assert_eq!(s["failed"], 0);
+    assert_eq!(s["skipped"]["deleted"], 1);
+    assert!(d.server.assets().iter().all(|a| a.filename != "b.jpg"));
+    let (_, f, _) = run(d.cmd(), &["failed"]);
+    assert_eq!(f["failed"], 0);
+}
+
+#[test]
+fn an_unreadable_file_is_failed_with_the_reason() {
+    let d = Device::new(TestServerOptions::v3());
+    fs::set_permissions(d.t.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    d.file("Camera/ok.jpg", &jpg(1, 500));
+    let secret = d.file("Camera/secret.jpg", &jpg(2, 500));
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
+    for p in [&d.root, &d.root.join("Camera")] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::create_dir_all(&d.state).unwrap();
+    fs::set_permissions(&d.state, fs::Permissions::from_mode(0o777)).unwrap();
+    // Root reads everything, so as root the sync runs as `nobody`.
+    let c = if crate::util::is_root() {
+        let mine = d.cmd();
+        let mut c = Command::new("runuser");
+        c.args(["-u", "nobody", "--"]).arg(mine.get_program());
+        c.args(mine.get_args());
+        for (k, v) in mine.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c
+    } else {
+        d.cmd()
+    };
+    let (rc, s, err) = run(c, &[]);
+    assert_eq!(rc, 2, "{s}\n{err}");
+    assert_eq!(
+        (&s["uploaded"], &s["failed"]),
+        (&1.into(), &1.into()),
+        "{s}"
+    );
+    let f = &s["failures"][0];
+    assert!(f["path"].as_str().unwrap().ends_with("secret.jpg"), "{s}");
+    assert!(
+        f["error"].as_str().unwrap().contains("permission denied"),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_v2_server_gets_device_ids() {
+    let d = Device::new(TestServerOptions::v2());
+    d.file("Camera/IMG_1.jpg", &jpg(1, 700));
+    d.file("Camera/clip.mp4", &mp4(2));
+    let (rc, s, err) = run(d.cmd(), &["--device-id", "phone-1"]);
+    assert_eq!(rc, 0, "{s}\n{err}");
+    assert_eq!(s["api"], "v2");
+    assert_eq!(s["uploaded"], 2);
+    let assets = d.server.assets();
+    let photo = assets.iter().find(|a| a.filename == "IMG_1.jpg").unwrap();
+    assert_eq!(photo.fields["deviceId"], "phone-1");
+    assert_eq!(
+        photo.fields["deviceAssetId"],
+        format!("IMG_1.jpg-{}", photo.size)
+    );
+    let clip = assets.iter().find(|a| a.filename == "clip.mp4").unwrap();
+    assert_eq!(
+        clip.fields["duration"], "0:00:42.000000",
+        "v2 durations are strings"
+    );
+
+    // `--api v2` against a v3 server sends them too (unknown fields are ignored).
+    let d = Device::new(TestServerOptions::v3());
+    d.file("Camera/IMG_1.jpg", &jpg(1, 700));
+    let (rc, s, _) = run(d.cmd(), &["--api", "v2"]);
+    assert_eq!((rc, &s["api"]), (0, &"v2".into()));
+    assert!(d.server.assets()[0].fields.contains_key("deviceAssetId"));
+    assert!(
+        d.server
+            .requests()
+            .iter()
+            .all(|r| r.path() != "/api/server/version"),
+        "the override is not second-guessed"
+    );
+}
+
+#[test]
+fn status_reports_n_of_m_last_backup_and_quota() {
+    let d = Device::new(TestServerOptions::v3().with_quota(10_000_000));
+    device_files(&d);
+    // Before any sync: the server tells the media types, nothing is backed up.
+    let (rc, st, err) = run(d.cmd(), &["status"]);
+    assert_eq!(rc, 0, "{st}\n{err}");
+    assert_eq!(st["complete"], false, "{st}");
+    assert_eq!((&st["backed_up"], &st["total"]), (&0.into(), &4.into()));
+    assert!(st["last_backup"].is_null());
+    assert_eq!(st["quota"]["size"], 10_000_000);
+    assert_eq!(st["quota"]["used"], 0);
+
+    assert_eq!(run(d.cmd(), &[]).0, 0);
+    let (rc, st, _) = run(d.cmd(), &["status"]);
+    assert_eq!(rc, 0);
+    assert_eq!(st["complete"], true, "{st}");
+    assert_eq!((&st["backed_up"], &st["total"]), (&4.into(), &4.into()));
+    assert!(st["last_backup"].as_str().unwrap().ends_with('Z'));
+    assert!(st["quota"]["used"].as_u64().unwrap() > 0);
+    assert_eq!(st["statistics"]["uploaded"], 4);
+    assert_eq!(st["media_types_from"], "server");
+
+    // Offline (no server): media types from the last run, no quota.
+    d.file("Trip/IMG_0200.jpg", &jpg(30, 100));
+    let (rc, st, err) = run(d.offline(), &["status"]);
+    assert_eq!(rc, 0, "{st}\n{err}");
+    assert_eq!(st["media_types_from"], "cache");
+    assert!(st["quota"].is_null());
+    assert_eq!(
+        (&st["backed_up"], &st["total"], &st["complete"]),
+        (&4.into(), &5.into(), &false.into())
+    );
+
+    let text =
+        String::from_utf8_lossy(&d.cmd().arg("status").output().unwrap().stdout).into_owned();
+    assert!(text.contains("4 of 5 backed up"), "{text}");
+    assert!(text.contains("Last backup:"), "{text}");
+}
+
+#[test]
+fn usage_errors_and_a_refused_key_exit_1() {
+    let d = Device::new(TestServerOptions::v3());
+    d.file("Camera/a.jpg", &jpg(1, 100));
+    // The key is never an argument.
+    let o = d.cmd().args(["--api-key", "x"]).output().unwrap();
+    assert_eq!(code(&o), 1);
+    let o = d.cmd().env_remove("IMMICH_API_KEY").output().unwrap();
+    assert_eq!(code(&o), 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("IMMICH_API_KEY"));
+    let (rc, v, _) = run(d.cmd().env("IMMICH_API_KEY", "wrong-key"), &[]);
+    assert_eq!(rc, 1);
+    assert!(v["error"].as_str().unwrap().contains("401"), "{v}");
+    // A key file works, and its content is never shown.
+    let key = d.t.path().join("key");
+    fs::write(&key, format!("{}\n", d.server.key())).unwrap();
+    let (rc, s, _) = run(
+        d.cmd()
+            .env_remove("IMMICH_API_KEY")
+            .arg("--key-file")
+            .arg(&key),
+        &[],
+    );
+    assert_eq!((rc, &s["uploaded"]), (0, &1.into()), "{s}");
+    // --dry-run uploads nothing.
+    d.file("Camera/b.jpg", &jpg(2, 100));
+    let (rc, s, _) = run(d.cmd(), &["--dry-run"]);
+    assert_eq!(rc, 0);
+    assert_eq!(
+        (&s["to_upload"], &s["uploaded"], &s["dry_run"]),
+        (&1.into(), &0.into(), &true.into())
+    );
+    assert_eq!(d.server.assets().len(), 1);
+}
+
+#[test]
+fn sigterm_finishes_the_upload_in_flight_and_stops() {
+    let d = Device::new(TestServerOptions::v3().with_faults(|s: &Seen| {
+        if s.method == "POST" && s.path() == "/api/assets" {
+            Fault::Delay(std::time::Duration::from_millis(300))
+        } else {
+            Fault::Serve
+        }
+    }));
+    for i in 0..8 {
+        d.file(&format!("Camera/IMG_{i}.jpg"), &jpg(200 + i, 500));
+    }
+    let mut c = d.cmd();
+    c.args(["--concurrency", "1"]);
+    let w = crate::util::spawn(c);
+    w.wait_for("uploaded");
+    let kill = Command::new("kill")
+        .args(["-TERM", &w.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let (rc, s) = w.finish();
+    assert_eq!(rc, 2, "{s}");
+    assert_eq!(s["stopped"], true, "{s}");
+    let uploaded = s["uploaded"].as_u64().unwrap();
+    assert!((1..8).contains(&uploaded), "{s}");
+    assert_eq!(uploaded + s["remaining"].as_u64().unwrap(), 8, "{s}");
+    assert_eq!(
+        d.server.assets().len() as u64,
+        uploaded,
+        "every upload was recorded"
+    );
+    // The next run continues where this one stopped.
+    let (rc, s, _) = run(d.cmd(), &[]);
+    assert_eq!(rc, 0);
+    assert_eq!(s["uploaded"].as_u64().unwrap(), 8 - uploaded, "{s}");
+    assert_eq!(s["hashed"], 0, "{s}");
+}
