@@ -345,3 +345,57 @@ fn db_restore_fills_an_empty_database_and_refuses_a_full_one() {
         "500"
     );
 }
+
+/// The same database check from a bucket: dump and library in fake-gcs-server.
+#[test]
+fn restore_verify_checks_the_database_in_a_gcs_target() {
+    let pg = ScratchCluster::start().unwrap();
+    pg.create_db("immich").unwrap();
+    let emu = imb_gcs::testing::Emulator::fake_gcs();
+    let host = emu.endpoint.trim_start_matches("http://").to_owned();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("upload");
+    library(&src, 3, 100);
+    let sum = imb_hash::digest(&fs::read(src.join("library/admin/2020/01/IMG_00000.jpg")).unwrap())
+        .sha1_hex();
+    pg.psql(
+        "immich",
+        &format!(
+            r#"CREATE TABLE users (id int PRIMARY KEY); INSERT INTO users VALUES (1);
+               CREATE TABLE albums (id int PRIMARY KEY);
+               CREATE TABLE version_history (id serial PRIMARY KEY, "createdAt" timestamptz NOT NULL, version text NOT NULL);
+               INSERT INTO version_history ("createdAt", version) VALUES (now(), 'v1.106.4');
+               CREATE TABLE assets (id serial PRIMARY KEY, "originalPath" text, checksum bytea, "libraryId" int, "sidecarPath" text);
+               INSERT INTO assets ("originalPath", checksum) VALUES
+                 ('/usr/src/app/upload/library/admin/2020/01/IMG_00000.jpg', decode('{sum}', 'hex')),
+                 ('/usr/src/app/upload/library/admin/missing.jpg', decode(repeat('ee', 20), 'hex'));"#
+        ),
+    )
+    .unwrap();
+    let mut c = backup();
+    with_db(&mut c, &pg, pg.password());
+    c.env("STORAGE_EMULATOR_HOST", &host)
+        .arg("--source")
+        .arg(&src)
+        .args(["--dest", "gs://bk1/n"]);
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 0, "{s}");
+    let mut c = Command::new(crate::util::bin("restore-verify"));
+    c.env("STORAGE_EMULATOR_HOST", &host)
+        .args(["--from", "gs://bk1/n"]);
+    let (out, v) = run_json(c);
+    assert_eq!(code(&out), 2, "{v}");
+    let db = &v["database"];
+    assert_eq!(
+        db["users"], 1,
+        "older plural table names are accepted: {db}"
+    );
+    assert_eq!(db["assets"], 2);
+    assert_eq!(db["findings"].as_array().unwrap().len(), 1, "{db}");
+    assert!(
+        db["findings"]
+            .to_string()
+            .contains("/usr/src/app/upload/library/admin/missing.jpg"),
+        "{db}"
+    );
+}
