@@ -343,3 +343,59 @@ fn restore_verify_on_gcs_catches_tampering_by_metadata_and_restores() {
         "{findings}"
     );
 }
+
+/// A tampered manifest in the bucket whose entry would escape the restore
+/// directory is refused; the rest restores.
+#[test]
+fn a_tampered_bucket_manifest_cannot_write_outside_the_restore_directory() {
+    let emu = Emulator::fake_gcs();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("upload");
+    library(&src, 3, 500);
+    let mut c = backup();
+    gs(&mut c, &emu.endpoint, &src);
+    let (_, s) = run_json(c);
+    let store = emu.store();
+    let name = format!("nightly/{}", s["manifest"].as_str().unwrap());
+    let local = t.path().join("m.db");
+    fs::write(
+        &local,
+        rt().block_on(store.get_bytes(&Key::parse(name.as_str()).unwrap()))
+            .unwrap(),
+    )
+    .unwrap();
+    {
+        let mut m = imb_manifest::Manifest::open(&local).unwrap();
+        let mut rec = m
+            .get("library/admin/2020/01/IMG_00000.jpg")
+            .unwrap()
+            .unwrap();
+        rec.file_path = "../../outside.jpg".into();
+        rec.object_key = Some("library/library/admin/2020/01/IMG_00000.jpg".into());
+        m.upsert(&rec).unwrap();
+        let snap = t.path().join("tampered.db");
+        m.snapshot(&snap).unwrap();
+        let body = fs::read(&snap).unwrap();
+        let path = "/upload/storage/v1/b/bk1/o?uploadType=media&name=nightly%2Fmanifest-2999-01-01T00-00-00.db";
+        let (status, _) = imb_gcs::testing::raw_request(emu.port(), "POST", path, &[], &body);
+        assert_eq!(status, 200);
+    }
+    let out = t.path().join("a/b/restored");
+    let mut c = Command::new(crate::util::bin("restore-verify"));
+    c.env(
+        "STORAGE_EMULATOR_HOST",
+        emu.endpoint.trim_start_matches("http://"),
+    )
+    .args(["--from", "gs://bk1/nightly", "--restore-to"])
+    .arg(&out);
+    let (o, v) = run_json(c);
+    assert_eq!(code(&o), 2, "{v}");
+    assert!(
+        v["restore"]["refused"]
+            .to_string()
+            .contains("../../outside.jpg"),
+        "{v}"
+    );
+    assert!(!t.path().join("a/outside.jpg").exists() && !t.path().join("outside.jpg").exists());
+    assert_eq!(v["restore"]["files_restored"], 9, "{v}");
+}
