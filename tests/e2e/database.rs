@@ -399,3 +399,59 @@ fn restore_verify_checks_the_database_in_a_gcs_target() {
         "{db}"
     );
 }
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// IMB_VERIFY_DB_URL loads the dump into a new database on a named server (full
+/// fidelity where it has pgvector) and drops it afterwards.
+#[test]
+fn restore_verify_can_load_the_dump_into_a_named_server() {
+    let pg = ScratchCluster::start().unwrap();
+    immich_db(&pg);
+    let full = ScratchCluster::start().unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    library(&src, 2, 100);
+    let mut c = backup();
+    with_db(&mut c, &pg, pg.password());
+    c.arg("--source").arg(&src).arg("--dest").arg(&dst);
+    assert_eq!(code(&run_json(c).0), 0);
+
+    let conn = full.connection("postgres");
+    let url = format!(
+        "postgres://{}:{}@127.0.0.1:{}/postgres",
+        conn.user,
+        url_escape(full.password()),
+        full.port()
+    );
+    let mut c = Command::new(crate::util::bin("restore-verify"));
+    c.env("IMB_VERIFY_DB_URL", &url)
+        .arg("--from")
+        .arg(&dst)
+        .arg("--psql")
+        .arg(full.bin("psql"));
+    let (out, v) = run_json(c);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The 500 generated assets point at files this small library does not have.
+    assert_eq!(v["database"]["assets"], 500, "{v}\n{stderr}");
+    assert_eq!(v["database"]["version_in_database"], "v2.3.1");
+    assert!(!stderr.contains(full.password()) && !v.to_string().contains(full.password()));
+    let left = full
+        .psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'imb_verify_%'",
+        )
+        .unwrap();
+    assert_eq!(left.trim(), "0", "the verification database is dropped");
+    let _ = code(&out);
+}

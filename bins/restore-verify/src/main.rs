@@ -19,7 +19,10 @@ use imb_storage::{Key, ObjectCreate, Payload, PutOptions};
 use serde_json::json;
 
 /// Verify an immich-backup target and restore from it. Every flag can also be set
-/// as IMB_<FLAG> in the environment.
+/// as IMB_<FLAG> in the environment. The database dump is loaded into a throwaway
+/// PostgreSQL from the system's binaries, or, when IMB_VERIFY_DB_URL names a server
+/// (e.g. one with pgvector, for full fidelity), into a new database there that is
+/// dropped afterwards.
 #[derive(Debug, Parser)]
 #[command(name = "restore-verify", version)]
 struct Cli {
@@ -199,6 +202,17 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
         dopts.dump = cli.dump.clone();
         if !cli.immich_root.is_empty() {
             dopts.immich_roots = cli.immich_root.clone();
+        }
+        // A full server to load the dump into. Environment only: a URL holds a password.
+        if let Some(url) = std::env::var("IMB_VERIFY_DB_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            dopts.server =
+                Some(imb_pgdump::Connection::from_url(&url).context("IMB_VERIFY_DB_URL")?);
+        }
+        if let Some(p) = &cli.psql {
+            dopts.psql = p.clone();
         }
         match imb_restore::verify_database(&*store, &snap, &dopts).await? {
             Some(db) => {

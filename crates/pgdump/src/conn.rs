@@ -413,6 +413,14 @@ impl Auth {
 
     /// Points a child at the password. An inherited `PGPASSWORD` is removed because
     /// libpq would prefer it to our passfile.
+    pub(crate) fn apply_std(&self, cmd: &mut std::process::Command) {
+        if let Some(file) = &self.passfile {
+            cmd.env_remove("PGPASSWORD").env("PGPASSFILE", file.path());
+        } else if let Some(pw) = &self.password_env {
+            cmd.env("PGPASSWORD", pw);
+        }
+    }
+
     pub(crate) fn apply(&self, cmd: &mut tokio::process::Command) {
         if let Some(file) = &self.passfile {
             cmd.env_remove("PGPASSWORD").env("PGPASSFILE", file.path());

@@ -42,6 +42,7 @@ mod dump;
 mod error;
 mod gzip;
 mod name;
+mod psql;
 mod restore;
 mod retention;
 mod version;
@@ -53,6 +54,7 @@ pub use conn::Connection;
 pub use dump::{DumpOptions, DumpReport, dump};
 pub use error::{Error, Result};
 pub use name::{DUMP_PREFIX, DumpName};
+pub use psql::Psql;
 pub use restore::{RestoreDbOptions, RestoreDbReport, restore_dump};
 pub use retention::{RetentionReport, list_dumps, prune};
 

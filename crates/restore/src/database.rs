@@ -34,6 +34,11 @@ pub struct DbVerifyOptions {
     /// Where Immich sees the library, stripped from `originalPath` to get the
     /// backed-up path (`/data` in v3, `/usr/src/app/upload` before).
     pub immich_roots: Vec<String>,
+    /// A full server to load the dump into (a new database, dropped afterwards)
+    /// instead of a scratch cluster: full fidelity when it has pgvector.
+    pub server: Option<imb_pgdump::Connection>,
+    /// The psql to run against `server`.
+    pub psql: PathBuf,
 }
 
 impl Default for DbVerifyOptions {
@@ -41,6 +46,8 @@ impl Default for DbVerifyOptions {
         DbVerifyOptions {
             dump: None,
             immich_roots: vec!["/data".into(), "/usr/src/app/upload".into()],
+            server: None,
+            psql: PathBuf::from("psql"),
         }
     }
 }
@@ -145,7 +152,8 @@ pub async fn verify_database(
     }
     let manifest = snap.path().to_owned();
     let roots = opts.immich_roots.clone();
-    tokio::task::spawn_blocking(move || load_and_check(&gz, &manifest, &roots, report))
+    let server = opts.server.clone().map(|c| (c, opts.psql.clone()));
+    tokio::task::spawn_blocking(move || load_and_check(&gz, &manifest, &roots, server, report))
         .await
         .map_err(|e| crate::Error::Io {
             path: "database check".into(),
@@ -154,15 +162,102 @@ pub async fn verify_database(
         .map(Some)
 }
 
+/// Where the dump is loaded: a scratch cluster, or a new database on a named server.
+enum Server {
+    Scratch(ScratchCluster),
+    Named(imb_pgdump::Psql, String),
+}
+
+/// The database the dump went into. `psql(_, sql)` keeps the scratch cluster's
+/// call shape; the database is always this one.
+struct Db {
+    server: Server,
+    name: String,
+}
+
+impl Db {
+    fn psql_command(&self, _db: &str) -> std::process::Command {
+        match &self.server {
+            Server::Scratch(pg) => pg.psql_command(&self.name),
+            Server::Named(p, _) => p.command(&self.name),
+        }
+    }
+
+    fn psql(&self, _db: &str, sql: &str) -> std::io::Result<String> {
+        run_sql(self.psql_command(&self.name), sql, &self.server)
+    }
+}
+
+fn run_sql(mut cmd: std::process::Command, sql: &str, server: &Server) -> std::io::Result<String> {
+    let out = cmd
+        .arg("--command")
+        .arg(sql)
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let err = match server {
+            Server::Named(p, _) => p.redact(&err),
+            Server::Scratch(_) => err,
+        };
+        return Err(std::io::Error::other(err.trim().to_owned()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        // A named server gets its verification database dropped; a cluster goes whole.
+        if let Server::Named(p, maintenance) = &self.server {
+            let sql = format!("DROP DATABASE IF EXISTS \"{}\"", self.name);
+            if let Err(e) = run_sql(p.command(maintenance), &sql, &self.server) {
+                tracing::warn!(database = %self.name, error = %e, "could not drop the verification database");
+            }
+        }
+    }
+}
+
+fn open_db(server: Option<(imb_pgdump::Connection, PathBuf)>) -> Result<Db> {
+    let what = Path::new("verification database");
+    match server {
+        None => {
+            let pg = ScratchCluster::start().map_err(|e| io(Path::new("scratch PostgreSQL"), e))?;
+            pg.create_db("restored").map_err(|e| io(what, e))?;
+            Ok(Db {
+                server: Server::Scratch(pg),
+                name: "restored".into(),
+            })
+        }
+        Some((conn, psql)) => {
+            let maintenance = conn.database.clone();
+            let p = imb_pgdump::Psql::new(conn, psql)
+                .map_err(|e| io(what, std::io::Error::other(e.to_string())))?;
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let name = format!("imb_verify_{}_{secs}", std::process::id());
+            let server = Server::Named(p, maintenance.clone());
+            if let Server::Named(p, _) = &server {
+                run_sql(
+                    p.command(&maintenance),
+                    &format!("CREATE DATABASE \"{name}\""),
+                    &server,
+                )
+                .map_err(|e| io(what, e))?;
+            }
+            Ok(Db { server, name })
+        }
+    }
+}
+
 fn load_and_check(
     gz: &Path,
     manifest: &Path,
     roots: &[String],
+    server: Option<(imb_pgdump::Connection, PathBuf)>,
     mut report: DbReport,
 ) -> Result<DbReport> {
-    let pg = ScratchCluster::start().map_err(|e| io(Path::new("scratch PostgreSQL"), e))?;
-    pg.create_db("restored")
-        .map_err(|e| io(Path::new("scratch PostgreSQL"), e))?;
+    let pg = open_db(server)?;
     let available: HashSet<String> = pg
         .psql("restored", "SELECT name FROM pg_available_extensions")
         .unwrap_or_default()
@@ -175,8 +270,8 @@ fn load_and_check(
         .filter(|t| !available.contains(*t))
         .collect();
 
-    let mut psql = pg
-        .psql_command("restored")
+    let mut psql = pg.psql_command("restored");
+    let mut psql = psql
         .arg("--single-transaction")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -303,11 +398,11 @@ fn table_of(s: &str) -> Option<String> {
     Some(rest.split([' ', '(']).next()?.to_owned())
 }
 
-fn query(pg: &ScratchCluster, sql: &str) -> Option<String> {
+fn query(pg: &Db, sql: &str) -> Option<String> {
     pg.psql("restored", sql).ok().map(|s| s.trim().to_owned())
 }
 
-fn first_table(pg: &ScratchCluster, names: &[&str]) -> Option<String> {
+fn first_table(pg: &Db, names: &[&str]) -> Option<String> {
     names
         .iter()
         .find(|n| {
@@ -321,7 +416,7 @@ fn first_table(pg: &ScratchCluster, names: &[&str]) -> Option<String> {
         .map(|n| format!("public.\"{n}\""))
 }
 
-fn sanity(pg: &ScratchCluster, report: &mut DbReport) {
+fn sanity(pg: &Db, report: &mut DbReport) {
     let dump = report.dump.clone();
     let count = |t: &str| {
         query(pg, &format!("SELECT count(*) FROM {t}")).and_then(|c| c.parse::<u64>().ok())
@@ -370,27 +465,44 @@ fn sanity(pg: &ScratchCluster, report: &mut DbReport) {
 
 /// Every asset of the server's own libraries must have its original (and sidecar)
 /// in the manifest with the SHA-1 Immich recorded.
-fn consistency(
-    pg: &ScratchCluster,
-    manifest: &Path,
-    roots: &[String],
-    report: &mut DbReport,
-) -> Result<()> {
+fn consistency(pg: &Db, manifest: &Path, roots: &[String], report: &mut DbReport) -> Result<()> {
     let Some(asset) = first_table(pg, &["asset", "assets"]) else {
         return Ok(());
     };
-    let external = query(
+    // External libraries arrived with "libraryId"; older schemas have no such column.
+    let table = asset
+        .rsplit('.')
+        .next()
+        .unwrap_or(&asset)
+        .trim_matches('"')
+        .to_owned();
+    let has_library = query(
         pg,
-        &format!(r#"SELECT count(*) FROM {asset} WHERE "libraryId" IS NOT NULL"#),
+        &format!("SELECT count(*) FROM information_schema.columns WHERE table_name = '{table}' AND column_name = 'libraryId'"),
     )
-    .and_then(|c| c.parse().ok())
-    .unwrap_or(0);
+    .as_deref()
+        != Some("0");
+    let own = if has_library {
+        r#"WHERE "libraryId" IS NULL"#
+    } else {
+        ""
+    };
+    let external = if has_library {
+        query(
+            pg,
+            &format!(r#"SELECT count(*) FROM {asset} WHERE "libraryId" IS NOT NULL"#),
+        )
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+    } else {
+        0
+    };
     report.external_assets = external;
     let rows = pg
         .psql(
             "restored",
             &format!(
-                r#"SELECT "originalPath", encode(checksum, 'hex') FROM {asset} WHERE "libraryId" IS NULL ORDER BY 1"#
+                r#"SELECT "originalPath", encode(checksum, 'hex') FROM {asset} {own} ORDER BY 1"#
             ),
         )
         .map_err(|e| io(Path::new("psql"), e))?;
