@@ -398,6 +398,12 @@ fn restore_verify_checks_the_database_in_a_gcs_target() {
             .contains("/usr/src/app/upload/library/admin/missing.jpg"),
         "{db}"
     );
+    // The dump lacks rows for two backed-up photos: named as unreferenced originals.
+    assert_eq!(db["unreferenced_originals"], 2, "{db}");
+    assert!(
+        db["unreferenced"].to_string().contains("IMG_00001.jpg"),
+        "{db}"
+    );
 }
 
 fn url_escape(s: &str) -> String {
