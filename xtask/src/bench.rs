@@ -4,9 +4,11 @@
 //! all, `cargo xtask bench NAME` runs one, and `--write` replaces that section of
 //! `docs/benchmarks.md` (appending it if absent) while leaving other sections alone.
 //! `hash` compares throughput with `openssl speed`, `manifest` the uploaded manifest's
-//! bytes per file with the seed's, and `rss` (in `bench_rss.rs`) measures the backup
-//! binary's peak memory as the file count grows.
-//! Planned: GCS upload vs rclone, device sync vs the Immich CLI.
+//! bytes per file with the seed's, `rss` (in `bench_rss.rs`) measures the backup
+//! binary's peak memory as the file count grows, `gcs` (in `bench_gcs.rs`) uploads to
+//! fake-gcs-server side by side with rclone, and `pgdump` (in `bench_pgdump.rs`) times
+//! our database dump against `pg_dump | gzip > file`.
+//! Planned: device sync vs the Immich CLI.
 
 use std::fmt::Write as _;
 
@@ -16,6 +18,10 @@ use crate::args::Args;
 use crate::cmd::cmd;
 use crate::project_root;
 
+#[path = "bench_gcs.rs"]
+mod gcs;
+#[path = "bench_pgdump.rs"]
+mod pgdump;
 #[path = "bench_rss.rs"]
 mod rss;
 
@@ -39,12 +45,24 @@ const BENCHES: &[Bench] = &[
         name: "rss",
         run: rss::run,
     },
+    Bench {
+        name: "gcs",
+        run: gcs::run,
+    },
+    Bench {
+        name: "pgdump",
+        run: pgdump::run,
+    },
 ];
 
 /// Options some benches take.
 struct Options {
     /// `--files N,M,...`: the file counts `rss` measures.
     files: Option<Vec<u64>>,
+    /// `--scale F`: multiplies the data `gcs` and `pgdump` generate (default 1).
+    scale: Option<f64>,
+    /// `--keep`: `gcs` leaves `target/bench-gcs` in place.
+    keep: bool,
 }
 
 /// A `## Title` section of docs/benchmarks.md.
@@ -53,17 +71,32 @@ struct Section {
     body: String,
 }
 
-/// `cargo xtask bench [NAME] [--write] [--files N,M,...]`.
+/// `cargo xtask bench [NAME] [--write] [--files N,M,...] [--scale F] [--keep]`.
 pub(crate) fn run(mut args: Args) -> Result<()> {
     let write = args.flag("--write");
+    let keep = args.flag("--keep");
     let files: Option<String> = args.value("--files")?;
+    let scale: Option<f64> = args.value("--scale")?;
     let name = args.next_positional();
     args.finish()?;
     let options = Options {
         files: files.as_deref().map(parse_counts).transpose()?,
+        scale,
+        keep,
     };
     if options.files.is_some() && !matches!(name.as_deref(), None | Some("all" | "rss")) {
         bail!("--files applies only to `bench rss`");
+    }
+    if let Some(scale) = scale {
+        if !(scale.is_finite() && scale > 0.0) {
+            bail!("--scale {scale}: must be a positive number");
+        }
+        if !matches!(name.as_deref(), None | Some("all" | "gcs" | "pgdump")) {
+            bail!("--scale applies only to `bench gcs` and `bench pgdump`");
+        }
+    }
+    if keep && !matches!(name.as_deref(), None | Some("all" | "gcs")) {
+        bail!("--keep applies only to `bench gcs`");
     }
     let selected: Vec<&Bench> = match name.as_deref() {
         None | Some("all") => BENCHES.iter().collect(),

@@ -31,11 +31,14 @@ Usage: cargo xtask <task> [options]
 Tasks:
   ci                  fmt check, clippy, the test task, cargo-deny: what .ci/run calls
   test                build the binaries, then cargo test --workspace (tidy included)
-  bench [NAME] [--write] [--files N,M,...]
+  bench [NAME] [--write] [--files N,M,...] [--scale F] [--keep]
                       run benchmarks; NAME is one of:
                         hash      imb-hash throughput vs openssl speed
                         manifest  uploaded manifest bytes per file vs the seed's
                         rss       backup peak memory as file counts grow (--files)
+                        gcs       upload to fake-gcs-server vs rclone (--scale: data
+                                  size factor; --keep: leave target/bench-gcs)
+                        pgdump    database dump vs pg_dump | gzip (--scale)
                       --write replaces the matching section of docs/benchmarks.md
   sample --out DIR [--files N] [--seed S] [--force]
                       generate a deterministic Immich-shaped library (default 200 files)
