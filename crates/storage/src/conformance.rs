@@ -168,8 +168,12 @@ pub async fn create_is_exclusive(store: &dyn BackupStore, prefix: &str) {
 /// A file payload is sent from its open descriptor, from any size.
 pub async fn file_payload(store: &dyn BackupStore, prefix: &str) {
     let data = pattern(1_100_000, 3);
+    // Unique per call: suites for several backends run in parallel in one
+    // process with the same prefix.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!(
-        "imb-conformance-{}-{}",
+        "imb-conformance-{}-{n}-{}",
         std::process::id(),
         prefix.replace('/', "_")
     ));
