@@ -4,8 +4,9 @@
 //!
 //! - every `.rs` file starts with a `//!` module doc;
 //! - no trailing whitespace in `.rs`, `.toml`, `.md`, `.sh`, `.yml`/`.yaml` and `.ci/` files;
-//! - library crates (`crates/*`) do not depend on indicatif, clap, tracing-subscriber or
-//!   anyhow, in any dependency table: those belong to binaries and xtask;
+//! - library crates (`crates/*`) do not depend on indicatif, clap, tracing-subscriber,
+//!   anyhow or imb-cli (`bins/common`, which has them), in any dependency table: those
+//!   belong to binaries and xtask;
 //! - library sources (`crates/*/src`) do not print (the print and dbg macros);
 //! - no ignored test without a reason string, and no should-panic tests anywhere:
 //!   assert the error you expect instead;
@@ -23,7 +24,13 @@ const SKIP_DIRS: &[&str] = &["target", ".git", "node_modules"];
 /// Extensions whose files must not have trailing whitespace.
 const WS_EXTENSIONS: &[&str] = &["rs", "toml", "md", "sh", "yml", "yaml"];
 /// Dependencies reserved for binaries and xtask.
-const BINARY_ONLY_DEPS: &[&str] = &["indicatif", "clap", "tracing-subscriber", "anyhow"];
+const BINARY_ONLY_DEPS: &[&str] = &[
+    "indicatif",
+    "clap",
+    "tracing-subscriber",
+    "anyhow",
+    "imb-cli",
+];
 /// Macros a library must not call.
 const PRINT_MACROS: &[&str] = &[
     concat!("print", "ln!"),

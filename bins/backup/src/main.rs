@@ -17,18 +17,13 @@ use imb_engine::{Backup, StopToken};
 fn main() -> ExitCode {
     let mut settings = match settings::Settings::load() {
         Ok(s) => s,
-        Err(settings::LoadError::Exit(code)) => return code,
-        Err(settings::LoadError::Invalid(e)) => return fail(false, &e),
+        Err(code) => return code,
     };
     let json = settings.json;
-    let ui = ui::Ui::install(settings.log_format, json);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let term = imb_cli::Terminal::install(settings.log_format, json);
+    let rt = match imb_cli::runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(json, &anyhow::anyhow!("cannot start the runtime: {e}")),
+        Err(e) => return fail(json, &e),
     };
     let result = rt.block_on(async {
         let target = target::open(
@@ -39,10 +34,14 @@ fn main() -> ExitCode {
         )
         .await?;
         let stop = StopToken::new();
-        spawn_signal_handler(stop.clone());
+        let on_signal = stop.clone();
+        imb_cli::on_stop_signal(
+            "finishing files in flight and saving the manifest",
+            move || on_signal.stop(),
+        );
         let database = database::run(&target, &settings.database, &mut settings.config).await;
         let backup = Backup::new(settings.config.clone(), target.store)
-            .with_progress(ui.progress())
+            .with_progress(ui::progress(&term))
             .with_stop(stop);
         let backup = match target.replace {
             Some(r) => backup.with_replace(r),
@@ -53,13 +52,13 @@ fn main() -> ExitCode {
         summary.database = database;
         Ok::<_, anyhow::Error>(summary)
     });
-    ui.finish();
+    term.finish();
     match result {
         Ok(summary) => {
             if json {
                 let mut v = serde_json::to_value(&summary).expect("summary serialises");
                 v["peak_rss_bytes"] = serde_json::json!(peak_rss_bytes());
-                ui::print_json(&v);
+                imb_cli::print_json(&v);
             } else {
                 ui::print_summary(&summary);
             }
@@ -74,12 +73,7 @@ fn main() -> ExitCode {
 }
 
 fn fail(json: bool, e: &anyhow::Error) -> ExitCode {
-    let msg = format!("{e:#}");
-    if json {
-        ui::print_json(&serde_json::json!({ "error": msg }));
-    }
-    ui::print_error(&msg);
-    ExitCode::from(1)
+    imb_cli::fail("backup", json, e)
 }
 
 /// The process's peak resident set size (Linux `VmHWM`), so memory can be
@@ -89,24 +83,4 @@ fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-/// SIGTERM (Kubernetes stopping the pod) and Ctrl-C ask for a graceful stop.
-fn spawn_signal_handler(stop: StopToken) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::warn!("cannot listen for signals; stop with --max-duration instead");
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::warn!("stop requested: finishing files in flight and saving the manifest");
-        stop.stop();
-    });
 }

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use clap::{Parser, ValueEnum};
+use imb_cli::{LogFormat, duration_setting, list_setting};
 use imb_engine::{BackupConfig, DedupMode};
 use serde::Deserialize;
 
@@ -107,17 +108,6 @@ enum Dedup {
     Reference,
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, ValueEnum, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line, for clusters.
-    Json,
-}
-
 /// The config file. Keys match the flags (and the seed's ConfigMap where they
 /// overlap); unknown keys are errors that name the key.
 #[derive(Debug, Default, Deserialize)]
@@ -179,42 +169,14 @@ pub(crate) struct Settings {
     pub(crate) log_format: LogFormat,
 }
 
-/// Why settings could not be loaded.
-#[derive(Debug)]
-pub(crate) enum LoadError {
-    /// Help or version was printed, or usage was wrong (already printed): exit with this.
-    Exit(ExitCode),
-    /// A setting is invalid.
-    Invalid(anyhow::Error),
-}
-
 impl Settings {
-    pub(crate) fn load() -> Result<Settings, LoadError> {
-        let cli = match Cli::try_parse() {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = e.print();
-                // Usage errors exit 1 like every other "could not run"; help exits 0.
-                return Err(LoadError::Exit(if e.use_stderr() {
-                    ExitCode::from(1)
-                } else {
-                    ExitCode::SUCCESS
-                }));
-            }
-        };
-        Self::resolve(cli).map_err(LoadError::Invalid)
+    /// The settings, or the exit status once what went wrong has been printed.
+    pub(crate) fn load() -> Result<Settings, ExitCode> {
+        imb_cli::load("backup", Self::resolve)
     }
 
     fn resolve(cli: Cli) -> anyhow::Result<Settings> {
-        let file = match &cli.config {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("--config {}", p.display()))?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| anyhow!("--config {}: {}", p.display(), e.message()))?
-            }
-            None => FileConfig::default(),
-        };
+        let file: FileConfig = imb_cli::read_config(cli.config.as_deref())?;
         let _ = &file.schedule;
         let database = crate::database::DbSettings {
             skip: cli.no_database || file.no_database.unwrap_or(false),
@@ -245,33 +207,20 @@ impl Settings {
         config.uploads = cli.uploads.or(file.uploads);
         config.queue_size = cli.queue_size.or(file.queue_size);
         let default_excludes = !cli.no_default_excludes && file.default_excludes.unwrap_or(true);
-        let extra = if cli.exclude.is_empty() {
-            file.excludes.unwrap_or_default()
-        } else {
-            cli.exclude
-        };
+        let extra = list_setting(cli.exclude, file.excludes);
         config.excludes = if default_excludes {
             BackupConfig::default_excludes()
         } else {
             Vec::new()
         };
         config.excludes.extend(extra);
-        config.includes = if cli.include.is_empty() {
-            file.includes.unwrap_or_default()
-        } else {
-            cli.include
-        };
+        config.includes = list_setting(cli.include, file.includes);
         config.checksum = cli.checksum || file.checksum.unwrap_or(false);
         if let Some(n) = cli.save_every.or(file.save_every) {
             config.save_every = n.max(1);
         }
-        config.max_duration = match (cli.max_duration, file.max_duration) {
-            (Some(d), _) => Some(d),
-            (None, Some(s)) => Some(
-                humantime::parse_duration(&s).map_err(|e| anyhow!("max_duration {s:?}: {e}"))?,
-            ),
-            (None, None) => None,
-        };
+        config.max_duration =
+            duration_setting("max_duration", cli.max_duration, file.max_duration)?;
         config.bwlimit = cli
             .bwlimit
             .or(file.bwlimit)
@@ -285,14 +234,11 @@ impl Settings {
             database: cli.database_class.or(file.database_class),
             dedup_set: dedup.is_some(),
             retries: cli.retries.or(file.retries),
-            retry_initial: match (cli.retry_initial, file.retry_initial) {
-                (Some(d), _) => Some(d),
-                (None, Some(s)) => Some(
-                    humantime::parse_duration(&s)
-                        .map_err(|e| anyhow!("retry_initial {s:?}: {e}"))?,
-                ),
-                (None, None) => None,
-            },
+            retry_initial: duration_setting(
+                "retry_initial",
+                cli.retry_initial,
+                file.retry_initial,
+            )?,
         };
         config.dedup = match dedup {
             Some(Dedup::Reference) => DedupMode::Reference,

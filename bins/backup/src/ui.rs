@@ -1,114 +1,21 @@
-//! Terminal output: progress bars on a terminal, periodic log lines otherwise,
-//! tracing to stderr (text or JSON), and the final summary.
+//! Terminal output: the progress display (bars on a terminal, periodic log lines
+//! otherwise) and the final summary. Logging itself is `imb_cli::Terminal`.
 
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![allow(clippy::print_stderr)]
 
-use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use imb_cli::{Counters, Terminal};
 use imb_engine::{Progress, Summary};
-use indicatif::{DecimalBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use indicatif::{DecimalBytes, MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::settings::LogFormat;
-
-/// The process's output: logging is installed, progress is ready.
-pub(crate) struct Ui {
-    bars: Option<MultiProgress>,
-    progress: Arc<dyn Progress>,
-}
-
-impl Ui {
-    pub(crate) fn install(format: LogFormat, json_summary: bool) -> Ui {
-        let tty = std::io::stderr().is_terminal();
-        let bars = (tty && format == LogFormat::Text)
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        let writer = SuspendWriter(bars.clone());
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        let fmt = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(writer);
-        // A JSON summary on stdout implies a machine reads us: keep stderr parseable too.
-        if format == LogFormat::Json {
-            fmt.json().flatten_event(true).init();
-        } else {
-            fmt.with_ansi(tty && !json_summary).init();
-        }
-        let progress: Arc<dyn Progress> = match &bars {
-            Some(mp) => Arc::new(BarProgress::new(mp)),
-            None => Arc::new(LogProgress::default()),
-        };
-        Ui { bars, progress }
-    }
-
-    pub(crate) fn progress(&self) -> Arc<dyn Progress> {
-        self.progress.clone()
-    }
-
-    pub(crate) fn finish(&self) {
-        if let Some(mp) = &self.bars {
-            let _ = mp.clear();
-        }
-    }
-}
-
-/// Writes log lines with the bars suspended, so lines never tear through them.
-#[derive(Clone)]
-struct SuspendWriter(Option<MultiProgress>);
-
-struct Line(Option<MultiProgress>, Vec<u8>);
-
-impl Write for Line {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.1.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for Line {
-    fn drop(&mut self) {
-        let out = |b: &[u8]| {
-            let _ = std::io::stderr().lock().write_all(b);
-        };
-        match &self.0 {
-            Some(mp) => mp.suspend(|| out(&self.1)),
-            None => out(&self.1),
-        }
-    }
-}
-
-impl<'a> MakeWriter<'a> for SuspendWriter {
-    type Writer = Line;
-    fn make_writer(&'a self) -> Line {
-        Line(self.0.clone(), Vec::new())
-    }
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    files_total: AtomicU64,
-    files_done: AtomicU64,
-    bytes_total: AtomicU64,
-    bytes_done: AtomicU64,
-    unchanged: AtomicU64,
-}
-
-impl Counters {
-    /// The seed's progress line: "12 of 50 • 2.4 MB / 5.1 MB".
-    fn line(&self) -> String {
-        format!(
-            "{} of {} • {} / {}",
-            self.files_done.load(Ordering::Relaxed),
-            self.files_total.load(Ordering::Relaxed),
-            DecimalBytes(self.bytes_done.load(Ordering::Relaxed)),
-            DecimalBytes(self.bytes_total.load(Ordering::Relaxed)),
-        )
+/// The run's progress display: bars on a terminal, log lines otherwise.
+pub(crate) fn progress(term: &Terminal) -> Arc<dyn Progress> {
+    match term.bars() {
+        Some(mp) => Arc::new(BarProgress::new(mp)),
+        None => Arc::new(LogProgress::default()),
     }
 }
 
@@ -117,6 +24,7 @@ impl Counters {
 struct BarProgress {
     bar: ProgressBar,
     c: Counters,
+    unchanged: AtomicU64,
 }
 
 impl BarProgress {
@@ -131,11 +39,12 @@ impl BarProgress {
         BarProgress {
             bar,
             c: Counters::default(),
+            unchanged: AtomicU64::new(0),
         }
     }
 
     fn refresh(&self) {
-        let unchanged = self.c.unchanged.load(Ordering::Relaxed);
+        let unchanged = self.unchanged.load(Ordering::Relaxed);
         self.bar
             .set_prefix(format!("{} ({unchanged} unchanged)", self.c.line()));
     }
@@ -143,8 +52,7 @@ impl BarProgress {
 
 impl Progress for BarProgress {
     fn queued(&self, bytes: u64) {
-        self.c.files_total.fetch_add(1, Ordering::Relaxed);
-        self.c.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+        self.c.add(1, bytes);
         self.bar.inc_length(bytes);
         self.refresh();
     }
@@ -152,13 +60,12 @@ impl Progress for BarProgress {
         self.bar.set_message(path.to_owned());
     }
     fn finished(&self, _path: &str, bytes: u64) {
-        self.c.files_done.fetch_add(1, Ordering::Relaxed);
-        self.c.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+        self.c.done(bytes);
         self.bar.inc(bytes);
         self.refresh();
     }
     fn unchanged(&self) {
-        self.c.unchanged.fetch_add(1, Ordering::Relaxed);
+        self.unchanged.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -166,6 +73,7 @@ impl Progress for BarProgress {
 #[derive(Debug)]
 struct LogProgress {
     c: Counters,
+    unchanged: AtomicU64,
     last: Mutex<Instant>,
 }
 
@@ -173,6 +81,7 @@ impl Default for LogProgress {
     fn default() -> Self {
         LogProgress {
             c: Counters::default(),
+            unchanged: AtomicU64::new(0),
             last: Mutex::new(Instant::now()),
         }
     }
@@ -184,7 +93,7 @@ impl LogProgress {
         if last.elapsed() >= Duration::from_secs(30) {
             *last = Instant::now();
             tracing::info!(
-                unchanged = self.c.unchanged.load(Ordering::Relaxed),
+                unchanged = self.unchanged.load(Ordering::Relaxed),
                 "progress: {}",
                 self.c.line()
             );
@@ -194,26 +103,16 @@ impl LogProgress {
 
 impl Progress for LogProgress {
     fn queued(&self, bytes: u64) {
-        self.c.files_total.fetch_add(1, Ordering::Relaxed);
-        self.c.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+        self.c.add(1, bytes);
     }
     fn finished(&self, _path: &str, bytes: u64) {
-        self.c.files_done.fetch_add(1, Ordering::Relaxed);
-        self.c.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+        self.c.done(bytes);
         self.maybe_log();
     }
     fn unchanged(&self) {
-        self.c.unchanged.fetch_add(1, Ordering::Relaxed);
+        self.unchanged.fetch_add(1, Ordering::Relaxed);
         self.maybe_log();
     }
-}
-
-pub(crate) fn print_json(v: &serde_json::Value) {
-    println!("{v}");
-}
-
-pub(crate) fn print_error(msg: &str) {
-    eprintln!("backup: error: {msg}");
 }
 
 pub(crate) fn print_summary(s: &Summary) {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use imb_cli::{Terminal, print_json};
 use imb_devicesync::conditions::{self, Check};
 use imb_devicesync::watch::{Debounce, fingerprint};
 use imb_devicesync::{DeviceSync, Retry, StopToken, Summary};
@@ -24,28 +25,23 @@ use settings::{Command, Settings};
 fn main() -> ExitCode {
     let settings = match Settings::load() {
         Ok(s) => s,
-        Err(settings::LoadError::Exit(code)) => return code,
-        Err(settings::LoadError::Invalid(e)) => return fail(false, &e),
+        Err(code) => return code,
     };
     let json = settings.json;
-    let ui = ui::Ui::install(settings.log_format, json);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let term = Terminal::install(settings.log_format, json);
+    let rt = match imb_cli::runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(json, &anyhow::anyhow!("cannot start the runtime: {e}")),
+        Err(e) => return fail(json, &e),
     };
-    let result = rt.block_on(run(&settings, &ui));
-    ui.finish();
+    let result = rt.block_on(run(&settings, &term));
+    term.finish();
     match result {
         Ok(code) => code,
         Err(e) => fail(json, &e),
     }
 }
 
-async fn run(s: &Settings, ui: &ui::Ui) -> anyhow::Result<ExitCode> {
+async fn run(s: &Settings, term: &Terminal) -> anyhow::Result<ExitCode> {
     match &s.command {
         Command::Sync => {
             if let Some(why) = blocked(s) {
@@ -54,7 +50,7 @@ async fn run(s: &Settings, ui: &ui::Ui) -> anyhow::Result<ExitCode> {
             let stop = StopToken::new();
             spawn_signal_handler(stop.clone());
             let summary = DeviceSync::new(client(s)?, s.sync.clone())
-                .with_progress(ui.progress())
+                .with_progress(ui::progress(term))
                 .with_stop(stop)
                 .run()
                 .await?;
@@ -68,9 +64,9 @@ async fn run(s: &Settings, ui: &ui::Ui) -> anyhow::Result<ExitCode> {
             };
             let st = imb_devicesync::status(&s.sync, client.as_ref()).await?;
             match (&s.command, s.json) {
-                (Command::Status, true) => ui::print_json(&serde_json::to_value(&st)?),
+                (Command::Status, true) => print_json(&serde_json::to_value(&st)?),
                 (Command::Status, false) => ui::print_status(&st),
-                (_, true) => ui::print_json(&serde_json::json!({ "albums": st.albums })),
+                (_, true) => print_json(&serde_json::json!({ "albums": st.albums })),
                 (_, false) => ui::print_albums(&st.albums),
             }
             Ok(ExitCode::SUCCESS)
@@ -78,7 +74,7 @@ async fn run(s: &Settings, ui: &ui::Ui) -> anyhow::Result<ExitCode> {
         Command::Failed { retry, retry_all } if retry.is_empty() && !retry_all => {
             let rows = imb_devicesync::failed_uploads(&s.sync.state_dir)?;
             if s.json {
-                ui::print_json(&serde_json::json!({ "failed": rows.len(), "uploads": rows }));
+                print_json(&serde_json::json!({ "failed": rows.len(), "uploads": rows }));
             } else {
                 ui::print_failed(&rows);
             }
@@ -93,13 +89,13 @@ async fn run(s: &Settings, ui: &ui::Ui) -> anyhow::Result<ExitCode> {
             let stop = StopToken::new();
             spawn_signal_handler(stop.clone());
             let summary = DeviceSync::new(client(s)?, s.sync.clone())
-                .with_progress(ui.progress())
+                .with_progress(ui::progress(term))
                 .with_stop(stop)
                 .retry(which)
                 .await?;
             Ok(report(s, &summary))
         }
-        Command::Watch { interval, poll } => watch(s, ui, *interval, *poll).await,
+        Command::Watch { interval, poll } => watch(s, term, *interval, *poll).await,
     }
 }
 
@@ -110,7 +106,7 @@ fn client(s: &Settings) -> anyhow::Result<Arc<ImmichClient>> {
 /// Prints the summary; 2 when the run left named problems.
 fn report(s: &Settings, summary: &Summary) -> ExitCode {
     if s.json {
-        ui::print_json(&serde_json::to_value(summary).expect("summary serialises"));
+        print_json(&serde_json::to_value(summary).expect("summary serialises"));
     } else {
         ui::print_summary(summary);
     }
@@ -145,7 +141,7 @@ fn blocked(s: &Settings) -> Option<String> {
 fn not_run(s: &Settings, why: &str) -> ExitCode {
     tracing::info!(reason = %why, "not syncing: a background condition is not met");
     if s.json {
-        ui::print_json(&serde_json::json!({ "ran": false, "reason": why }));
+        print_json(&serde_json::json!({ "ran": false, "reason": why }));
     }
     ExitCode::SUCCESS
 }
@@ -163,7 +159,7 @@ async fn fingerprint_of(s: &Settings) -> u64 {
 /// safe: whichever comes second skips (or fails with "another device-sync is running").
 async fn watch(
     s: &Settings,
-    ui: &ui::Ui,
+    term: &Terminal,
     interval: Duration,
     poll: Duration,
 ) -> anyhow::Result<ExitCode> {
@@ -177,14 +173,14 @@ async fn watch(
             tracing::info!(reason = %why, "not syncing: a background condition is not met");
         } else {
             let run = DeviceSync::new(client.clone(), s.sync.clone())
-                .with_progress(ui.progress())
+                .with_progress(ui::progress(term))
                 .with_stop(stop.clone())
                 .run()
                 .await;
             match run {
                 Ok(summary) => {
                     if s.json {
-                        ui::print_json(&serde_json::to_value(&summary)?);
+                        print_json(&serde_json::to_value(&summary)?);
                     }
                     tracing::info!(
                         uploaded = summary.uploaded,
@@ -228,30 +224,10 @@ async fn watch(
 }
 
 fn fail(json: bool, e: &anyhow::Error) -> ExitCode {
-    let msg = format!("{e:#}");
-    if json {
-        ui::print_json(&serde_json::json!({ "error": msg }));
-    }
-    ui::print_error(&msg);
-    ExitCode::from(1)
+    imb_cli::fail("device-sync", json, e)
 }
 
 /// SIGTERM and Ctrl-C ask for a graceful stop: uploads in flight finish.
 fn spawn_signal_handler(stop: StopToken) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::warn!("cannot listen for signals");
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::warn!("stop requested: finishing the uploads in flight");
-        stop.stop();
-    });
+    imb_cli::on_stop_signal("finishing the uploads in flight", move || stop.stop());
 }

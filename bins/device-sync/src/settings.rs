@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use anyhow::{anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use imb_cli::{LogFormat, duration_setting, list_setting};
 use imb_devicesync::{Selection, SyncConfig};
 use imb_immich::{ApiKey, ApiVersion, ClientConfig, RetryPolicy};
 use serde::Deserialize;
@@ -132,17 +133,6 @@ fn parse_api(s: &str) -> Result<ApiVersion, String> {
     s.parse::<ApiVersion>().map_err(|e| e.to_string())
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, ValueEnum, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 /// The config file; unknown keys are errors that name the key.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -194,52 +184,16 @@ pub(crate) struct Settings {
     pub(crate) log_format: LogFormat,
 }
 
-/// Why settings could not be loaded.
-#[derive(Debug)]
-pub(crate) enum LoadError {
-    /// Help or version was printed, or usage was wrong (already printed): exit with this.
-    Exit(ExitCode),
-    /// A setting is invalid.
-    Invalid(anyhow::Error),
-}
-
-fn duration(name: &str, s: &str) -> anyhow::Result<Duration> {
-    humantime::parse_duration(s).map_err(|e| anyhow!("{name} {s:?}: {e}"))
-}
-
 impl Settings {
-    pub(crate) fn load() -> Result<Settings, LoadError> {
-        let cli = match Cli::try_parse() {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = e.print();
-                // Usage errors exit 1 like every other "could not run"; help exits 0.
-                return Err(LoadError::Exit(if e.use_stderr() {
-                    ExitCode::from(1)
-                } else {
-                    ExitCode::SUCCESS
-                }));
-            }
-        };
-        Self::resolve(cli).map_err(LoadError::Invalid)
+    /// The settings, or the exit status once what went wrong has been printed.
+    pub(crate) fn load() -> Result<Settings, ExitCode> {
+        imb_cli::load("device-sync", Self::resolve)
     }
 
     fn resolve(cli: Cli) -> anyhow::Result<Settings> {
         let c = cli.common;
-        let file = match &c.config {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("--config {}", p.display()))?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| anyhow!("--config {}: {}", p.display(), e.message()))?
-            }
-            None => FileConfig::default(),
-        };
-        let roots = if c.roots.is_empty() {
-            file.roots.unwrap_or_default()
-        } else {
-            c.roots
-        };
+        let file: FileConfig = imb_cli::read_config(c.config.as_deref())?;
+        let roots = list_setting(c.roots, file.roots);
         let state_dir = c
             .state_dir
             .or(file.state_dir)
@@ -248,16 +202,8 @@ impl Settings {
                 anyhow!("--state-dir is required when neither XDG_STATE_HOME nor HOME is set")
             })?;
         let mut sync = SyncConfig::new(roots, state_dir);
-        let albums = if c.albums.is_empty() {
-            file.albums.unwrap_or_default()
-        } else {
-            c.albums
-        };
-        let excluded = if c.exclude_albums.is_empty() {
-            file.exclude_albums.unwrap_or_default()
-        } else {
-            c.exclude_albums
-        };
+        let albums = list_setting(c.albums, file.albums);
+        let excluded = list_setting(c.exclude_albums, file.exclude_albums);
         sync.selection = Selection::albums(albums).excluding(excluded);
         sync.album_sync = if c.no_album_sync {
             false
@@ -283,12 +229,7 @@ impl Settings {
         if let Some(n) = c.retries.or(file.retries) {
             retry.max_retries = n;
         }
-        let initial = match (c.retry_initial, file.retry_initial) {
-            (Some(d), _) => Some(d),
-            (None, Some(s)) => Some(duration("retry_initial", &s)?),
-            (None, None) => None,
-        };
-        if let Some(d) = initial {
+        if let Some(d) = duration_setting("retry_initial", c.retry_initial, file.retry_initial)? {
             retry.initial = d;
             retry.jitter = retry.jitter.min(d);
         }
@@ -298,16 +239,9 @@ impl Settings {
             Cmd::Albums => Command::Albums,
             Cmd::Failed { retry, retry_all } => Command::Failed { retry, retry_all },
             Cmd::Watch { interval, poll } => Command::Watch {
-                interval: match (interval, file.interval) {
-                    (Some(d), _) => d,
-                    (None, Some(s)) => duration("interval", &s)?,
-                    (None, None) => Duration::from_secs(3600),
-                },
-                poll: match (poll, file.poll) {
-                    (Some(d), _) => d,
-                    (None, Some(s)) => duration("poll", &s)?,
-                    (None, None) => Duration::from_secs(10),
-                },
+                interval: duration_setting("interval", interval, file.interval)?
+                    .unwrap_or(Duration::from_secs(3600)),
+                poll: duration_setting("poll", poll, file.poll)?.unwrap_or(Duration::from_secs(10)),
             },
         };
         // Listing failures only reads the state database.

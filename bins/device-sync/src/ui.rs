@@ -1,122 +1,21 @@
 //! Terminal output: the seed's Progress UI (file name, bar, "12 of 50 • 2.4 MB /
-//! 5.1 MB") on a terminal, periodic log lines otherwise, tracing to stderr (text
-//! or JSON), and the texts of `status`, `failed` and `albums`.
+//! 5.1 MB") on a terminal, periodic log lines otherwise, and the texts of the
+//! summary, `status`, `failed` and `albums`. Logging itself is `imb_cli::Terminal`.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use imb_cli::{Counters, Terminal};
 use imb_devicesync::{AlbumInfo, FileRecord, Phase, Progress, Status, Summary};
-use indicatif::{DecimalBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use indicatif::{DecimalBytes, MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::settings::LogFormat;
-
-/// The process's output: logging is installed, progress is ready.
-pub(crate) struct Ui {
-    bars: Option<MultiProgress>,
-}
-
-impl Ui {
-    pub(crate) fn install(format: LogFormat, json_summary: bool) -> Ui {
-        let tty = std::io::stderr().is_terminal();
-        let bars = (tty && format == LogFormat::Text)
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        let writer = SuspendWriter(bars.clone());
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        let fmt = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(writer);
-        if format == LogFormat::Json {
-            fmt.json().flatten_event(true).init();
-        } else {
-            fmt.with_ansi(tty && !json_summary).init();
-        }
-        Ui { bars }
-    }
-
-    /// A fresh progress display for one run.
-    pub(crate) fn progress(&self) -> Arc<dyn Progress> {
-        match &self.bars {
-            Some(mp) => Arc::new(BarProgress::new(mp)),
-            None => Arc::new(LogProgress::default()),
-        }
-    }
-
-    pub(crate) fn finish(&self) {
-        if let Some(mp) = &self.bars {
-            let _ = mp.clear();
-        }
-    }
-}
-
-/// Writes log lines with the bars suspended, so lines never tear through them.
-#[derive(Clone)]
-struct SuspendWriter(Option<MultiProgress>);
-
-struct Line(Option<MultiProgress>, Vec<u8>);
-
-impl Write for Line {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.1.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for Line {
-    fn drop(&mut self) {
-        let out = |b: &[u8]| {
-            let _ = std::io::stderr().lock().write_all(b);
-        };
-        match &self.0 {
-            Some(mp) => mp.suspend(|| out(&self.1)),
-            None => out(&self.1),
-        }
-    }
-}
-
-impl<'a> MakeWriter<'a> for SuspendWriter {
-    type Writer = Line;
-    fn make_writer(&'a self) -> Line {
-        Line(self.0.clone(), Vec::new())
-    }
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    files_total: AtomicU64,
-    files_done: AtomicU64,
-    bytes_total: AtomicU64,
-    bytes_done: AtomicU64,
-}
-
-impl Counters {
-    fn reset(&self, files: u64, bytes: u64) {
-        self.files_total.store(files, Ordering::Relaxed);
-        self.bytes_total.store(bytes, Ordering::Relaxed);
-        self.files_done.store(0, Ordering::Relaxed);
-        self.bytes_done.store(0, Ordering::Relaxed);
-    }
-    fn done(&self, bytes: u64) {
-        self.files_done.fetch_add(1, Ordering::Relaxed);
-        self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
-    }
-    /// The seed's progress line: "12 of 50 • 2.4 MB / 5.1 MB".
-    fn line(&self) -> String {
-        format!(
-            "{} of {} • {} / {}",
-            self.files_done.load(Ordering::Relaxed),
-            self.files_total.load(Ordering::Relaxed),
-            DecimalBytes(self.bytes_done.load(Ordering::Relaxed)),
-            DecimalBytes(self.bytes_total.load(Ordering::Relaxed)),
-        )
+/// A fresh progress display for one run: bars on a terminal, log lines otherwise.
+pub(crate) fn progress(term: &Terminal) -> Arc<dyn Progress> {
+    match term.bars() {
+        Some(mp) => Arc::new(BarProgress::new(mp)),
+        None => Arc::new(LogProgress::default()),
     }
 }
 
@@ -234,14 +133,6 @@ impl Progress for LogProgress {
     fn finished(&self, _path: &str, bytes: u64) {
         self.hashed(bytes);
     }
-}
-
-pub(crate) fn print_json(v: &serde_json::Value) {
-    println!("{v}");
-}
-
-pub(crate) fn print_error(msg: &str) {
-    eprintln!("device-sync: error: {msg}");
 }
 
 /// "2 hours ago" for an RFC 3339 time.
@@ -427,6 +318,8 @@ pub(crate) fn print_albums(albums: &[AlbumInfo]) {
 
 #[cfg(test)]
 mod tests {
+    use indicatif::ProgressDrawTarget;
+
     use super::*;
 
     #[test]

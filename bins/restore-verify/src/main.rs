@@ -87,16 +87,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match imb_cli::parse_args() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -131,11 +124,7 @@ fn main() -> ExitCode {
 }
 
 fn fail(json: bool, e: &anyhow::Error) -> ExitCode {
-    if json {
-        println!("{}", json!({ "error": format!("{e:#}") }));
-    }
-    eprintln!("restore-verify: error: {e:#}");
-    ExitCode::from(1)
+    imb_cli::fail("restore-verify", json, e)
 }
 
 /// `--at`: a manifest name, our timestamp form, or RFC 3339.

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use imb_storage::retry::{Jitter, retryable_status};
 use imb_storage::{Error, Key, ObjectMeta, Result};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE, RETRY_AFTER};
@@ -14,7 +15,6 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 
 use crate::GcsConfig;
-use crate::retry::{Jitter, retry_after, retryable_status};
 
 const STORE: &str = "gcs";
 
@@ -205,8 +205,11 @@ impl Client {
                     if !(idempotent && retryable_status(status) && attempt < policy.max_retries) {
                         return Ok(resp);
                     }
-                    let wait = retry_after(resp.headers().get(RETRY_AFTER))
-                        .unwrap_or_else(|| policy.backoff(attempt, self.jitter.unit()));
+                    let after = resp
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|h| h.to_str().ok());
+                    let wait = policy.wait(attempt, after, &self.jitter);
                     (wait, format!("HTTP {status}"))
                 }
                 Err(e) => {

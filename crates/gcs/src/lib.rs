@@ -13,7 +13,8 @@
 //!   connection, so a 5 GiB video never starts over after a blip.
 //! * **Integrity**: the caller's CRC32C travels with every upload and GCS rejects
 //!   bytes that do not match it.
-//! * **Retries in one module** ([`RetryPolicy`]): 408, 429, 5xx and connection
+//! * **Retries by the shared policy** ([`RetryPolicy`], `imb_storage::retry`):
+//!   408, 429, 5xx and connection
 //!   errors, exponential backoff with jitter, `Retry-After` honoured, only for
 //!   requests that are idempotent (preconditions make creates idempotent).
 //! * Errors name the bucket and object, never a token or key.
@@ -21,7 +22,6 @@
 mod auth;
 mod client;
 mod config;
-mod retry;
 mod store;
 
 #[cfg(any(test, feature = "testing"))]
@@ -29,7 +29,7 @@ pub mod testing;
 
 pub use auth::{Credentials, TokenSource};
 pub use config::{DEFAULT_ENDPOINT, GcsConfig, parse_gs_url};
-pub use retry::RetryPolicy;
+pub use imb_storage::retry::RetryPolicy;
 pub use store::GcsStore;
 
 /// Why a GCS backend could not be set up. Request failures are `imb_storage::Error`s.

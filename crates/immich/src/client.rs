@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use imb_storage::retry::{Jitter, retryable_status};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
@@ -12,7 +13,6 @@ use tokio::sync::OnceCell;
 
 use crate::error::from_status;
 use crate::multipart::{Form, ReadError};
-use crate::retry::{Jitter, retry_after, retryable_status};
 use crate::types::CheckResultDto;
 use crate::{
     Album, ApiKey, ApiVersion, AssetUpload, BulkIdResult, CheckItem, CheckResult, CheckVerdict,
@@ -53,7 +53,9 @@ struct CheckResponse {
     results: Vec<CheckResultDto>,
 }
 
-/// Whether a request may be sent again after a failure that might have reached the server.
+/// Whether a request may be sent again after a failure that might have reached the
+/// server. One that may not (creating an album) is retried only when it cannot
+/// have reached it: a failed connect, or a 429.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Idempotent {
     Yes,
@@ -150,8 +152,11 @@ impl ImmichClient {
                     if !(retry && can_retry) {
                         return Ok((resp, attempt + 1, start.elapsed()));
                     }
-                    let wait = retry_after(resp.headers().get(RETRY_AFTER))
-                        .unwrap_or_else(|| self.policy.backoff(attempt, self.jitter.unit()));
+                    let after = resp
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|h| h.to_str().ok());
+                    let wait = self.policy.wait(attempt, after, &self.jitter);
                     (wait, format!("HTTP {status}"))
                 }
                 Err(e) => {
@@ -494,8 +499,11 @@ impl ImmichClient {
                             start.elapsed(),
                         ));
                     }
-                    let wait = retry_after(resp.headers().get(RETRY_AFTER))
-                        .unwrap_or_else(|| self.policy.backoff(attempt, self.jitter.unit()));
+                    let after = resp
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|h| h.to_str().ok());
+                    let wait = self.policy.wait(attempt, after, &self.jitter);
                     (wait, format!("HTTP {code}"))
                 }
                 Err(e) => {

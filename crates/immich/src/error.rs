@@ -185,7 +185,7 @@ pub(crate) fn from_status(
             what: endpoint.to_owned(),
             message,
         },
-        s if crate::retry::retryable_status(s) => Error::Transient {
+        s if imb_storage::retry::retryable_status(s) => Error::Transient {
             endpoint: endpoint.to_owned(),
             message: format!("HTTP {s}: {message}"),
             attempts,

@@ -18,7 +18,8 @@
 //!   the body is still going out; if the connection breaks before the answer is
 //!   read, the client asks the server about the checksum instead of reporting a
 //!   broken pipe.
-//! * **Retries in one module** ([`RetryPolicy`]): connection errors, 408, 429, 5xx,
+//! * **Retries by the shared policy** ([`RetryPolicy`], `imb_storage::retry`):
+//!   connection errors, 408, 429, 5xx,
 //!   exponential backoff with jitter, `Retry-After` honoured, only for idempotent
 //!   requests (uploads are: the checksum makes a repeat a duplicate; creating an
 //!   album is not).
@@ -32,7 +33,6 @@ mod client;
 mod config;
 mod error;
 mod multipart;
-mod retry;
 mod store;
 mod types;
 
@@ -42,7 +42,7 @@ pub mod testing;
 pub use client::{ALBUM_BATCH, CHECK_BATCH, CHECKSUM_HEADER, ImmichClient};
 pub use config::{ApiKey, ApiVersion, ClientConfig};
 pub use error::{Error, Result};
-pub use retry::RetryPolicy;
+pub use imb_storage::retry::RetryPolicy;
 pub use store::{
     ImmichStore, META_DEVICE_ASSET_ID, META_DEVICE_ID, META_DURATION_MS, META_FILE_CREATED_AT,
     META_FILE_MODIFIED_AT, META_IS_FAVORITE, META_SHA1, rfc3339,

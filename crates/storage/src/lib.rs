@@ -16,9 +16,9 @@
 //! Every required method takes an options struct so new flags do not break
 //! implementors; conveniences live in the [`ObjectReadExt`] extension trait.
 //! This crate has no HTTP stack: GCS and the Immich server implement the
-//! traits in their own crates. The [`LocalDir`] and [`InMemory`] backends live
-//! here, and the `testing` feature exports the conformance suite every backend
-//! runs.
+//! traits in their own crates, sharing the [`retry`] policy kept here. The
+//! [`LocalDir`] and [`InMemory`] backends live here, and the `testing` feature
+//! exports the conformance suite every backend runs.
 //!
 //! ```
 //! use imb_storage::{InMemory, Key, ObjectCreate, ObjectReadExt, Payload, PutOptions, Error};
@@ -37,6 +37,7 @@ mod key;
 mod local;
 mod memory;
 mod payload;
+pub mod retry;
 mod traits;
 
 #[cfg(any(test, feature = "testing"))]

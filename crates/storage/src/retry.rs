@@ -1,10 +1,13 @@
-//! The retry policy, written down once: connection errors, 408, 429 and every 5xx
-//! are retried for idempotent requests, with exponential backoff and jitter
-//! (`min(initial × 2^n, max) + jitter`, or what `Retry-After` says). Requests that
-//! are not idempotent (creating an album) are retried only when they cannot have
-//! reached the server: a failed connect, or a 429.
+//! The retry policy the HTTP backends share, written down once (Google's "Retry
+//! strategy", which Immich's servers answer to as well): retry 408, 429, every
+//! 5xx, and connection errors and timeouts, only for idempotent requests; wait
+//! `min(initial × 2^n, max) + jitter`, or what `Retry-After` says.
+//!
+//! Plain numbers and pure functions, no HTTP client: each backend's send loop
+//! applies them to its own requests and errors.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How requests are retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,8 +19,8 @@ pub struct RetryPolicy {
     pub initial: Duration,
     /// The longest wait.
     pub max_backoff: Duration,
-    /// Up to this much random time is added to each wait, so clients that failed
-    /// together do not retry together.
+    /// Up to this much random time is added to each wait, so many clients that
+    /// failed together do not retry together.
     pub jitter: Duration,
 }
 
@@ -60,28 +63,50 @@ impl RetryPolicy {
             .min(self.max_backoff);
         exp + self.jitter.mul_f64(unit.clamp(0.0, 1.0))
     }
+
+    /// The wait before retry number `attempt` (0-based): what the server's
+    /// `Retry-After` value asks for, else the backoff with jitter.
+    pub fn wait(&self, attempt: u32, retry_after_value: Option<&str>, jitter: &Jitter) -> Duration {
+        retry_after(retry_after_value).unwrap_or_else(|| self.backoff(attempt, jitter.unit()))
+    }
 }
 
 /// Whether an HTTP status is worth retrying.
-pub(crate) fn retryable_status(status: u16) -> bool {
+pub fn retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || (500..600).contains(&status)
 }
 
-/// A small xorshift for jitter (and multipart boundaries); seeded per client.
+/// The wait a `Retry-After` header value asks for, in seconds, capped at five
+/// minutes. The HTTP-date form is rare from these servers and ignored.
+fn retry_after(value: Option<&str>) -> Option<Duration> {
+    let secs: u64 = value?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(300)))
+}
+
+/// A small xorshift for jitter (and other unpredictable-enough numbers, such as
+/// multipart boundaries); seeded per client from the clock, no dependency.
 #[derive(Debug)]
-pub(crate) struct Jitter(std::sync::Mutex<u64>);
+pub struct Jitter(Mutex<u64>);
+
+impl Default for Jitter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Jitter {
-    pub(crate) fn new() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
+    /// A generator seeded from the clock.
+    pub fn new() -> Self {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9e37_79b9_7f4a_7c15)
             | 1;
-        Jitter(std::sync::Mutex::new(seed))
+        Jitter(Mutex::new(seed))
     }
 
-    pub(crate) fn next_u64(&self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&self) -> u64 {
         let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
         *s ^= *s << 13;
         *s ^= *s >> 7;
@@ -89,15 +114,10 @@ impl Jitter {
         *s
     }
 
-    pub(crate) fn unit(&self) -> f64 {
+    /// A random number in [0, 1), for [`RetryPolicy::backoff`].
+    pub fn unit(&self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is ignored), capped at five minutes.
-pub(crate) fn retry_after(h: Option<&reqwest::header::HeaderValue>) -> Option<Duration> {
-    let secs: u64 = h?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs.min(300)))
 }
 
 #[cfg(test)]
@@ -117,9 +137,25 @@ mod tests {
         for s in [408, 429, 500, 502, 503, 504] {
             assert!(retryable_status(s), "{s}");
         }
-        for s in [200, 201, 400, 401, 403, 404, 409] {
+        for s in [200, 201, 308, 400, 401, 403, 404, 409, 412] {
             assert!(!retryable_status(s), "{s}");
         }
+    }
+
+    #[test]
+    fn retry_after_seconds_only() {
+        assert_eq!(retry_after(Some(" 7 ")), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(Some("86400")), Some(Duration::from_secs(300)));
+        assert_eq!(retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(retry_after(None), None);
+        let p = RetryPolicy::default();
+        let j = Jitter::new();
+        assert_eq!(p.wait(0, Some("7"), &j), Duration::from_secs(7));
+        let w = p.wait(1, Some("soon"), &j);
+        assert!(
+            w >= Duration::from_secs(4) && w < Duration::from_secs(5),
+            "{w:?}"
+        );
     }
 
     #[test]

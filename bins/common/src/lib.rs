@@ -1,0 +1,18 @@
+//! What the binaries share and the library crates must not have: logging and
+//! progress on a terminal, the CLI > environment > config file > default layering
+//! of settings, the runtime, signals and the "could not run" exit.
+//!
+//! Only binaries depend on this crate, so it may use clap, indicatif,
+//! tracing-subscriber and anyhow. What differs between the binaries (their
+//! progress displays, summaries, flags) stays in each binary.
+
+mod process;
+mod settings;
+mod terminal;
+
+pub use process::{on_stop_signal, runtime};
+pub use settings::{LogFormat, duration_setting, list_setting, load, parse_args, read_config};
+pub use terminal::{Counters, Terminal, fail, print_json};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,149 @@
+//! Terminal output: tracing to stderr (text or JSON) that never tears through the
+//! progress bars, the counts behind the seed's progress line, and the JSON and
+//! error lines every binary prints.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use indicatif::{DecimalBytes, MultiProgress, ProgressDrawTarget};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::LogFormat;
+
+/// The process's output: logging is installed, and bars (on a terminal, with text
+/// logs) are ready for the binary's progress display.
+#[derive(Debug)]
+pub struct Terminal {
+    bars: Option<MultiProgress>,
+}
+
+impl Terminal {
+    /// Installs the tracing subscriber on stderr, filtered by `RUST_LOG` (default
+    /// `info`). `json_summary` says a JSON summary will go to stdout.
+    pub fn install(format: LogFormat, json_summary: bool) -> Terminal {
+        let tty = std::io::stderr().is_terminal();
+        let bars = (tty && format == LogFormat::Text)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let writer = SuspendWriter(bars.clone());
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        let fmt = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(writer);
+        // A JSON summary on stdout implies a machine reads us: keep stderr parseable too.
+        if format == LogFormat::Json {
+            fmt.json().flatten_event(true).init();
+        } else {
+            fmt.with_ansi(tty && !json_summary).init();
+        }
+        Terminal { bars }
+    }
+
+    /// Where progress bars go; `None` when progress should be log lines instead.
+    pub fn bars(&self) -> Option<&MultiProgress> {
+        self.bars.as_ref()
+    }
+
+    /// Clears the bars, before the summary is printed.
+    pub fn finish(&self) {
+        if let Some(mp) = &self.bars {
+            let _ = mp.clear();
+        }
+    }
+}
+
+/// Writes log lines with the bars suspended, so lines never tear through them.
+#[derive(Clone)]
+struct SuspendWriter(Option<MultiProgress>);
+
+struct Line(Option<MultiProgress>, Vec<u8>);
+
+impl Write for Line {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.1.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        let out = |b: &[u8]| {
+            let _ = std::io::stderr().lock().write_all(b);
+        };
+        match &self.0 {
+            Some(mp) => mp.suspend(|| out(&self.1)),
+            None => out(&self.1),
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for SuspendWriter {
+    type Writer = Line;
+    fn make_writer(&'a self) -> Line {
+        Line(self.0.clone(), Vec::new())
+    }
+}
+
+/// The counts behind the seed's progress line, shared by bars and log lines.
+#[derive(Debug, Default)]
+pub struct Counters {
+    files_total: AtomicU64,
+    files_done: AtomicU64,
+    bytes_total: AtomicU64,
+    bytes_done: AtomicU64,
+}
+
+impl Counters {
+    /// `files` more files of `bytes` bytes are to do.
+    pub fn add(&self, files: u64, bytes: u64) {
+        self.files_total.fetch_add(files, Ordering::Relaxed);
+        self.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A new step: `files` files of `bytes` bytes to do, none done.
+    pub fn reset(&self, files: u64, bytes: u64) {
+        self.files_total.store(files, Ordering::Relaxed);
+        self.bytes_total.store(bytes, Ordering::Relaxed);
+        self.files_done.store(0, Ordering::Relaxed);
+        self.bytes_done.store(0, Ordering::Relaxed);
+    }
+
+    /// One file of `bytes` bytes is done.
+    pub fn done(&self, bytes: u64) {
+        self.files_done.fetch_add(1, Ordering::Relaxed);
+        self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The seed's progress line: "12 of 50 • 2.4 MB / 5.1 MB".
+    pub fn line(&self) -> String {
+        format!(
+            "{} of {} • {} / {}",
+            self.files_done.load(Ordering::Relaxed),
+            self.files_total.load(Ordering::Relaxed),
+            DecimalBytes(self.bytes_done.load(Ordering::Relaxed)),
+            DecimalBytes(self.bytes_total.load(Ordering::Relaxed)),
+        )
+    }
+}
+
+/// Prints one JSON value as a line on stdout.
+pub fn print_json(v: &serde_json::Value) {
+    println!("{v}");
+}
+
+/// Reports that `program` could not run: `{"error": …}` on stdout when `json`,
+/// and always `program: error: …` on stderr. Returns exit status 1.
+pub fn fail(program: &str, json: bool, e: &anyhow::Error) -> ExitCode {
+    let msg = format!("{e:#}");
+    if json {
+        print_json(&serde_json::json!({ "error": msg }));
+    }
+    eprintln!("{program}: error: {msg}");
+    ExitCode::from(1)
+}
