@@ -7,8 +7,9 @@
 //! bytes per file with the seed's, `rss` (in `bench_rss.rs`) measures the backup
 //! binary's peak memory as the file count grows, `gcs` (in `bench_gcs.rs`) uploads to
 //! fake-gcs-server side by side with rclone, and `pgdump` (in `bench_pgdump.rs`) times
-//! our database dump against `pg_dump | gzip > file`.
-//! Planned: device sync vs the Immich CLI.
+//! our database dump against `pg_dump | gzip > file`, and `devicesync` (in
+//! `bench_devicesync.rs`) runs `device-sync` and `@immich/cli upload` on the same
+//! folder trees against the test Immich server.
 
 use std::fmt::Write as _;
 
@@ -18,6 +19,8 @@ use crate::args::Args;
 use crate::cmd::cmd;
 use crate::project_root;
 
+#[path = "bench_devicesync.rs"]
+mod devicesync;
 #[path = "bench_gcs.rs"]
 mod gcs;
 #[path = "bench_pgdump.rs"]
@@ -53,13 +56,17 @@ const BENCHES: &[Bench] = &[
         name: "pgdump",
         run: pgdump::run,
     },
+    Bench {
+        name: "devicesync",
+        run: devicesync::run,
+    },
 ];
 
 /// Options some benches take.
 struct Options {
     /// `--files N,M,...`: the file counts `rss` measures.
     files: Option<Vec<u64>>,
-    /// `--scale F`: multiplies the data `gcs` and `pgdump` generate (default 1).
+    /// `--scale F`: multiplies the data `gcs`, `pgdump` and `devicesync` generate (default 1).
     scale: Option<f64>,
     /// `--keep`: `gcs` leaves `target/bench-gcs` in place.
     keep: bool,
@@ -91,8 +98,11 @@ pub(crate) fn run(mut args: Args) -> Result<()> {
         if !(scale.is_finite() && scale > 0.0) {
             bail!("--scale {scale}: must be a positive number");
         }
-        if !matches!(name.as_deref(), None | Some("all" | "gcs" | "pgdump")) {
-            bail!("--scale applies only to `bench gcs` and `bench pgdump`");
+        if !matches!(
+            name.as_deref(),
+            None | Some("all" | "gcs" | "pgdump" | "devicesync")
+        ) {
+            bail!("--scale applies only to `bench gcs`, `bench pgdump` and `bench devicesync`");
         }
     }
     if keep && !matches!(name.as_deref(), None | Some("all" | "gcs")) {
@@ -333,6 +343,14 @@ fn manifest(_: &Options) -> Result<Section> {
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// What follows `name ` on the first line that starts with it.
+fn rest_of_line<'a>(output: &'a str, name: &str) -> Option<&'a str> {
+    output.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.strip_prefix(' ')?.trim();
+        (!rest.is_empty()).then_some(rest)
+    })
+}
 
 /// The number after `name ` on the first line that starts with it.
 fn parse_field(output: &str, name: &str) -> Option<f64> {

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
 
-use super::{Options, Section, cpu_model, parse_field};
+use super::{Options, Section, cpu_model, parse_field, rest_of_line};
 use crate::cmd::cmd;
 
 /// Database size at scale 1, in MB (10^6 bytes).
@@ -138,14 +138,6 @@ pub(super) fn run(options: &Options) -> Result<Section> {
     Ok(Section {
         title: "Database dump vs pg_dump | gzip",
         body,
-    })
-}
-
-/// What follows `name ` on the first line that starts with it.
-fn rest_of_line<'a>(output: &'a str, name: &str) -> Option<&'a str> {
-    output.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?.strip_prefix(' ')?.trim();
-        (!rest.is_empty()).then_some(rest)
     })
 }
 

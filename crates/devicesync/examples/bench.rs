@@ -1,0 +1,378 @@
+//! The device-sync benchmark behind `cargo xtask bench devicesync`: the `device-sync`
+//! binary against `@immich/cli upload --recursive --album` on the same folder tree,
+//! each against a fresh test Immich server (imb-immich's `testing::TestServer`, in
+//! this process), side by side.
+//!
+//! `cargo run --release -p imb-devicesync --example bench -- --device-sync PATH
+//! --node PATH --cli PATH [--scale F] [--runs N] [--concurrency N]`
+//!
+//! Two trees are generated: `photos` (phone-sized JPEGs and a few videos in a handful
+//! of albums) and `small` (thousands of small files in many albums, where per-file
+//! costs dominate). For each tree and round, each tool makes a first run (upload
+//! everything, create the albums) and a no-change rerun against its own fresh server,
+//! alternating. Every run goes through GNU time for CPU seconds and peak RSS; the
+//! server's CPU is this process's own during the run. After each run the server's
+//! record is checked: the first run stored every file once (count, bytes, distinct
+//! SHA-1s) with every album complete, the rerun stored nothing new. The output is
+//! `key value` lines, best of the rounds per figure, which xtask turns into a table.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::BTreeSet;
+use std::error::Error;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use imb_immich::testing::{TestServer, TestServerOptions};
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A generated folder tree: `albums` folders under one root.
+struct Tree {
+    name: &'static str,
+    albums: usize,
+    files: usize,
+    /// Sizes are spread evenly over `min..=max` bytes; every `video_every`-th file is
+    /// an `.mp4` of `video` bytes instead (0: none).
+    min: usize,
+    max: usize,
+    video_every: usize,
+    video: usize,
+}
+
+/// What one run of a client cost.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    wall_s: f64,
+    cpu_s: f64,
+    rss_mib: f64,
+    server_cpu_s: f64,
+}
+
+struct Options {
+    device_sync: PathBuf,
+    node: PathBuf,
+    cli: PathBuf,
+    scale: f64,
+    runs: usize,
+    concurrency: usize,
+}
+
+fn run() -> Result<()> {
+    let opts = parse_args()?;
+    let scaled = |n: usize| ((n as f64 * opts.scale).round() as usize).max(1);
+    let trees = [
+        Tree {
+            name: "photos",
+            albums: 6,
+            files: scaled(300),
+            min: 1_000_000,
+            max: 4_000_000,
+            video_every: 20,
+            video: 20_000_000,
+        },
+        Tree {
+            name: "small",
+            albums: 40,
+            files: scaled(4000),
+            min: 4_000,
+            max: 40_000,
+            video_every: 0,
+            video: 0,
+        },
+    ];
+    let ticks = clock_ticks()?;
+    let work = tempfile::Builder::new()
+        .prefix("imb-devicesync-bench-")
+        .tempdir()?;
+    println!("concurrency {}", opts.concurrency);
+    println!("runs {}", opts.runs);
+    println!("cli_version {}", cli_version(&opts)?);
+    println!("node_version {}", version(&opts.node)?);
+    for tree in &trees {
+        let root = work.path().join(tree.name).join("DCIM");
+        let (files, bytes) = generate(tree, &root)?;
+        println!("{}_files {files}", tree.name);
+        println!("{}_bytes {bytes}", tree.name);
+        println!("{}_albums {}", tree.name, tree.albums);
+        let mut best: [[Option<Usage>; 2]; 2] = Default::default();
+        for round in 1..=opts.runs {
+            for (tool, slot) in [("ours", 0), ("cli", 1)] {
+                let home = work.path().join(format!("{}-{tool}-{round}", tree.name));
+                fs::create_dir_all(&home)?;
+                let server = TestServer::start(TestServerOptions::v3());
+                for (pass, label) in [(0, "first"), (1, "rerun")] {
+                    let before = server.assets().len();
+                    let usage = timed(&opts, tool, &root, &home, &server, ticks)?;
+                    check(&server, tree, files, bytes, before, pass == 1)
+                        .map_err(|e| format!("{} {tool} {label} run {round}: {e}", tree.name))?;
+                    eprintln!(
+                        "{} round {round} {tool} {label}: wall {:.2} s, CPU {:.2} s, \
+                         peak RSS {:.1} MiB, server CPU {:.2} s",
+                        tree.name, usage.wall_s, usage.cpu_s, usage.rss_mib, usage.server_cpu_s
+                    );
+                    let kept = &mut best[slot][pass];
+                    *kept = Some(match *kept {
+                        None => usage,
+                        Some(b) => Usage {
+                            wall_s: b.wall_s.min(usage.wall_s),
+                            cpu_s: b.cpu_s.min(usage.cpu_s),
+                            rss_mib: b.rss_mib.min(usage.rss_mib),
+                            server_cpu_s: b.server_cpu_s.min(usage.server_cpu_s),
+                        },
+                    });
+                }
+                fs::remove_dir_all(&home)?;
+            }
+        }
+        for (tool, slot) in [("ours", 0), ("cli", 1)] {
+            for (pass, label) in [(0, "first"), (1, "rerun")] {
+                let u = best[slot][pass].ok_or("no runs")?;
+                let key = format!("{}_{tool}_{label}", tree.name);
+                println!("{key}_wall_s {:.3}", u.wall_s);
+                println!("{key}_cpu_s {:.3}", u.cpu_s);
+                println!("{key}_rss_mib {:.1}", u.rss_mib);
+                println!("{key}_server_cpu_s {:.3}", u.server_cpu_s);
+            }
+        }
+        fs::remove_dir_all(work.path().join(tree.name))?;
+    }
+    Ok(())
+}
+
+fn parse_args() -> Result<Options> {
+    let mut args = std::env::args().skip(1);
+    let (mut device_sync, mut node, mut cli) = (None, None, None);
+    let (mut scale, mut runs, mut concurrency) = (1.0, 2, 4);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--device-sync" => device_sync = Some(PathBuf::from(value(&arg)?)),
+            "--node" => node = Some(PathBuf::from(value(&arg)?)),
+            "--cli" => cli = Some(PathBuf::from(value(&arg)?)),
+            "--scale" => scale = value(&arg)?.parse()?,
+            "--runs" => runs = value(&arg)?.parse()?,
+            "--concurrency" => concurrency = value(&arg)?.parse()?,
+            _ => return Err(format!("unexpected argument {arg:?}").into()),
+        }
+    }
+    let need = |p: Option<PathBuf>, name: &str| p.ok_or(format!("{name} PATH is required"));
+    let opts = Options {
+        device_sync: need(device_sync, "--device-sync")?,
+        node: need(node, "--node")?,
+        cli: need(cli, "--cli")?,
+        scale,
+        runs,
+        concurrency,
+    };
+    if !opts.scale.is_finite() || opts.scale <= 0.0 || opts.runs == 0 || opts.concurrency == 0 {
+        return Err("--scale, --runs and --concurrency must be positive".into());
+    }
+    Ok(opts)
+}
+
+/// Writes the tree: distinct content per file (a JPEG or MP4 header, then bytes from
+/// a per-file xorshift stream, which neither tool can dedup or compress away).
+fn generate(tree: &Tree, root: &Path) -> Result<(usize, u64)> {
+    let mut bytes = 0u64;
+    let mut buf = Vec::new();
+    for i in 0..tree.files {
+        let album = root.join(format!("Album {:02}", i % tree.albums));
+        fs::create_dir_all(&album)?;
+        let video = tree.video_every > 0 && i % tree.video_every == tree.video_every - 1;
+        let (name, len) = if video {
+            (format!("VID_{i:05}.mp4"), tree.video)
+        } else {
+            let span = tree.max - tree.min;
+            let len = tree.min + (i * 7919) % (span + 1);
+            (format!("IMG_{i:05}.jpg"), len)
+        };
+        buf.clear();
+        buf.extend_from_slice(if video {
+            b"\0\0\0\x18ftypmp42"
+        } else {
+            b"\xff\xd8\xff\xe0\0\x10JFIF"
+        });
+        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64 + 1);
+        while buf.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            buf.extend_from_slice(&x.to_le_bytes());
+        }
+        buf.truncate(len);
+        fs::File::create(album.join(name))?.write_all(&buf)?;
+        bytes += len as u64;
+    }
+    Ok((tree.files, bytes))
+}
+
+/// The server's record after a run: a first run stored every file exactly once and
+/// filled every album; a rerun stored nothing new.
+fn check(
+    server: &TestServer,
+    tree: &Tree,
+    files: usize,
+    bytes: u64,
+    before: usize,
+    rerun: bool,
+) -> Result<()> {
+    let assets = server.assets();
+    if rerun && assets.len() != before {
+        return Err(format!("the rerun stored {} new assets", assets.len() - before).into());
+    }
+    let stored: u64 = assets.iter().map(|a| a.size).sum();
+    let distinct: BTreeSet<&str> = assets.iter().map(|a| a.checksum.as_str()).collect();
+    if assets.len() != files || stored != bytes || distinct.len() != files {
+        return Err(format!(
+            "the server holds {} assets ({} distinct) of {stored} bytes; the tree has {files} \
+             files of {bytes} bytes",
+            assets.len(),
+            distinct.len()
+        )
+        .into());
+    }
+    let albums = server.albums();
+    let filled: usize = albums.iter().map(|a| a.assets.len()).sum();
+    if albums.len() != tree.albums || filled != files {
+        return Err(format!(
+            "the server has {} albums holding {filled} assets; expected {} albums holding {files}",
+            albums.len(),
+            tree.albums
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Runs one tool once under GNU time.
+fn timed(
+    opts: &Options,
+    tool: &str,
+    root: &Path,
+    home: &Path,
+    server: &TestServer,
+    ticks: f64,
+) -> Result<Usage> {
+    let times = home.join("time.txt");
+    let mut c = Command::new("/usr/bin/time");
+    c.arg("-f")
+        .arg("%e %U %S %M")
+        .arg("-o")
+        .arg(&times)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let concurrency = opts.concurrency.to_string();
+    if tool == "ours" {
+        c.arg(&opts.device_sync)
+            .env("IMMICH_API_KEY", server.key())
+            .arg("--server")
+            .arg(server.url())
+            .arg("--root")
+            .arg(root)
+            .arg("--state-dir")
+            .arg(home.join("state"))
+            .args([
+                "--concurrency",
+                &concurrency,
+                "--album-sync",
+                "--json",
+                "sync",
+            ]);
+    } else {
+        // The CLI takes the server and key from the environment, as its docs show
+        // for scripts; it needs no `login` then.
+        c.arg(&opts.node)
+            .arg(&opts.cli)
+            .env("IMMICH_INSTANCE_URL", server.api_url())
+            .env("IMMICH_API_KEY", server.key())
+            .env("IMMICH_CONFIG_DIR", home.join("config"))
+            .env("NO_COLOR", "1")
+            .args(["upload", "--recursive", "--album", "--no-progress"])
+            .args(["--concurrency", &concurrency])
+            .arg(root);
+    }
+    let server_before = self_cpu_s(ticks)?;
+    let started = Instant::now();
+    let out = c.output()?;
+    let wall_s = started.elapsed().as_secs_f64();
+    let server_cpu_s = self_cpu_s(ticks)? - server_before;
+    if !out.status.success() {
+        return Err(format!(
+            "{tool} exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let text = fs::read_to_string(&times)?;
+    let line = text
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .ok_or("GNU time wrote nothing")?;
+    let n: Vec<f64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("GNU time's line {line:?}: {e}"))?;
+    let [_, user, sys, rss_kib] = n[..] else {
+        return Err(format!("GNU time's line {line:?}").into());
+    };
+    Ok(Usage {
+        wall_s,
+        cpu_s: user + sys,
+        rss_mib: rss_kib / 1024.0,
+        server_cpu_s,
+    })
+}
+
+/// This process's own CPU seconds (the test server's threads; children excluded).
+fn self_cpu_s(ticks: f64) -> Result<f64> {
+    let stat = fs::read_to_string("/proc/self/stat")?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the command name: utime and stime are fields 14 and 15.
+    let total: f64 = fields
+        .get(11..13)
+        .ok_or("short /proc/self/stat")?
+        .iter()
+        .map(|f| f.parse::<f64>())
+        .sum::<std::result::Result<f64, _>>()?;
+    Ok(total / ticks)
+}
+
+fn clock_ticks() -> Result<f64> {
+    let out = Command::new("getconf").arg("CLK_TCK").output()?;
+    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+}
+
+fn version(program: &Path) -> Result<String> {
+    let out = Command::new(program).arg("--version").output()?;
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+fn cli_version(opts: &Options) -> Result<String> {
+    let out = Command::new(&opts.node)
+        .arg(&opts.cli)
+        .arg("--version")
+        .output()?;
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
