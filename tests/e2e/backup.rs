@@ -233,7 +233,9 @@ fn a_second_backup_refuses_while_one_runs() {
     library(&src, 800, 4096);
     let mut c = backup();
     args(&mut c, &src, &dst);
-    c.args(["--save-every", "50", "--bwlimit", "1M", "--workers", "1"]);
+    // About 13 s for the 3.2 MiB at 256 KiB/s, so the second run surely starts
+    // while the first holds the lock, even on a loaded machine.
+    c.args(["--save-every", "50", "--bwlimit", "256K", "--workers", "1"]);
     let mut first = spawn(c);
     first.wait_for("manifest journal saved");
     let mut c = backup();
@@ -320,7 +322,10 @@ fn an_unreadable_file_fails_alone() {
         let copy = t.path().join("backup-bin");
         fs::copy(crate::util::bin("backup"), &copy).unwrap();
         fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+        // A child forked by another test thread may still hold it open for writing.
+        imb_pgdump::testing::wait_until_executable(&copy).unwrap();
         let mut c = Command::new("runuser");
+        crate::util::clean_env(&mut c);
         c.args(["-u", "nobody", "--"]).arg(&copy);
         c
     } else {

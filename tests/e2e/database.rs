@@ -232,7 +232,7 @@ fn restore_verify_loads_the_dump_and_checks_immich_against_the_library() {
     drop(gz.stdin.take());
     fs::write(&newer, gz.wait_with_output().unwrap().stdout).unwrap();
 
-    let mut c = Command::new(crate::util::bin("restore-verify"));
+    let mut c = crate::util::restore_verify();
     c.arg("--from").arg(&dst);
     let (out, v) = run_json(c);
     assert_eq!(
@@ -300,7 +300,7 @@ fn db_restore_fills_an_empty_database_and_refuses_a_full_one() {
     assert_eq!(code(&run_json(c).0), 0);
 
     let restore = |force: bool| {
-        let mut c = Command::new(crate::util::bin("restore-verify"));
+        let mut c = crate::util::restore_verify();
         with_db(&mut c, &pg, pg.password());
         c.env("DB_DATABASE_NAME", "target")
             .arg("--from")
@@ -380,7 +380,7 @@ fn restore_verify_checks_the_database_in_a_gcs_target() {
         .args(["--dest", "gs://bk1/n"]);
     let (out, s) = run_json(c);
     assert_eq!(code(&out), 0, "{s}");
-    let mut c = Command::new(crate::util::bin("restore-verify"));
+    let mut c = crate::util::restore_verify();
     c.env("STORAGE_EMULATOR_HOST", &host)
         .args(["--from", "gs://bk1/n"]);
     let (out, v) = run_json(c);
@@ -440,7 +440,7 @@ fn restore_verify_can_load_the_dump_into_a_named_server() {
         url_escape(full.password()),
         full.port()
     );
-    let mut c = Command::new(crate::util::bin("restore-verify"));
+    let mut c = crate::util::restore_verify();
     c.env("IMB_VERIFY_DB_URL", &url)
         .arg("--from")
         .arg(&dst)

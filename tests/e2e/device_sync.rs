@@ -554,12 +554,9 @@ fn a_second_run_waits_for_the_lock_holder() {
     let d = Device::new(TestServerOptions::v3());
     d.file("Camera/a.jpg", &jpg(1, 500));
     fs::create_dir_all(&d.state).unwrap();
-    // A live process (this test) holds the lock.
-    fs::write(
-        d.state.join("sync.lock"),
-        format!("{}\n", std::process::id()),
-    )
-    .unwrap();
+    // A live process (this test) holds the lock: flock, as device-sync takes it.
+    let lock = fs::File::create(d.state.join("sync.lock")).unwrap();
+    lock.lock().unwrap();
     let (rc, v, _) = run(d.cmd(), &[]);
     assert_eq!(rc, 1, "{v}");
     assert!(
@@ -569,11 +566,14 @@ fn a_second_run_waits_for_the_lock_holder() {
             .contains("another device-sync is running"),
         "{v}"
     );
-    // A dead one does not.
+    // A dead one (its pid left in the file, its lock gone with it) does not.
+    drop(lock);
     fs::write(d.state.join("sync.lock"), "4294967295\n").unwrap();
     let (rc, s, _) = run(d.cmd(), &[]);
     assert_eq!((rc, &s["uploaded"]), (0, &1.into()), "{s}");
-    assert!(!d.state.join("sync.lock").exists());
+    // The run released its lock on exit.
+    let after = fs::File::open(d.state.join("sync.lock")).unwrap();
+    after.try_lock().expect("the lock is free after the run");
 }
 
 #[test]
@@ -824,12 +824,26 @@ fn usage_errors_and_a_refused_key_exit_1() {
 
 #[test]
 fn sigterm_finishes_the_upload_in_flight_and_stops() {
-    let d = Device::new(TestServerOptions::v3().with_faults(|s: &Seen| {
-        if s.method == "POST" && s.path() == "/api/assets" {
-            Fault::Delay(std::time::Duration::from_millis(300))
-        } else {
-            Fault::Serve
+    // The second upload is held at the server until the test has seen the stop
+    // request, so SIGTERM surely arrives while exactly that upload is in flight.
+    let (arrived_tx, arrived) = std::sync::mpsc::channel::<()>();
+    let (open_gate, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let posts = AtomicUsize::new(0);
+    let d = Device::new(TestServerOptions::v3().with_faults(move |s: &Seen| {
+        if s.method == "POST"
+            && s.path() == "/api/assets"
+            && posts.fetch_add(1, Ordering::SeqCst) > 0
+        {
+            let _ = arrived_tx.send(());
+            // Opened by dropping the sender; the bound only keeps a failed test
+            // from holding a server thread forever.
+            let _ = gate
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .recv_timeout(std::time::Duration::from_secs(120));
         }
+        Fault::Serve
     }));
     for i in 0..8 {
         d.file(&format!("Camera/IMG_{i}.jpg"), &jpg(200 + i, 500));
@@ -837,18 +851,23 @@ fn sigterm_finishes_the_upload_in_flight_and_stops() {
     let mut c = d.cmd();
     c.args(["--concurrency", "1"]);
     let w = crate::util::spawn(c);
-    w.wait_for("uploaded");
+    arrived
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the second upload reaches the server");
     let kill = Command::new("kill")
         .args(["-TERM", &w.child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
+    w.wait_for("stop requested");
+    drop(open_gate);
     let (rc, s) = w.finish();
     assert_eq!(rc, 2, "{s}");
     assert_eq!(s["stopped"], true, "{s}");
+    // The first upload, and the one in flight at SIGTERM; none started after it.
     let uploaded = s["uploaded"].as_u64().unwrap();
-    assert!((1..8).contains(&uploaded), "{s}");
-    assert_eq!(uploaded + s["remaining"].as_u64().unwrap(), 8, "{s}");
+    assert_eq!(uploaded, 2, "{s}");
+    assert_eq!(s["remaining"], 6, "{s}");
     assert_eq!(
         d.server.assets().len() as u64,
         uploaded,

@@ -167,6 +167,7 @@ fn backup_to_gcs_killed_then_rerun_finishes_with_nothing_uploaded_twice() {
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("upload");
     let n = 600;
+    let workers = 2;
     library(&src, n, 4096);
     let mut c = backup();
     gs(&mut c, &emu.endpoint, &src);
@@ -177,7 +178,7 @@ fn backup_to_gcs_killed_then_rerun_finishes_with_nothing_uploaded_twice() {
         "--bwlimit",
         "512K",
         "--workers",
-        "2",
+        &workers.to_string(),
         "--dedup",
         "copy",
     ]);
@@ -185,6 +186,9 @@ fn backup_to_gcs_killed_then_rerun_finishes_with_nothing_uploaded_twice() {
     run.wait_for("manifest journal saved");
     run.child.kill().unwrap();
     run.finish();
+    // An upload whose body had reached the emulator before the kill may still be
+    // stored after this listing; at most one per worker is in flight, so up to
+    // `workers` objects can be missing from `before`.
     let before = objects(&emu, "nightly/library/").len();
     assert!(before > 0 && before < n + 6, "{before}");
 
@@ -196,10 +200,12 @@ fn backup_to_gcs_killed_then_rerun_finishes_with_nothing_uploaded_twice() {
     assert_eq!(s["files_scanned"], (n + 6) as u64);
     assert_eq!(assert_manifest_matches(&emu, &src), n + 6);
     let sent = s["files_uploaded"].as_u64().unwrap() + s["files_deduplicated"].as_u64().unwrap();
-    assert_eq!(
-        sent as usize,
-        n + 6 - before,
-        "each object stored once: {s}"
+    // Objects stored by the killed run are found, not sent again; those stored
+    // after the listing above are the only slack.
+    let sent = sent as usize;
+    assert!(
+        (n + 6 - before).saturating_sub(workers) <= sent && sent <= n + 6 - before,
+        "each object stored once ({before} listed after the kill): {s}"
     );
     let lib = objects(&emu, "nightly/library/");
     assert_eq!(lib.len(), n + 6);
@@ -292,7 +298,7 @@ fn restore_verify_on_gcs_catches_tampering_by_metadata_and_restores() {
     assert_eq!(code(&run_json(c).0), 0);
 
     let rv = |args: &[&str]| {
-        let mut c = Command::new(crate::util::bin("restore-verify"));
+        let mut c = crate::util::restore_verify();
         c.env(
             "STORAGE_EMULATOR_HOST",
             emu.endpoint.trim_start_matches("http://"),
@@ -381,7 +387,7 @@ fn a_tampered_bucket_manifest_cannot_write_outside_the_restore_directory() {
         assert_eq!(status, 200);
     }
     let out = t.path().join("a/b/restored");
-    let mut c = Command::new(crate::util::bin("restore-verify"));
+    let mut c = crate::util::restore_verify();
     c.env(
         "STORAGE_EMULATOR_HOST",
         emu.endpoint.trim_start_matches("http://"),

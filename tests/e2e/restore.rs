@@ -7,16 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use crate::util::{backup, bin, code, files, library, run_json, write};
+use crate::util::{backup, code, files, library, run_json, write};
 
 fn rv() -> Command {
-    let mut c = Command::new(bin("restore-verify"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("IMB_") {
-            c.env_remove(k);
-        }
-    }
-    c
+    crate::util::restore_verify()
 }
 
 /// A source with odd names and old mtimes, backed up once into `dst`.

@@ -20,15 +20,44 @@ pub(crate) fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// GCS settings the binaries read from the environment (besides `IMB_*` and
+/// Immich's `DB_*`). A developer's or CI's own values must not leak into a test;
+/// a test that needs one sets it after the helper strips it.
+const FOREIGN_SETTINGS: [&str; 4] = [
+    "GCS_BUCKET",
+    "GCS_CREDENTIALS",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "STORAGE_EMULATOR_HOST",
+];
+
+/// Removes every setting our binaries read from the environment.
+pub(crate) fn clean_env(c: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        let Some(name) = k.to_str() else { continue };
+        // `DB_*` covers DB_URL, DB_HOSTNAME, DB_PORT, DB_USERNAME, DB_PASSWORD(_FILE)
+        // and DB_DATABASE_NAME; `PG*` is libpq's own (PGPASSWORD, PGHOST, ...).
+        if name.starts_with("IMB_")
+            || name.starts_with("DB_")
+            || name.starts_with("PG")
+            || FOREIGN_SETTINGS.contains(&name)
+        {
+            c.env_remove(&k);
+        }
+    }
+}
+
 /// A command for `backup` with a clean environment for our settings.
 pub(crate) fn backup() -> Command {
     let mut c = Command::new(bin("backup"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("IMB_") {
-            c.env_remove(k);
-        }
-    }
+    clean_env(&mut c);
     c.env("RUST_LOG", "info");
+    c
+}
+
+/// A command for `restore-verify` with a clean environment for our settings.
+pub(crate) fn restore_verify() -> Command {
+    let mut c = Command::new(bin("restore-verify"));
+    clean_env(&mut c);
     c
 }
 

@@ -169,6 +169,8 @@ async fn watch(
     let mut debounce = Debounce::default();
     tracing::info!(interval = %humantime::format_duration(interval), poll = %humantime::format_duration(poll), "watching for changes");
     while !stop.is_stopped() {
+        // Taken before the sync, so a file added while it runs counts as a change.
+        let mut last = fingerprint_of(s).await;
         if let Some(why) = blocked(s) {
             tracing::info!(reason = %why, "not syncing: a background condition is not met");
         } else {
@@ -196,7 +198,6 @@ async fn watch(
                 Err(e) => tracing::error!(error = %e, "sync failed; trying again later"),
             }
         }
-        let mut last = fingerprint_of(s).await;
         debounce.reset();
         let since = Instant::now();
         loop {

@@ -241,14 +241,18 @@ fn sidecars_are_found_in_both_namings() {
 // ---- lock, conditions, watch ----
 
 #[test]
-fn lock_is_exclusive_and_stale_locks_are_taken_over() {
+fn lock_is_exclusive_and_a_dead_holders_file_is_no_lock() {
     let dir = tempfile::tempdir().unwrap();
     let held = RunLock::acquire(dir.path()).unwrap();
     let err = RunLock::acquire(dir.path()).unwrap_err();
     assert!(err.is_lock_held(), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
     drop(held);
-    assert!(!dir.path().join(crate::LOCK_FILE).exists());
-    // A pid that cannot exist (beyond pid_max) is stale.
+    // A file left by a killed run (its pid, no lock) does not hold anyone up.
     std::fs::write(dir.path().join(crate::LOCK_FILE), "4294967295\n").unwrap();
     let l = RunLock::acquire(dir.path()).unwrap();
     let text = std::fs::read_to_string(l.path()).unwrap();

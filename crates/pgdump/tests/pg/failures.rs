@@ -42,8 +42,12 @@ async fn server_down_stores_nothing() {
 
     let err = dump(&store, &conn, &opts, t0()).await.unwrap_err();
 
-    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
-    assert!(err.to_string().contains("Connection refused"), "{err}");
+    // Any connection failure, not just "Connection refused": a parallel test's
+    // cluster may have taken the freed port, and it refuses this cluster's login.
+    assert!(
+        matches!(&err, Error::Connect { target, .. } if *target == conn.to_string()),
+        "{err:?}"
+    );
     assert_eq!(store.record(), Record::default());
     assert!(keys(&store.inner, "").await.is_empty());
 }

@@ -195,11 +195,14 @@ pub(crate) fn staged_files(store: &LocalDir) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// Writes an executable shell script.
+/// Writes an executable shell script, ready to run. `body` must answer
+/// `--version` without side effects: that is how readiness is checked.
 pub(crate) fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A child forked by another test thread may still hold it open for writing.
+    imb_pgdump::testing::wait_until_executable(&path).unwrap();
     path
 }
 
