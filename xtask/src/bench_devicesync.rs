@@ -20,6 +20,16 @@ use crate::project_root;
 const RUNS: &str = "3";
 /// Uploads in flight, the same for both tools (the CLI's default is 1, ours 4).
 const CONCURRENCY: &str = "4";
+/// The example's figures per tree and tool, in table order.
+const FIGURES: [&str; 7] = [
+    "first_wall_s",
+    "first_cpu_s",
+    "first_rss_mib",
+    "first_server_cpu_s",
+    "rerun_wall_s",
+    "rerun_cpu_s",
+    "rerun_rss_mib",
+];
 
 /// `cargo xtask bench devicesync [--scale F]`.
 pub(super) fn run(options: &Options) -> Result<Section> {
@@ -99,15 +109,7 @@ fn report(out: &str) -> Result<Section> {
         let mut rows = Vec::new();
         for tool in ["ours", "cli"] {
             let mut row = Vec::new();
-            for figure in [
-                "first_wall_s",
-                "first_cpu_s",
-                "first_rss_mib",
-                "first_server_cpu_s",
-                "rerun_wall_s",
-                "rerun_cpu_s",
-                "rerun_rss_mib",
-            ] {
+            for figure in FIGURES {
                 row.push(field(&format!("{tree}_{tool}_{figure}"))?);
             }
             rows.push(row);
@@ -181,15 +183,7 @@ mod tests {
         for tree in ["photos", "small"] {
             let _ = writeln!(out, "{tree}_files 10\n{tree}_bytes 2000000");
             for (tool, scale) in [("ours", 1.0), ("cli", 4.0)] {
-                for figure in [
-                    "first_wall_s",
-                    "first_cpu_s",
-                    "first_rss_mib",
-                    "first_server_cpu_s",
-                    "rerun_wall_s",
-                    "rerun_cpu_s",
-                    "rerun_rss_mib",
-                ] {
+                for figure in FIGURES {
                     let _ = writeln!(out, "{tree}_{tool}_{figure} {}", scale * 2.0);
                 }
             }
