@@ -100,8 +100,8 @@ fn run() -> Result<()> {
         .tempdir()?;
     println!("concurrency {}", opts.concurrency);
     println!("runs {}", opts.runs);
-    println!("cli_version {}", cli_version(&opts)?);
-    println!("node_version {}", version(&opts.node)?);
+    println!("cli_version {}", version(&opts.node, &[&opts.cli])?);
+    println!("node_version {}", version(&opts.node, &[])?);
     for tree in &trees {
         let root = work.path().join(tree.name).join("DCIM");
         let (files, bytes) = generate(tree, &root)?;
@@ -364,15 +364,8 @@ fn clock_ticks() -> Result<f64> {
     Ok(String::from_utf8(out.stdout)?.trim().parse()?)
 }
 
-fn version(program: &Path) -> Result<String> {
-    let out = Command::new(program).arg("--version").output()?;
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
-}
-
-fn cli_version(opts: &Options) -> Result<String> {
-    let out = Command::new(&opts.node)
-        .arg(&opts.cli)
-        .arg("--version")
-        .output()?;
+/// What `program args… --version` prints.
+fn version(program: &Path, args: &[&Path]) -> Result<String> {
+    let out = Command::new(program).args(args).arg("--version").output()?;
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }

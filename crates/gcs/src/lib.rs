@@ -14,9 +14,9 @@
 //! * **Integrity**: the caller's CRC32C travels with every upload and GCS rejects
 //!   bytes that do not match it.
 //! * **Retries by the shared policy** ([`RetryPolicy`], `imb_storage::retry`):
-//!   408, 429, 5xx and connection
-//!   errors, exponential backoff with jitter, `Retry-After` honoured, only for
-//!   requests that are idempotent (preconditions make creates idempotent).
+//!   408, 429, 5xx and connection errors, exponential backoff with jitter,
+//!   `Retry-After` honoured, only for requests that are idempotent
+//!   (preconditions make creates idempotent).
 //! * Errors name the bucket and object, never a token or key.
 
 mod auth;

@@ -19,10 +19,9 @@
 //!   read, the client asks the server about the checksum instead of reporting a
 //!   broken pipe.
 //! * **Retries by the shared policy** ([`RetryPolicy`], `imb_storage::retry`):
-//!   connection errors, 408, 429, 5xx,
-//!   exponential backoff with jitter, `Retry-After` honoured, only for idempotent
-//!   requests (uploads are: the checksum makes a repeat a duplicate; creating an
-//!   album is not).
+//!   connection errors, 408, 429, 5xx, exponential backoff with jitter,
+//!   `Retry-After` honoured, only for idempotent requests (uploads are: the
+//!   checksum makes a repeat a duplicate; creating an album is not).
 //! * **The key never leaks**: it comes from a file or the environment
 //!   ([`ApiKey`]), `Debug` redacts it, the header is marked sensitive, and errors
 //!   name endpoints and files only.
