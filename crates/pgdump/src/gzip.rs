@@ -10,7 +10,10 @@
 //! for the gzip trailer. Dropping the dictionary at 1 MiB boundaries costs well
 //! under 0.1% of compression ratio.
 
-use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use std::io::Write;
+
+use flate2::write::DeflateEncoder;
+use flate2::{Compression, Crc};
 
 /// A gzip header: deflate, no name or comment, no modification time, unknown OS.
 pub(crate) const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
@@ -23,36 +26,23 @@ pub(crate) struct Piece {
 }
 
 /// Deflates `input` as the next piece of a stream; `last` finishes the stream.
+///
+/// flate2's encoder does the flushing (a sync flush, then draining until no
+/// output is pending). The backend is zlib-rs: miniz_oxide 0.9's sync flush
+/// dropped the tail of some pieces (the `gzip_pieces_round_trip` regression).
 pub(crate) fn deflate_piece(input: &[u8], level: u32, last: bool) -> Piece {
     let mut crc = Crc::new();
     crc.update(input);
-    let mut c = Compress::new(Compression::new(level), false);
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    let mut out = Vec::with_capacity(input.len() / 3 + 1024);
-    loop {
-        if out.capacity() - out.len() < 1024 {
-            out.reserve(out.capacity().max(64 * 1024));
-        }
-        let consumed = usize::try_from(c.total_in()).unwrap_or(usize::MAX);
-        let status = c
-            .compress_vec(&input[consumed..], &mut out, flush)
-            .expect("deflating into a buffer with room cannot fail");
-        let all_in = usize::try_from(c.total_in()).unwrap_or(usize::MAX) == input.len();
-        match status {
-            Status::StreamEnd => break,
-            // A flush is complete once all input is taken and the call left output
-            // space unused (zlib's and miniz's rule: a full buffer may hide more).
-            Status::Ok | Status::BufError if !last && all_in && out.len() < out.capacity() => {
-                break;
-            }
-            Status::Ok | Status::BufError => {}
-        }
-    }
-    Piece { data: out, crc }
+    let out = Vec::with_capacity(input.len() / 3 + 1024);
+    let mut enc = DeflateEncoder::new(out, Compression::new(level));
+    // Writing to and flushing into a Vec cannot fail.
+    let written =
+        enc.write_all(input)
+            .and_then(|()| if last { enc.try_finish() } else { enc.flush() });
+    written.expect("deflating into memory cannot fail");
+    // Taken before the drop, which would finish the stream into it.
+    let data = std::mem::take(enc.get_mut());
+    Piece { data, crc }
 }
 
 /// The gzip trailer for a stream whose pieces' CRCs were combined into `crc`.
