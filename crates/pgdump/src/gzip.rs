@@ -36,9 +36,9 @@ pub(crate) fn deflate_piece(input: &[u8], level: u32, last: bool) -> Piece {
     let out = Vec::with_capacity(input.len() / 3 + 1024);
     let mut enc = DeflateEncoder::new(out, Compression::new(level));
     // Writing to and flushing into a Vec cannot fail.
-    let written =
-        enc.write_all(input)
-            .and_then(|()| if last { enc.try_finish() } else { enc.flush() });
+    let written = enc
+        .write_all(input)
+        .and_then(|()| if last { enc.try_finish() } else { enc.flush() });
     written.expect("deflating into memory cannot fail");
     // Taken before the drop, which would finish the stream into it.
     let data = std::mem::take(enc.get_mut());
