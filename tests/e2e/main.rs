@@ -6,5 +6,6 @@ mod backup;
 mod database;
 mod device_sync;
 mod gcs;
+mod lock;
 mod restore;
 mod util;

@@ -62,6 +62,9 @@ pub struct BackupConfig {
     pub dedup: DedupMode,
     /// How long a lock lasts without a heartbeat before others may ignore it.
     pub lock_lease: Duration,
+    /// How long a run that started together with later ones waits for them to
+    /// back off before it backs off too (the lock protocol, `lock.rs`).
+    pub lock_wait: Duration,
     /// Files up to this size are read once into memory; larger ones are hashed in
     /// a first pass and streamed from the open file in a second.
     pub small_file: u64,
@@ -88,6 +91,7 @@ impl BackupConfig {
             state_dir: None,
             dedup: DedupMode::Copy,
             lock_lease: Duration::from_secs(30 * 60),
+            lock_wait: Duration::from_secs(30),
             small_file: 8 * 1024 * 1024,
             storage_classes: StorageClasses::default(),
         }

@@ -7,7 +7,7 @@
 //! library/{file_path}                 the first content of each path
 //! versions/{file_path}/{ts}           later contents of a path
 //! long/{sha256 of file_path}          content of a path too long for an object name
-//! locks/{run_id}/{n}.json, released   run locks with an expiry; never deleted
+//! locks/{run_id}/{n}.json, released   run locks with an expiry (or withdrawn); never deleted
 //! ```
 
 use std::time::{Duration, SystemTime};

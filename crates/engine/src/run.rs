@@ -133,14 +133,29 @@ impl Backup {
         };
         std::fs::create_dir_all(&state).map_err(|e| state_err(&state, e))?;
 
-        let names = handle.block_on(crate::fetch::list_manifests(&*self.store))?;
-        let newest = names.last().map(|(n, _)| n.ts.clone());
-        let run_ts = layout::run_ts(SystemTime::now(), newest.as_deref());
-        let run_id = format!("{run_ts}-{}", random_suffix());
+        let run_id = format!(
+            "{}-{}",
+            layout::format_ts(SystemTime::now()),
+            random_suffix()
+        );
         tracing::info!(source = %source_shown, run = %run_id, "backup starting");
 
-        let lock = RunLock::acquire(handle, self.store.clone(), run_id, cfg.lock_lease)?;
-        let result = self.locked(handle, &state, run_ts, filter, started);
+        let lock = RunLock::acquire(
+            handle,
+            self.store.clone(),
+            run_id,
+            cfg.lock_lease,
+            cfg.lock_wait,
+        )?;
+        // The run's names are chosen under the lock, after every earlier holder's
+        // manifests: two runs never write the same object name.
+        let result = handle
+            .block_on(crate::fetch::list_manifests(&*self.store))
+            .and_then(|names| {
+                let newest = names.last().map(|(n, _)| n.ts.clone());
+                let run_ts = layout::run_ts(SystemTime::now(), newest.as_deref());
+                self.locked(handle, &state, run_ts, filter, started)
+            });
         lock.release(handle);
         if cfg.state_dir.is_some() {
             let _ = std::fs::remove_dir_all(&state);
