@@ -8,7 +8,7 @@ use imb_pgdump::testing::ScratchCluster;
 
 use crate::util::{backup, code, files, library, run_json};
 
-fn immich_db(pg: &ScratchCluster) {
+pub(crate) fn immich_db(pg: &ScratchCluster) {
     pg.create_db("immich").unwrap();
     pg.psql(
         "immich",
@@ -20,7 +20,7 @@ fn immich_db(pg: &ScratchCluster) {
     .unwrap();
 }
 
-fn with_db(c: &mut Command, pg: &ScratchCluster, password: &str) {
+pub(crate) fn with_db(c: &mut Command, pg: &ScratchCluster, password: &str) {
     let conn = pg.connection("immich");
     c.env("DB_HOSTNAME", "127.0.0.1")
         .env("DB_PORT", pg.port().to_string())
@@ -208,13 +208,7 @@ fn restore_verify_loads_the_dump_and_checks_immich_against_the_library() {
     // Real Immich dumps carry pgvector; the scratch server has none. Add what such a
     // dump contains, as a newer dump.
     let key = s["database"]["object"].as_str().unwrap();
-    let plain = Command::new("gzip")
-        .arg("-dc")
-        .arg(dst.join(key))
-        .output()
-        .unwrap()
-        .stdout;
-    let mut text = String::from_utf8(plain).unwrap();
+    let mut text = crate::util::gunzip(&dst.join(key));
     text.push_str(concat!(
         "CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public;\n",
         "CREATE TABLE public.smart_search (\n    \"assetId\" integer NOT NULL,\n    embedding public.vector(512) NOT NULL\n);\n",
@@ -222,15 +216,7 @@ fn restore_verify_loads_the_dump_and_checks_immich_against_the_library() {
         "CREATE INDEX clip_index ON public.smart_search USING hnsw (embedding public.vector_cosine_ops);\n",
     ));
     let newer = dst.join("database/2999-01-01T00-00-00-immich-v2.3.1.sql.gz");
-    let mut gz = Command::new("gzip")
-        .arg("-c")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(gz.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
-    drop(gz.stdin.take());
-    fs::write(&newer, gz.wait_with_output().unwrap().stdout).unwrap();
+    crate::util::gzip_to(&newer, &text);
 
     let mut c = crate::util::restore_verify();
     c.arg("--from").arg(&dst);
@@ -299,23 +285,36 @@ fn db_restore_fills_an_empty_database_and_refuses_a_full_one() {
     c.arg("--source").arg(&src).arg("--dest").arg(&dst);
     assert_eq!(code(&run_json(c).0), 0);
 
-    let restore = |force: bool| {
+    let restore = |force: bool, check: bool| {
         let mut c = crate::util::restore_verify();
         with_db(&mut c, &pg, pg.password());
         c.env("DB_DATABASE_NAME", "target")
             .arg("--from")
             .arg(&dst)
-            .args(["--no-database", "--db-restore", "--psql"])
+            .args(["--db-restore", "--psql"])
             .arg(pg.bin("psql"));
         if force {
             c.arg("--force");
         }
+        if !check {
+            c.arg("--no-database");
+        }
         run_json(c)
     };
-    let (out, v) = restore(false);
-    assert_eq!(
-        code(&out),
-        0,
+    // Only a dump this run's check loaded is restored.
+    let (out, v) = restore(false, false);
+    assert_eq!(code(&out), 2, "{v}");
+    assert!(
+        v["db_restore"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("drop --no-database"),
+        "{v}"
+    );
+    // (The check has findings: this database's assets are not in the library.)
+    let (out, v) = restore(false, true);
+    assert!(
+        v["db_restore"]["error"].is_null() && v["database"]["refused"].is_null(),
         "{v}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -327,7 +326,7 @@ fn db_restore_fills_an_empty_database_and_refuses_a_full_one() {
     );
     assert!(!v.to_string().contains(pg.password()));
 
-    let (out, v) = restore(false);
+    let (out, v) = restore(false, true);
     assert_eq!(code(&out), 2, "{v}");
     assert!(
         v["db_restore"]["error"]
@@ -336,8 +335,8 @@ fn db_restore_fills_an_empty_database_and_refuses_a_full_one() {
             .contains("not empty"),
         "{v}"
     );
-    let (out, v) = restore(true);
-    assert_eq!(code(&out), 0, "{v}");
+    let (_, v) = restore(true, true);
+    assert!(v["db_restore"]["error"].is_null(), "{v}");
     assert_eq!(
         pg.psql("target", "SELECT count(*) FROM asset")
             .unwrap()

@@ -8,4 +8,5 @@ mod device_sync;
 mod gcs;
 mod lock;
 mod restore;
+mod tamper;
 mod util;

@@ -184,3 +184,25 @@ pub(crate) fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// The text of a gzip file.
+pub(crate) fn gunzip(path: &Path) -> String {
+    let out = Command::new("gzip").arg("-dc").arg(path).output().unwrap();
+    assert!(out.status.success(), "gzip -dc {}", path.display());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Writes `text` gzip-compressed to `path`.
+pub(crate) fn gzip_to(path: &Path, text: &str) {
+    let mut gz = Command::new("gzip")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(gz.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    drop(gz.stdin.take());
+    let out = gz.wait_with_output().unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, out.stdout).unwrap();
+}

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use clap::Parser;
 use imb_restore::{Level, RestoreOptions, Snapshot, VerifyOptions};
 use imb_storage::{Key, ObjectCreate, Payload, PutOptions};
@@ -186,6 +186,9 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
         "verify": verified,
     });
 
+    // The dump the database check loaded without refusing it: the only one
+    // `--db-restore` may load into a real server.
+    let mut passed_dump: Option<String> = None;
     if !cli.no_database {
         let mut dopts = imb_restore::DbVerifyOptions::default();
         dopts.dump = cli.dump.clone();
@@ -206,6 +209,9 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
         match imb_restore::verify_database(&*store, &snap, &dopts).await? {
             Some(db) => {
                 problems |= !db.ok();
+                if db.refused.is_none() {
+                    passed_dump = Some(db.dump.clone());
+                }
                 report["database"] = serde_json::to_value(&db)?;
             }
             None => {
@@ -216,7 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     }
 
     if cli.db_restore {
-        report["db_restore"] = match db_restore(&cli, &*store).await {
+        report["db_restore"] = match db_restore(&cli, &*store, passed_dump.as_deref()).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "database restore failed");
@@ -280,23 +286,27 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     Ok((report, problems))
 }
 
-/// `--db-restore`: the chosen dump into the database Immich's settings name.
+/// `--db-restore`: the dump this run's database check passed, into the database
+/// Immich's settings name.
 async fn db_restore(
     cli: &Cli,
     store: &dyn imb_storage::ObjectRead,
+    passed: Option<&str>,
 ) -> anyhow::Result<serde_json::Value> {
     let conn = imb_pgdump::Connection::from_env()?.ok_or_else(|| {
         anyhow!("--db-restore: set DB_URL or DB_HOSTNAME (and DB_PASSWORD…) to name the database")
     })?;
-    let dumps = imb_pgdump::list_dumps(store).await?;
-    let key = match &cli.dump {
-        Some(k) => dumps
-            .iter()
-            .find(|(n, _)| n.key() == *k)
-            .map(|(_, m)| m.key.clone()),
-        None => dumps.first().map(|(_, m)| m.key.clone()),
-    }
-    .ok_or_else(|| anyhow!("--db-restore: no such dump in the target"))?;
+    let Some(passed) = passed else {
+        bail!(
+            "--db-restore loads only a dump that this run's database check loaded and did not refuse{}",
+            if cli.no_database {
+                ": drop --no-database"
+            } else {
+                ""
+            }
+        );
+    };
+    let key = Key::parse(passed)?;
     let mut opts = imb_pgdump::RestoreDbOptions::default();
     opts.force = cli.force;
     if let Some(p) = &cli.psql {

@@ -84,6 +84,17 @@ pub enum Error {
         /// Its error output, password redacted.
         stderr: String,
     },
+    /// A dump holds what pg_dump never writes (a psql meta-command, a statement that
+    /// reaches outside the database): refused before anything was loaded.
+    #[error(
+        "dump {dump} refused before loading ({refusal}): the target may have been tampered with"
+    )]
+    Refused {
+        /// The dump object.
+        dump: String,
+        /// The line and the form found there.
+        refusal: crate::guard::Refusal,
+    },
     /// The store failed (the storage error names the object).
     #[error(transparent)]
     Storage(#[from] imb_storage::Error),

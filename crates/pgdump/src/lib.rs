@@ -40,6 +40,7 @@
 mod conn;
 mod dump;
 mod error;
+pub mod guard;
 mod gzip;
 mod name;
 mod psql;

@@ -49,6 +49,11 @@ impl Psql {
         cmd
     }
 
+    /// The psql program.
+    pub fn program(&self) -> &std::path::Path {
+        &self.psql
+    }
+
     /// The server, without the password.
     pub fn target(&self) -> String {
         self.conn.to_string()

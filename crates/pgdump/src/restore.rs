@@ -81,6 +81,11 @@ pub async fn restore_dump(
             ));
         }
     }
+    // psql restricted from its first byte with our own key (the dump's
+    // `\restrict` lines are dropped), and every line through the guard first.
+    crate::guard::check_psql(&opts.psql)?;
+    let restrict =
+        crate::guard::restrict_key().map_err(|e| Error::io("reading /dev/urandom", e))?;
     let mut cmd = Command::new(&opts.psql);
     cmd.args([
         "--no-psqlrc",
@@ -103,27 +108,47 @@ pub async fn restore_dump(
     })?;
     let mut stdin = child.stdin.take().expect("stdin piped");
     let mut sql_bytes = 0u64;
+    let mut lines = Lines::default();
     let fed = async {
+        // psql stopping early (an error) closes the pipe; its status says why.
+        if stdin
+            .write_all(format!("\\restrict {restrict}\n").as_bytes())
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
         let mut res = store.get_opts(key, GetOptions::default()).await?;
         let mut gz = flate2::write::MultiGzDecoder::new(Vec::new());
-        while let Some(chunk) = res.body.next_chunk().await? {
-            gz.write_all(&chunk)
-                .map_err(|e| Error::io(format!("decompressing {key}"), e))?;
+        let mut open = true;
+        loop {
+            let chunk = res.body.next_chunk().await?;
+            match &chunk {
+                Some(c) => gz.write_all(c),
+                None => gz.try_finish(),
+            }
+            .map_err(|e| Error::io(format!("decompressing {key}"), e))?;
             let out = std::mem::take(gz.get_mut());
             sql_bytes += out.len() as u64;
-            // psql stopping early (an error) closes the pipe; its status says why.
-            if stdin.write_all(&out).await.is_err() {
-                return Ok(());
+            let checked = lines
+                .push(&out, chunk.is_none())
+                .map_err(|refusal| Error::Refused {
+                    dump: key.to_string(),
+                    refusal,
+                })?;
+            if open && !checked.is_empty() {
+                open = stdin.write_all(&checked).await.is_ok();
+            }
+            if chunk.is_none() {
+                return Ok::<_, Error>(());
             }
         }
-        gz.try_finish()
-            .map_err(|e| Error::io(format!("decompressing {key}"), e))?;
-        let out = std::mem::take(gz.get_mut());
-        sql_bytes += out.len() as u64;
-        let _ = stdin.write_all(&out).await;
-        Ok::<_, Error>(())
     }
     .await;
+    if fed.is_err() {
+        // Killed before its input ends, psql never commits: nothing is loaded.
+        let _ = child.kill().await;
+    }
     drop(stdin);
     let out = child
         .wait_with_output()
@@ -149,4 +174,60 @@ pub async fn restore_dump(
         sql_bytes,
         duration_s: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Splits decompressed SQL into lines and passes each through the guard, returning
+/// the bytes that may go to psql.
+#[derive(Default)]
+struct Lines {
+    guard: crate::guard::DumpGuard,
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    fn push(
+        &mut self,
+        bytes: &[u8],
+        end: bool,
+    ) -> std::result::Result<Vec<u8>, crate::guard::Refusal> {
+        use crate::guard::Step;
+        self.partial.extend_from_slice(bytes);
+        let mut out = Vec::with_capacity(self.partial.len());
+        let mut start = 0;
+        while let Some(n) = self.partial[start..].iter().position(|b| *b == b'\n') {
+            let line = &self.partial[start..start + n];
+            start += n + 1;
+            let Ok(text) = std::str::from_utf8(line) else {
+                return Err(crate::guard::Refusal {
+                    line: self.guard.line_number() + 1,
+                    reason: "text that is not UTF-8".into(),
+                });
+            };
+            match self.guard.line(text)? {
+                Step::Copy => {
+                    out.extend_from_slice(line);
+                    out.push(b'\n');
+                }
+                Step::Drop | Step::Held => {}
+                Step::Statements(stmts) => {
+                    for s in stmts {
+                        out.extend_from_slice(s.text.as_bytes());
+                        if s.copy {
+                            out.push(b'\n');
+                        }
+                    }
+                }
+            }
+        }
+        self.partial.drain(..start);
+        if end {
+            if !self.partial.is_empty() {
+                let last = std::mem::take(&mut self.partial);
+                let tail = self.push(&[&last[..], b"\n"].concat(), false)?;
+                out.extend_from_slice(&tail);
+            }
+            out.extend_from_slice(self.guard.finish()?.as_bytes());
+        }
+        Ok(out)
+    }
 }

@@ -177,6 +177,12 @@ impl ScratchCluster {
     /// socket (trusted, no password), without `~/.psqlrc`, stopping at the first
     /// error, printing bare unaligned rows. Add arguments and run it.
     pub fn psql_command(&self, database: &str) -> Command {
+        self.psql_command_as(database, SUPERUSER)
+    }
+
+    /// [`Self::psql_command`] logged in as `role` (over the socket, which trusts
+    /// local users).
+    pub fn psql_command_as(&self, database: &str, role: &str) -> Command {
         // Only the test harness starts programs this way; the library uses tokio.
         let mut cmd = Command::new(self.bin("psql"));
         cmd.args([
@@ -190,7 +196,7 @@ impl ScratchCluster {
         .arg(self.root.path().join("sock"))
         .arg("--port")
         .arg(self.port.to_string())
-        .args(["--username", SUPERUSER, "--dbname", database])
+        .args(["--username", role, "--dbname", database])
         .env_remove("PGPASSWORD")
         .env_remove("PGSERVICE")
         .env("LC_ALL", "C");

@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use imb_pgdump::guard::{DumpGuard, IMMICH_EXTENSIONS, Refusal, Step, Verdict};
 use imb_pgdump::testing::ScratchCluster;
 use imb_storage::{GetOptions, ObjectRead};
 use serde::Serialize;
@@ -62,6 +63,9 @@ pub struct DbReport {
     pub dump_bytes: u64,
     /// SQL bytes after decompression.
     pub sql_bytes: u64,
+    /// Why the dump was refused before loading (a form pg_dump never writes, at a
+    /// line); nothing of it was loaded.
+    pub refused: Option<String>,
     /// Statements not loaded because the scratch server lacks an extension they need.
     pub skipped_statements: Vec<String>,
     /// Users, assets (in this server's libraries) and external-library assets.
@@ -168,23 +172,37 @@ enum Server {
     Named(imb_pgdump::Psql, String),
 }
 
-/// The database the dump went into. `psql(_, sql)` keeps the scratch cluster's
-/// call shape; the database is always this one.
+/// The role a scratch load runs as: it owns only the database it loads into and
+/// holds no superuser right and none of `pg_execute_server_program`,
+/// `pg_read_server_files`, `pg_write_server_files`, so SQL in the dump (dynamic
+/// SQL in a `DO` block included) cannot reach the machine.
+const LOAD_ROLE: &str = "imb_restore";
+
+/// The database the dump went into. Every query after the load runs as the same
+/// role: the restored database's functions and views are the dump's code.
 struct Db {
     server: Server,
     name: String,
 }
 
 impl Db {
-    fn psql_command(&self, _db: &str) -> std::process::Command {
+    fn psql_command(&self) -> std::process::Command {
         match &self.server {
-            Server::Scratch(pg) => pg.psql_command(&self.name),
+            Server::Scratch(pg) => pg.psql_command_as(&self.name, LOAD_ROLE),
             Server::Named(p, _) => p.command(&self.name),
         }
     }
 
-    fn psql(&self, _db: &str, sql: &str) -> std::io::Result<String> {
-        run_sql(self.psql_command(&self.name), sql, &self.server)
+    /// The psql program the load runs.
+    fn psql_program(&self) -> PathBuf {
+        match &self.server {
+            Server::Scratch(pg) => pg.bin("psql"),
+            Server::Named(p, _) => p.program().to_owned(),
+        }
+    }
+
+    fn psql(&self, sql: &str) -> std::io::Result<String> {
+        run_sql(self.psql_command(), sql, &self.server)
     }
 }
 
@@ -217,16 +235,44 @@ impl Drop for Db {
     }
 }
 
-fn open_db(server: Option<(imb_pgdump::Connection, PathBuf)>) -> Result<Db> {
+/// Opens the database to load into, with the extensions of [`IMMICH_EXTENSIONS`]
+/// that the server has already created (a scratch load's role could not), and
+/// returns the names of the extensions the server has.
+fn open_db(server: Option<(imb_pgdump::Connection, PathBuf)>) -> Result<(Db, HashSet<String>)> {
     let what = Path::new("verification database");
     match server {
         None => {
             let pg = ScratchCluster::start().map_err(|e| io(Path::new("scratch PostgreSQL"), e))?;
-            pg.create_db("restored").map_err(|e| io(what, e))?;
-            Ok(Db {
-                server: Server::Scratch(pg),
-                name: "restored".into(),
-            })
+            let admin = |db: &str, sql: &str| pg.psql(db, sql).map_err(|e| io(what, e));
+            admin(
+                "postgres",
+                &format!(
+                    "CREATE ROLE {LOAD_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+                ),
+            )?;
+            admin(
+                "postgres",
+                &format!("CREATE DATABASE restored OWNER {LOAD_ROLE}"),
+            )?;
+            let available = extensions(&admin(
+                "restored",
+                "SELECT name FROM pg_available_extensions",
+            )?);
+            for ext in IMMICH_EXTENSIONS.iter().filter(|e| available.contains(**e)) {
+                if let Err(e) = admin(
+                    "restored",
+                    &format!("CREATE EXTENSION IF NOT EXISTS \"{ext}\" CASCADE"),
+                ) {
+                    tracing::warn!(extension = ext, error = %e, "could not create an extension in the scratch database");
+                }
+            }
+            Ok((
+                Db {
+                    server: Server::Scratch(pg),
+                    name: "restored".into(),
+                },
+                available,
+            ))
         }
         Some((conn, psql)) => {
             let maintenance = conn.database.clone();
@@ -245,9 +291,18 @@ fn open_db(server: Option<(imb_pgdump::Connection, PathBuf)>) -> Result<Db> {
                 )
                 .map_err(|e| io(what, e))?;
             }
-            Ok(Db { server, name })
+            let db = Db { server, name };
+            let available = extensions(
+                &db.psql("SELECT name FROM pg_available_extensions")
+                    .unwrap_or_default(),
+            );
+            Ok((db, available))
         }
     }
+}
+
+fn extensions(listing: &str) -> HashSet<String> {
+    listing.lines().map(|l| l.trim().to_owned()).collect()
 }
 
 fn load_and_check(
@@ -257,20 +312,19 @@ fn load_and_check(
     server: Option<(imb_pgdump::Connection, PathBuf)>,
     mut report: DbReport,
 ) -> Result<DbReport> {
-    let pg = open_db(server)?;
-    let available: HashSet<String> = pg
-        .psql("restored", "SELECT name FROM pg_available_extensions")
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let (pg, available) = open_db(server)?;
+    let scratch = matches!(pg.server, Server::Scratch(_));
+    // The first layer against meta-commands: psql restricted from its first byte
+    // with a key the dump cannot know. A psql without `\restrict` is refused.
+    imb_pgdump::guard::check_psql(&pg.psql_program())?;
+    let key = imb_pgdump::guard::restrict_key().map_err(|e| io(Path::new("/dev/urandom"), e))?;
     let missing: Vec<&str> = VECTOR_TYPES
         .iter()
         .copied()
         .filter(|t| !available.contains(*t))
         .collect();
 
-    let mut psql = pg.psql_command("restored");
+    let mut psql = pg.psql_command();
     let mut psql = psql
         .arg("--single-transaction")
         .stdin(Stdio::piped())
@@ -278,27 +332,45 @@ fn load_and_check(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| io(Path::new("psql"), e))?;
-    let stdin = psql.stdin.take().expect("stdin piped");
-    let decoded = filter_sql(gz, stdin, &missing, &mut report);
+    let mut stdin = psql.stdin.take().expect("stdin piped");
+    let fed = writeln!(stdin, "\\restrict {key}")
+        .and_then(|()| filter_sql(gz, &mut stdin, &missing, scratch, &mut report));
+    let dump = report.dump.clone();
+    let refusal = match fed {
+        Ok(Ok(())) => None,
+        Ok(Err(refusal)) => Some(refusal.to_string()),
+        Err(e) => {
+            // Killed before its input ends, psql never commits: nothing is loaded.
+            let _ = psql.kill();
+            let _ = psql.wait();
+            report.add(
+                &dump,
+                &dump,
+                format!("dump is not a valid gzip stream: {e}"),
+            );
+            return Ok(report);
+        }
+    };
+    if let Some(why) = refusal {
+        let _ = psql.kill();
+        let _ = psql.wait();
+        tracing::error!(dump = %dump, refusal = %why, "dump refused before loading");
+        report.add(
+            &dump,
+            &dump,
+            format!("refused before loading ({why}): pg_dump never writes this; the target may have been tampered with"),
+        );
+        report.refused = Some(why);
+        return Ok(report);
+    }
+    drop(stdin);
     let out = psql
         .wait_with_output()
         .map_err(|e| io(Path::new("psql"), e))?;
-    if let Err(e) = decoded {
-        report.add(
-            &report.dump.clone(),
-            &report.dump.clone(),
-            format!("dump is not a valid gzip stream: {e}"),
-        );
-        return Ok(report);
-    }
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let err: String = err.chars().take(2000).collect();
-        report.add(
-            &report.dump.clone(),
-            &report.dump.clone(),
-            format!("dump does not restore: {err}"),
-        );
+        report.add(&dump, &dump, format!("dump does not restore: {err}"));
         return Ok(report);
     }
     sanity(&pg, &mut report);
@@ -306,14 +378,30 @@ fn load_and_check(
     Ok(report)
 }
 
-/// Streams the decompressed SQL into psql, leaving out statements that need a
-/// missing extension (and the data and indexes of tables that do).
+/// The statement's text without the comments and blank lines before it.
+fn head(text: &str) -> &str {
+    let mut rest = text;
+    loop {
+        let t = rest.trim_start();
+        match t.strip_prefix("--") {
+            Some(c) => rest = c.split_once('\n').map_or("", |(_, r)| r),
+            None => return t,
+        }
+    }
+}
+
+/// Streams the decompressed SQL through the [`DumpGuard`] into psql, leaving out
+/// pg_dump's `\restrict` lines, statements that need a missing extension (and the
+/// data and indexes of tables that do) and, on a scratch server, what the load's
+/// role must not do (`OWNER TO`, the extensions created before the load).
+/// Returns the guard's refusal, if any, after which nothing more is written.
 fn filter_sql(
     gz: &Path,
     mut out: impl Write,
     missing: &[&str],
+    scratch: bool,
     report: &mut DbReport,
-) -> std::io::Result<()> {
+) -> std::io::Result<std::result::Result<(), Refusal>> {
     let f = std::fs::File::open(gz)?;
     let r = BufReader::new(flate2::read::MultiGzDecoder::new(f));
     let needs_missing = |s: &str| {
@@ -328,65 +416,68 @@ fn filter_sql(
                 || l.contains(&format!("extension \"{t}\""))
         })
     };
+    let mut guard = DumpGuard::new();
     let mut skipped_tables: Vec<String> = Vec::new();
-    let mut stmt = String::new();
-    let mut in_copy: Option<bool> = None; // Some(skip) inside a COPY data block
-    let mut dollar = false;
+    let mut skip_copy = false;
+    // psql stopping early (an error) closes the pipe; its status says why.
     let mut pipe_ok = true;
     for line in r.lines() {
         let line = line?;
         report.sql_bytes += line.len() as u64 + 1;
-        if let Some(skip) = in_copy {
-            if line == "\\." {
-                in_copy = None;
+        let step = match guard.line(&line) {
+            Ok(s) => s,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        match step {
+            Step::Copy => {
+                if !skip_copy && pipe_ok {
+                    pipe_ok = writeln!(out, "{line}").is_ok();
+                }
             }
-            if !skip && pipe_ok {
-                pipe_ok = writeln!(out, "{line}").is_ok();
+            Step::Drop | Step::Held => {}
+            Step::Statements(stmts) => {
+                for st in stmts {
+                    let s = head(&st.text);
+                    let table = table_of(s);
+                    let missing_ext =
+                        needs_missing(s) || skipped_tables.iter().any(|t| s.contains(t.as_str()));
+                    if missing_ext {
+                        if let Some(t) = &table
+                            && s.starts_with("CREATE TABLE")
+                        {
+                            skipped_tables.push(t.clone());
+                        }
+                        let first: String = s
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                            .chars()
+                            .take(200)
+                            .collect();
+                        report.skipped_statements.push(first);
+                    }
+                    let privileged = scratch && st.verdict != Verdict::Load;
+                    let skip = missing_ext || privileged;
+                    if st.copy {
+                        skip_copy = skip;
+                    }
+                    if !skip && pipe_ok {
+                        pipe_ok = out.write_all(st.text.as_bytes()).is_ok()
+                            && (!st.copy || out.write_all(b"\n").is_ok());
+                    }
+                }
             }
-            continue;
-        }
-        if stmt.is_empty()
-            && (line.starts_with("--") || line.trim().is_empty() || line.starts_with('\\'))
-        {
-            if pipe_ok {
-                pipe_ok = writeln!(out, "{line}").is_ok();
-            }
-            continue;
-        }
-        stmt.push_str(&line);
-        stmt.push('\n');
-        if line.matches("$$").count() % 2 == 1 {
-            dollar = !dollar;
-        }
-        if dollar || !line.trim_end().ends_with(';') {
-            continue;
-        }
-        let s = std::mem::take(&mut stmt);
-        let table = table_of(&s);
-        let skip = needs_missing(&s) || skipped_tables.iter().any(|t| s.contains(t.as_str()));
-        if skip {
-            if let Some(t) = &table
-                && s.starts_with("CREATE TABLE")
-            {
-                skipped_tables.push(t.clone());
-            }
-            let first: String = s
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .chars()
-                .take(200)
-                .collect();
-            report.skipped_statements.push(first);
-        }
-        if s.starts_with("COPY ") && s.trim_end().ends_with("FROM stdin;") {
-            in_copy = Some(skip);
-        }
-        if !skip && pipe_ok {
-            pipe_ok = out.write_all(s.as_bytes()).is_ok();
         }
     }
-    Ok(())
+    match guard.finish() {
+        Ok(rest) => {
+            if pipe_ok {
+                let _ = out.write_all(rest.as_bytes());
+            }
+            Ok(Ok(()))
+        }
+        Err(refusal) => Ok(Err(refusal)),
+    }
 }
 
 /// `public.smart_search` from `CREATE TABLE public.smart_search (` or `COPY public.x (…`.
@@ -399,7 +490,7 @@ fn table_of(s: &str) -> Option<String> {
 }
 
 fn query(pg: &Db, sql: &str) -> Option<String> {
-    pg.psql("restored", sql).ok().map(|s| s.trim().to_owned())
+    pg.psql(sql).ok().map(|s| s.trim().to_owned())
 }
 
 fn first_table(pg: &Db, names: &[&str]) -> Option<String> {
@@ -499,20 +590,14 @@ fn consistency(pg: &Db, manifest: &Path, roots: &[String], report: &mut DbReport
     };
     report.external_assets = external;
     let rows = pg
-        .psql(
-            "restored",
-            &format!(
-                r#"SELECT "originalPath", encode(checksum, 'hex') FROM {asset} {own} ORDER BY 1"#
-            ),
-        )
+        .psql(&format!(
+            r#"SELECT "originalPath", encode(checksum, 'hex') FROM {asset} {own} ORDER BY 1"#
+        ))
         .map_err(|e| io(Path::new("psql"), e))?;
     let mut sidecars: Vec<String> = Vec::new();
     if query(pg, "SELECT to_regclass('public.asset_file') IS NOT NULL").as_deref() == Some("t") {
         sidecars = pg
-            .psql(
-                "restored",
-                "SELECT path FROM asset_file WHERE type = 'sidecar'",
-            )
+            .psql("SELECT path FROM asset_file WHERE type = 'sidecar'")
             .unwrap_or_default()
             .lines()
             .map(str::to_owned)
@@ -525,10 +610,9 @@ fn consistency(pg: &Db, manifest: &Path, roots: &[String], report: &mut DbReport
         != Some("0")
     {
         sidecars = pg
-            .psql(
-                "restored",
-                &format!(r#"SELECT "sidecarPath" FROM {asset} WHERE "sidecarPath" IS NOT NULL"#),
-            )
+            .psql(&format!(
+                r#"SELECT "sidecarPath" FROM {asset} WHERE "sidecarPath" IS NOT NULL"#
+            ))
             .unwrap_or_default()
             .lines()
             .map(str::to_owned)

@@ -45,6 +45,9 @@ pub enum Error {
     /// Fetching the manifest failed.
     #[error(transparent)]
     Engine(#[from] imb_engine::Error),
+    /// A database tool cannot be used (a psql too old to load a dump restricted).
+    #[error(transparent)]
+    Dump(#[from] imb_pgdump::Error),
     /// A local file or directory failed.
     #[error("{path}: {source}")]
     Io {

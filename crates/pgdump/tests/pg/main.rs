@@ -6,5 +6,6 @@
 
 mod dump;
 mod failures;
+mod guarded;
 mod retention;
 mod support;

@@ -27,8 +27,8 @@ pub(crate) fn days(n: u64) -> Duration {
 }
 
 /// Immich's current (singular) table names and the columns the backup cares about,
-/// an extension with an index that uses it, `version_history` with the newest row
-/// inserted in the middle, and rows with quotes, backslashes, tabs, non-ASCII, NULLs
+/// an extension with an index that uses it, a plpgsql trigger function,
+/// `version_history` with the newest row inserted in the middle, and rows with quotes, backslashes, tabs, non-ASCII, NULLs
 /// and binary checksums. About 10 MB of SQL with `assets` = 20,000.
 pub(crate) fn immich_schema(assets: u32) -> String {
     format!(
@@ -77,6 +77,14 @@ CREATE TABLE asset_file (
     path text NOT NULL
 );
 CREATE TABLE system_metadata (key varchar PRIMARY KEY, value jsonb NOT NULL);
+CREATE FUNCTION updated_at() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        -- a backslash \ and a semicolon; inside a body are the body's
+        new."deletedAt" = NULL;
+        RETURN new;
+    END;
+$$;
+CREATE TRIGGER user_updated BEFORE UPDATE ON "user" FOR EACH ROW EXECUTE FUNCTION updated_at();
 CREATE TABLE version_history (
     id uuid PRIMARY KEY DEFAULT uuid_generate_v4(),
     "createdAt" timestamptz NOT NULL DEFAULT now(),

@@ -1,0 +1,186 @@
+//! A target written by an attacker: planted psql meta-commands and SQL that reaches
+//! outside the database, in a dump `restore-verify` checks and `--db-restore` loads.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use imb_pgdump::testing::ScratchCluster;
+
+use crate::database::{immich_db, with_db};
+use crate::util::{backup, code, gunzip, gzip_to, library, restore_verify, run_json};
+
+/// A target with a real dump of an Immich-shaped database; returns it with the
+/// dump's text.
+fn target_with_a_dump(pg: &ScratchCluster, t: &Path) -> (PathBuf, String) {
+    immich_db(pg);
+    let (src, dst) = (t.join("upload"), t.join("backup"));
+    library(&src, 2, 100);
+    let mut c = backup();
+    with_db(&mut c, pg, pg.password());
+    c.arg("--source").arg(&src).arg("--dest").arg(&dst);
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 0, "{s}");
+    let text = gunzip(&dst.join(s["database"]["object"].as_str().unwrap()));
+    (dst, text)
+}
+
+/// A world-writable directory (mode 1777) for markers, so a planted command could
+/// write there as whatever user runs it.
+fn marker_dir(t: &Path) -> PathBuf {
+    let d = t.join("markers");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    d
+}
+
+/// Plants `text` as the newest dump (a minute ahead of now) and returns its key.
+fn plant(dst: &Path, text: &str) -> String {
+    let key =
+        imb_pgdump::DumpName::new(SystemTime::now() + Duration::from_secs(60), Some("v2.3.1"))
+            .key();
+    gzip_to(&dst.join(&key), text);
+    key
+}
+
+/// The three plantings of the report: `\!` at the top; `\unrestrict` with the key
+/// pg_dump printed, then `\!`, after pg_dump's own `\restrict`; and (unrestricted
+/// the same way) `\o |command` after a statement.
+fn tampered(real: &str, marker: &Path) -> Vec<String> {
+    let touch = format!("touch {}", marker.display());
+    let unrestricted = |planted: &str| match real.lines().find(|l| l.starts_with("\\restrict ")) {
+        Some(line) => {
+            let key = line.trim_start_matches("\\restrict ");
+            real.replacen(line, &format!("{line}\n\\unrestrict {key}\n{planted}"), 1)
+        }
+        // An older pg_dump writes no \restrict: the planting needs no key.
+        None => format!("{planted}\n{real}"),
+    };
+    let piped = unrestricted("").replacen(
+        "SET statement_timeout = 0;",
+        &format!("SET statement_timeout = 0;\n\\o |{touch}"),
+        1,
+    );
+    vec![
+        format!("\\! {touch}\n{real}"),
+        unrestricted(&format!("\\! {touch}")),
+        piped,
+    ]
+}
+
+#[test]
+fn a_planted_meta_command_never_runs_in_the_check_or_the_restore() {
+    let pg = ScratchCluster::start().unwrap();
+    pg.create_db("target").unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let (dst, real) = target_with_a_dump(&pg, t.path());
+    let markers = marker_dir(t.path());
+    for (n, text) in tampered(&real, &markers.join("proof"))
+        .into_iter()
+        .enumerate()
+    {
+        // The planted command works: plain psql runs it.
+        let proof = markers.join("proof");
+        let db = format!("proof{n}");
+        pg.create_db(&db).unwrap();
+        let _ = pg.psql_with(&db, &[], text.as_bytes());
+        assert!(
+            proof.exists(),
+            "planting {n} does not run under plain psql:\n{text:.400}"
+        );
+        std::fs::remove_file(&proof).unwrap();
+
+        // Ours: the same dump, planted in the target, with a marker of its own.
+        let marker = markers.join(format!("ours{n}"));
+        let text = text.replace(&proof.display().to_string(), &marker.display().to_string());
+        let key = plant(&dst, &text);
+        let mut c = restore_verify();
+        with_db(&mut c, &pg, pg.password());
+        c.env("DB_DATABASE_NAME", "target")
+            .arg("--from")
+            .arg(&dst)
+            .args(["--db-restore", "--psql"])
+            .arg(pg.bin("psql"));
+        let (out, v) = run_json(c);
+        let shown = format!("{v}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!marker.exists(), "planting {n} ran: {shown}");
+        assert_eq!(code(&out), 2, "{shown}");
+        let db = &v["database"];
+        assert_eq!(db["dump"], key.as_str(), "{shown}");
+        let refused = db["refused"].as_str().expect("refused");
+        assert!(
+            refused.starts_with("line ") && refused.contains("meta-command"),
+            "{refused}"
+        );
+        assert!(
+            !refused.contains("touch"),
+            "the line itself is not repeated: {refused}"
+        );
+        assert!(db["findings"].to_string().contains(&key), "{shown}");
+        // --db-restore loads only what the check passed.
+        assert!(
+            v["db_restore"]["error"]
+                .as_str()
+                .unwrap()
+                .contains("did not refuse"),
+            "{shown}"
+        );
+        let tables = pg
+            .psql(
+                "target",
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            )
+            .unwrap();
+        assert_eq!(tables.trim(), "0", "nothing restored");
+        std::fs::remove_file(dst.join(&key)).unwrap();
+    }
+}
+
+#[test]
+fn sql_that_reaches_outside_the_database_is_refused_or_stopped_by_the_role() {
+    let pg = ScratchCluster::start().unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let (dst, real) = target_with_a_dump(&pg, t.path());
+    // The superuser reads the server's own files: the danger is real.
+    let read = "SELECT pg_read_file('PG_VERSION')";
+    let version = pg.psql("immich", read).unwrap();
+    assert!(version.trim().parse::<u32>().is_ok(), "{version}");
+
+    // Named directly, the guard refuses it before anything is loaded.
+    let key = plant(&dst, &format!("{real}\n{read};\n"));
+    let (out, v) = run_json({
+        let mut c = restore_verify();
+        c.arg("--from").arg(&dst);
+        c
+    });
+    assert_eq!(code(&out), 2, "{v}");
+    assert_eq!(v["database"]["dump"], key.as_str());
+    assert!(
+        v["database"]["refused"]
+            .as_str()
+            .unwrap()
+            .contains("pg_read_file"),
+        "{v}"
+    );
+    std::fs::remove_file(dst.join(&key)).unwrap();
+
+    // Built at run time inside a DO block, the text filter cannot see it: the
+    // unprivileged role of the scratch load stops it.
+    let hidden = "DO $$ BEGIN EXECUTE 'SELECT pg_read_' || 'file(''PG_VERSION'')'; END $$;";
+    let key = plant(&dst, &format!("{real}\n{hidden}\n"));
+    let (out, v) = run_json({
+        let mut c = restore_verify();
+        c.arg("--from").arg(&dst);
+        c
+    });
+    assert_eq!(code(&out), 2, "{v}");
+    let db = &v["database"];
+    assert_eq!(db["dump"], key.as_str());
+    assert!(db["refused"].is_null(), "{v}");
+    let findings = db["findings"].to_string();
+    assert!(
+        findings.contains("does not restore")
+            && findings.contains("permission denied for function pg_read_file"),
+        "{findings}"
+    );
+}
