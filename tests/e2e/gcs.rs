@@ -382,8 +382,11 @@ fn a_tampered_bucket_manifest_cannot_write_outside_the_restore_directory() {
         let snap = t.path().join("tampered.db");
         m.snapshot(&snap).unwrap();
         let body = fs::read(&snap).unwrap();
-        let path = "/upload/storage/v1/b/bk1/o?uploadType=media&name=nightly%2Fmanifest-2999-01-01T00-00-00.db";
-        let (status, _) = imb_gcs::testing::raw_request(emu.port(), "POST", path, &[], &body);
+        let path = format!(
+            "/upload/storage/v1/b/bk1/o?uploadType=media&name=nightly%2Fmanifest-{}.db",
+            crate::util::ts_in(60)
+        );
+        let (status, _) = imb_gcs::testing::raw_request(emu.port(), "POST", &path, &[], &body);
         assert_eq!(status, 200);
     }
     let out = t.path().join("a/b/restored");

@@ -184,3 +184,49 @@ fn sql_that_reaches_outside_the_database_is_refused_or_stopped_by_the_role() {
         "{findings}"
     );
 }
+
+/// Planted `manifest-2999-…` and `database/2999-…` objects are findings; the real
+/// newest manifest and dump are the ones checked, and `--max-age` is not fooled.
+#[test]
+fn future_dated_manifests_and_dumps_are_findings_never_the_newest() {
+    let pg = ScratchCluster::start().unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let (dst, real) = target_with_a_dump(&pg, t.path());
+    let real_manifest = std::fs::read_dir(&dst)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("manifest-") && !n.contains(".part-"))
+        .max()
+        .unwrap();
+    std::fs::copy(
+        dst.join(&real_manifest),
+        dst.join("manifest-2999-01-01T00-00-00.db"),
+    )
+    .unwrap();
+    gzip_to(
+        &dst.join("database/2999-01-01T00-00-00-immich-v2.3.1.sql.gz"),
+        &real,
+    );
+
+    let mut c = restore_verify();
+    c.arg("--from").arg(&dst).args(["--max-age", "1h"]);
+    let (out, v) = run_json(c);
+    assert_eq!(code(&out), 2, "{v}");
+    assert_eq!(v["manifest"], real_manifest.as_str(), "{v}");
+    assert_eq!(
+        v["future_dated_manifests"][0],
+        "manifest-2999-01-01T00-00-00.db"
+    );
+    assert!(
+        v["database"]["dump"].as_str().unwrap() < "database/2100",
+        "{v}"
+    );
+    assert!(
+        v["database"]["findings"]
+            .to_string()
+            .contains("database/2999-01-01T00-00-00"),
+        "{v}"
+    );
+    assert_eq!(v["freshness"]["stale"], false, "{v}");
+}

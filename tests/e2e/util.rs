@@ -206,3 +206,10 @@ pub(crate) fn gzip_to(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, out.stdout).unwrap();
 }
+
+/// A timestamp as in object names, `secs` seconds from now: for planting a newest
+/// manifest or dump that is not future-dated (more than a day ahead is refused).
+pub(crate) fn ts_in(secs: u64) -> String {
+    let t = std::time::SystemTime::now() + Duration::from_secs(secs);
+    imb_pgdump::DumpName::new(t, None).ts
+}

@@ -171,7 +171,10 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     vopts.prefix = cli.prefix.clone();
     let verified = imb_restore::verify(store.clone(), &snap, &vopts).await?;
     // A damaged manifest or journal is a finding too, even though an older one served.
-    let mut problems = !verified.ok() || !snap.warnings.is_empty();
+    let mut problems = !verified.ok() || !snap.warnings.is_empty() || !snap.future.is_empty();
+    for k in &snap.future {
+        tracing::error!(manifest = %k, "a manifest dated more than a day ahead of now: ignored");
+    }
 
     let mut report = json!({
         "from": cli.from,
@@ -180,6 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
         "manifest_time": humantime::format_rfc3339_seconds(snap.taken).to_string(),
         "replayed_journals": snap.replayed,
         "warnings": snap.warnings,
+        "future_dated_manifests": snap.future,
         "level": match &level { Level::Metadata => json!("metadata"), Level::All => json!("all"),
             Level::Sample { count, bytes, seed } => json!({"sample": count, "sample_bytes": bytes, "seed": seed}),
             _ => json!(null) },

@@ -20,21 +20,45 @@ pub struct Fetched {
     pub replayed: Vec<String>,
     /// Objects that could not be used (damaged manifests or journals), with why.
     pub warnings: Vec<String>,
+    /// Manifest objects dated more than a day ahead of now, left out.
+    pub future: Vec<String>,
 }
 
-/// Every manifest object in the store, parsed and sorted oldest first.
+/// Every manifest object in the store, parsed and sorted oldest first, leaving
+/// out those dated more than [`crate::FUTURE_SLACK`] ahead of now (see
+/// [`list_manifests_at`]).
 ///
 /// # Errors
 /// The store's error.
 pub async fn list_manifests(store: &dyn ObjectRead) -> Result<Vec<(ManifestName, Key)>> {
-    let mut names: Vec<(ManifestName, Key)> = store
-        .list_all("manifest-")
-        .await?
-        .into_iter()
-        .filter_map(|m| ManifestName::parse(m.key.as_str()).map(|n| (n, m.key)))
-        .collect();
+    Ok(list_manifests_at(store, SystemTime::now()).await?.0)
+}
+
+/// [`list_manifests`] as of `now`, with the future-dated names it left out: such a
+/// name is planted (or from a clock far off), and taking it as the newest would
+/// freeze every later run's view of the target.
+///
+/// # Errors
+/// The store's error.
+pub async fn list_manifests_at(
+    store: &dyn ObjectRead,
+    now: SystemTime,
+) -> Result<(Vec<(ManifestName, Key)>, Vec<String>)> {
+    let mut future = Vec::new();
+    let mut names: Vec<(ManifestName, Key)> = Vec::new();
+    for m in store.list_all("manifest-").await? {
+        let Some(n) = ManifestName::parse(m.key.as_str()) else {
+            continue;
+        };
+        if crate::is_future(&n.ts, now) {
+            tracing::warn!(manifest = %m.key, "ignoring a manifest dated more than a day ahead");
+            future.push(m.key.to_string());
+        } else {
+            names.push((n, m.key));
+        }
+    }
     names.sort();
-    Ok(names)
+    Ok((names, future))
 }
 
 /// Downloads into `work` the manifest describing the target: the newest
@@ -52,9 +76,12 @@ pub async fn fetch_manifest(
     at: Option<SystemTime>,
     replay_journals: bool,
 ) -> Result<Fetched> {
-    let names = list_manifests(store).await?;
+    let (names, future) = list_manifests_at(store, SystemTime::now()).await?;
     let within = |n: &ManifestName| at.is_none_or(|at| parse_ts(&n.ts).is_some_and(|t| t <= at));
-    let mut out = Fetched::default();
+    let mut out = Fetched {
+        future,
+        ..Fetched::default()
+    };
     for (name, k) in names
         .iter()
         .rev()

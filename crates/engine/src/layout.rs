@@ -29,6 +29,16 @@ pub fn parse_ts(s: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339(&format!("{date}T{}Z", time.replace('-', ":"))).ok()
 }
 
+/// How far ahead of now a name's time may be before it is taken as planted (a
+/// clock a little fast is fine; `manifest-2999-…` would otherwise be "newest"
+/// forever and make retention delete real objects).
+pub const FUTURE_SLACK: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether a name's timestamp is more than [`FUTURE_SLACK`] ahead of `now`.
+pub fn is_future(ts: &str, now: SystemTime) -> bool {
+    parse_ts(ts).is_some_and(|t| t > now + FUTURE_SLACK)
+}
+
 /// A manifest object's name, parsed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ManifestName {

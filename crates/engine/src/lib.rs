@@ -32,8 +32,8 @@ mod walk;
 mod worker;
 
 pub use config::{BackupConfig, DedupMode, StorageClasses};
-pub use fetch::{Fetched, fetch_manifest, list_manifests};
-pub use layout::{ManifestName, format_ts, parse_ts};
+pub use fetch::{Fetched, fetch_manifest, list_manifests, list_manifests_at};
+pub use layout::{FUTURE_SLACK, ManifestName, format_ts, is_future, parse_ts};
 pub use progress::{NoProgress, Progress, StopToken};
 pub use run::Backup;
 pub use summary::{Failure, Summary};

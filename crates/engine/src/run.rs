@@ -185,6 +185,9 @@ impl Backup {
             None => tracing::info!("no manifest in the target: starting a fresh backup"),
         }
         summary.warnings.extend(fetched.warnings);
+        summary.warnings.extend(fetched.future.iter().map(|k| {
+            format!("ignored {k}: dated more than a day ahead of now (planted, or a clock far off)")
+        }));
         let manifest = Manifest::open(&work)?;
 
         let now = SystemTime::now();

@@ -697,3 +697,37 @@ async fn more_uploads_than_hashers_still_backs_up_everything_once() {
         );
     }
 }
+
+/// A planted `manifest-2999-…` (an empty one: a tampered "newest" state) is not
+/// the newest: the run loads the real manifest, names itself by now, and says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_future_dated_manifest_is_ignored_and_reported() {
+    let f = fixture();
+    run(&f).await;
+    let planted = "manifest-2999-01-01T00-00-00.db";
+    imb_manifest::Manifest::open(&f.dst.join("empty.db")).unwrap();
+    fs::copy(f.dst.join("empty.db"), f.dst.join(planted)).unwrap();
+    let s = run(&f).await;
+    assert_eq!(s.files_uploaded, 0, "the real manifest was the base: {s:?}");
+    assert_eq!(s.files_unchanged, 10);
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains(planted) && w.contains("ahead")),
+        "{s:?}"
+    );
+    let name = s.manifest.unwrap();
+    assert!(
+        name.as_str() < "manifest-2100",
+        "named by now, not after the plant: {name}"
+    );
+    let (listed, future) = crate::list_manifests_at(
+        &LocalDir::new(&f.dst).unwrap(),
+        std::time::SystemTime::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(future, vec![planted.to_owned()]);
+    let full: Vec<_> = listed.iter().filter(|(n, _)| n.part.is_none()).collect();
+    assert_eq!(full.len(), 2, "{listed:?}");
+}

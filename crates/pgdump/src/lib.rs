@@ -57,7 +57,7 @@ pub use error::{Error, Result};
 pub use name::{DUMP_PREFIX, DumpName};
 pub use psql::Psql;
 pub use restore::{RestoreDbOptions, RestoreDbReport, restore_dump};
-pub use retention::{RetentionReport, list_dumps, prune};
+pub use retention::{RetentionReport, list_dumps, list_dumps_at, prune};
 
 #[cfg(test)]
 mod tests;

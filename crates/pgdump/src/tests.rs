@@ -480,10 +480,11 @@ fn reports_serialize_for_the_json_summary() {
         kept: vec!["a".to_owned()],
         deleted: vec![],
         refused: vec![("b".to_owned(), "denied".to_owned())],
+        future: vec![],
     };
     assert_eq!(
         serde_json::to_value(&retention).unwrap(),
-        serde_json::json!({"kept": ["a"], "deleted": [], "refused": [["b", "denied"]]})
+        serde_json::json!({"kept": ["a"], "deleted": [], "refused": [["b", "denied"]], "future": []})
     );
 }
 
@@ -608,4 +609,24 @@ async fn prune_needs_keep_of_at_least_one() {
         prune(&store, &store, 5).await.unwrap().kept,
         [dump_key(1, "1")]
     );
+}
+
+/// A planted `database/2999-…` dump would otherwise be the newest forever and make
+/// retention delete the real ones: it is neither kept, nor counted, nor deleted.
+#[tokio::test]
+async fn a_future_dated_dump_is_not_counted_by_retention() {
+    let store = InMemory::new();
+    for day in [1, 2] {
+        put(&store, &dump_key(day, "2.3.1")).await;
+    }
+    let planted = "database/2999-01-01T00-00-00-immich-v2.3.1.sql.gz";
+    put(&store, planted).await;
+    let report = prune(&store, &store, 1).await.unwrap();
+    assert_eq!(report.kept, [dump_key(2, "2.3.1")]);
+    assert_eq!(report.deleted, [dump_key(1, "2.3.1")]);
+    assert_eq!(report.future, [planted]);
+    use imb_storage::ObjectRead;
+    store.head(&Key::parse(planted).unwrap()).await.unwrap();
+    let newest = crate::list_dumps(&store).await.unwrap();
+    assert_eq!(newest[0].0.key(), dump_key(2, "2.3.1"));
 }

@@ -127,7 +127,7 @@ pub async fn verify_database(
     snap: &Snapshot,
     opts: &DbVerifyOptions,
 ) -> Result<Option<DbReport>> {
-    let dumps = imb_pgdump::list_dumps(store)
+    let (dumps, future) = imb_pgdump::list_dumps_at(store, std::time::SystemTime::now())
         .await
         .map_err(|e| crate::Error::Io {
             path: "database/".into(),
@@ -140,12 +140,19 @@ pub async fn verify_database(
     let Some((name, meta)) = chosen else {
         return Ok(None);
     };
-    let report = DbReport {
+    let mut report = DbReport {
         dump: name.key(),
         dump_bytes: meta.size,
         version_in_name: name.immich_version.clone(),
         ..DbReport::default()
     };
+    for k in &future {
+        report.add(
+            k,
+            k,
+            "dump dated more than a day ahead of now: not taken as the newest (planted, or a clock far off)".into(),
+        );
+    }
     let gz = snap.dir().join("dump.sql.gz");
     {
         let mut f = std::fs::File::create(&gz).map_err(|e| io(&gz, e))?;

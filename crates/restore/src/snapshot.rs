@@ -20,6 +20,9 @@ pub struct Snapshot {
     pub replayed: Vec<String>,
     /// Damaged manifests or journals that were skipped.
     pub warnings: Vec<String>,
+    /// Manifests dated more than a day ahead of now, left out (findings: a
+    /// correct backup never writes them).
+    pub future: Vec<String>,
 }
 
 impl Snapshot {
@@ -49,6 +52,7 @@ impl Snapshot {
             name: base.name(),
             replayed: fetched.replayed,
             warnings: fetched.warnings,
+            future: fetched.future,
             path,
             dir,
         })
