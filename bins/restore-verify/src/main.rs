@@ -67,6 +67,11 @@ struct Cli {
     /// [default: /data and /usr/src/app/upload].
     #[arg(long, env = "IMB_IMMICH_ROOT", value_delimiter = ',')]
     immich_root: Vec<String>,
+    /// Treat this extension as unavailable in the database check (repeatable):
+    /// what needs it is skipped and listed, as on a server without it (e.g. a
+    /// pgvector whose version differs from the dump's).
+    #[arg(long, env = "IMB_WITHOUT_EXTENSION", value_delimiter = ',')]
+    without_extension: Vec<String>,
     /// Restore the dump (--dump, or the newest) into the database Immich's own
     /// settings name (DB_URL, or DB_HOSTNAME, DB_PORT, DB_USERNAME, DB_PASSWORD,
     /// DB_DATABASE_NAME): credentials never go on the command line.
@@ -199,6 +204,7 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
         if !cli.immich_root.is_empty() {
             dopts.immich_roots = cli.immich_root.clone();
         }
+        dopts.without_extensions = cli.without_extension.clone();
         // A full server to load the dump into. Environment only: a URL holds a password.
         if let Some(url) = std::env::var("IMB_VERIFY_DB_URL")
             .ok()

@@ -40,6 +40,8 @@ pub struct DbVerifyOptions {
     pub server: Option<imb_pgdump::Connection>,
     /// The psql to run against `server`.
     pub psql: PathBuf,
+    /// Extensions to treat as unavailable even where the server has them.
+    pub without_extensions: Vec<String>,
 }
 
 impl Default for DbVerifyOptions {
@@ -49,6 +51,7 @@ impl Default for DbVerifyOptions {
             immich_roots: vec!["/data".into(), "/usr/src/app/upload".into()],
             server: None,
             psql: PathBuf::from("psql"),
+            without_extensions: Vec::new(),
         }
     }
 }
@@ -164,13 +167,16 @@ pub async fn verify_database(
     let manifest = snap.path().to_owned();
     let roots = opts.immich_roots.clone();
     let server = opts.server.clone().map(|c| (c, opts.psql.clone()));
-    tokio::task::spawn_blocking(move || load_and_check(&gz, &manifest, &roots, server, report))
-        .await
-        .map_err(|e| crate::Error::Io {
-            path: "database check".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?
-        .map(Some)
+    let without = opts.without_extensions.clone();
+    tokio::task::spawn_blocking(move || {
+        load_and_check(&gz, &manifest, &roots, server, &without, report)
+    })
+    .await
+    .map_err(|e| crate::Error::Io {
+        path: "database check".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?
+    .map(Some)
 }
 
 /// Where the dump is loaded: a scratch cluster, or a new database on a named server.
@@ -245,7 +251,10 @@ impl Drop for Db {
 /// Opens the database to load into, with the extensions of [`IMMICH_EXTENSIONS`]
 /// that the server has already created (a scratch load's role could not), and
 /// returns the names of the extensions the server has.
-fn open_db(server: Option<(imb_pgdump::Connection, PathBuf)>) -> Result<(Db, HashSet<String>)> {
+fn open_db(
+    server: Option<(imb_pgdump::Connection, PathBuf)>,
+    without: &[String],
+) -> Result<(Db, HashSet<String>)> {
     let what = Path::new("verification database");
     match server {
         None => {
@@ -261,10 +270,8 @@ fn open_db(server: Option<(imb_pgdump::Connection, PathBuf)>) -> Result<(Db, Has
                 "postgres",
                 &format!("CREATE DATABASE restored OWNER {LOAD_ROLE}"),
             )?;
-            let available = extensions(&admin(
-                "restored",
-                "SELECT name FROM pg_available_extensions",
-            )?);
+            let listing = admin("restored", "SELECT name FROM pg_available_extensions")?;
+            let available = extensions(&listing, without);
             for ext in IMMICH_EXTENSIONS.iter().filter(|e| available.contains(**e)) {
                 if let Err(e) = admin(
                     "restored",
@@ -302,14 +309,19 @@ fn open_db(server: Option<(imb_pgdump::Connection, PathBuf)>) -> Result<(Db, Has
             let available = extensions(
                 &db.psql("SELECT name FROM pg_available_extensions")
                     .unwrap_or_default(),
+                without,
             );
             Ok((db, available))
         }
     }
 }
 
-fn extensions(listing: &str) -> HashSet<String> {
-    listing.lines().map(|l| l.trim().to_owned()).collect()
+fn extensions(listing: &str, without: &[String]) -> HashSet<String> {
+    listing
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|e| !without.contains(e))
+        .collect()
 }
 
 fn load_and_check(
@@ -317,9 +329,10 @@ fn load_and_check(
     manifest: &Path,
     roots: &[String],
     server: Option<(imb_pgdump::Connection, PathBuf)>,
+    without: &[String],
     mut report: DbReport,
 ) -> Result<DbReport> {
-    let (pg, available) = open_db(server)?;
+    let (pg, available) = open_db(server, without)?;
     let scratch = matches!(pg.server, Server::Scratch(_));
     // The first layer against meta-commands: psql restricted from its first byte
     // with a key the dump cannot know. A psql without `\restrict` is refused.
