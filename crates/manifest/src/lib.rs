@@ -71,6 +71,16 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The database is not shaped as this program writes manifests (a trigger, a
+    /// view, a virtual or unknown table, other columns): it came from the target,
+    /// where anyone with write access may have put it, so it is not used.
+    #[error("manifest {path}: not a manifest this program wrote: {reason}")]
+    Untrusted {
+        /// The database file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 #[cfg(test)]

@@ -169,6 +169,86 @@ fn file_params(r: &FileRecord) -> [rusqlite::types::Value; 9] {
     ]
 }
 
+/// Makes a connection safe for a database that came from a target: SQLite's
+/// defensive mode, no triggers or views, and schema-embedded SQL (index
+/// expressions, defaults) limited to what cannot have side effects.
+fn harden(conn: &Connection, path: &Path) -> Result<()> {
+    use rusqlite::config::DbConfig;
+    for (setting, on) in [
+        (DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true),
+        (DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false),
+        (DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false),
+        (DbConfig::SQLITE_DBCONFIG_ENABLE_VIEW, false),
+    ] {
+        conn.set_db_config(setting, on).map_err(sql(path))?;
+    }
+    Ok(())
+}
+
+/// Checks, before any query touches its tables, that `schema` (`main` or an
+/// attached journal) holds only what [`tables`] and [`INDEXES`] create.
+fn check_schema(conn: &Connection, schema: &str, path: &Path) -> Result<()> {
+    let untrusted = |reason: String| Error::Untrusted {
+        path: path.display().to_string(),
+        reason,
+    };
+    let expected: [(&str, &str); 3] = [
+        ("manifest_metadata", "key, value"),
+        ("files", FILE_COLUMNS),
+        ("file_history", HISTORY_COLUMNS),
+    ];
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT type, name, coalesce(sql, '') FROM {schema}.sqlite_schema"
+        ))
+        .map_err(sql(path))?;
+    let objects: Vec<(String, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(sql(path))?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql(path))?;
+    let squash = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_lowercase()
+    };
+    for (kind, name, text) in &objects {
+        match kind.as_str() {
+            "table" => {
+                if !expected.iter().any(|(t, _)| t == name) {
+                    return Err(untrusted(format!("unknown table {name:?}")));
+                }
+                if !squash(text).starts_with("create table ") {
+                    return Err(untrusted(format!("{name} is not a plain table")));
+                }
+            }
+            "index" if name.starts_with("sqlite_autoindex_") && text.is_empty() => {}
+            "index"
+                if name == "files_by_content"
+                    && squash(text).ends_with("on files (substr(checksum, 1, 8))") => {}
+            other => return Err(untrusted(format!("unexpected {other} {name:?}"))),
+        }
+    }
+    for (table, columns) in expected {
+        let mut stmt = conn
+            .prepare("SELECT name FROM pragma_table_info(?1, ?2)")
+            .map_err(sql(path))?;
+        let found: Vec<String> = stmt
+            .query_map([table, schema], |r| r.get(0))
+            .map_err(sql(path))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql(path))?;
+        let want: Vec<&str> = columns.split(", ").collect();
+        if found != want {
+            return Err(untrusted(format!(
+                "table {table} has columns {found:?}, not {want:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_version(conn: &Connection, path: &Path) -> Result<()> {
     let found: Option<String> = conn
         .query_row(
@@ -198,7 +278,13 @@ impl Manifest {
     /// [`Error::Sqlite`] if the file is not a usable SQLite database;
     /// [`Error::TooNew`] if a newer build wrote it.
     pub fn open(path: &Path) -> Result<Self> {
+        let existing = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
         let conn = Connection::open(path).map_err(sql(path))?;
+        harden(&conn, path)?;
+        // A manifest downloaded from the target is checked before it is used.
+        if existing {
+            check_schema(&conn, "main", path)?;
+        }
         // The working copy is rebuilt from the store after a crash, so local
         // durability buys nothing; WAL lets worker threads read while we write.
         conn.execute_batch(
@@ -465,6 +551,10 @@ impl Manifest {
         self.conn
             .execute("ATTACH DATABASE ?1 AS part", [part.to_string_lossy()])
             .map_err(sql(part))?;
+        if let Err(e) = check_schema(&self.conn, "part", part) {
+            let _ = self.conn.execute_batch("DETACH DATABASE part");
+            return Err(e);
+        }
         let res = (|| -> rusqlite::Result<u64> {
             self.conn.execute_batch("BEGIN")?;
             // Rows replayed from a part belong in the next save too.
@@ -679,6 +769,8 @@ impl ManifestReader {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(sql(path))?;
+        harden(&conn, path)?;
+        check_schema(&conn, "main", path)?;
         conn.query_row("SELECT count(*) FROM main.files LIMIT 1", [], |_| Ok(()))
             .map_err(sql(path))?;
         check_version(&conn, path)?;

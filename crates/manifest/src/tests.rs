@@ -161,6 +161,72 @@ fn garbage_and_newer_schemas_are_refused_by_name() {
     assert!(err.to_string().contains("schema version 99"), "{err}");
 }
 
+/// Manifests and journals come back from the target, where anyone with write
+/// access may have shaped them: a trigger, a view in place of `files`, an extra
+/// table or column, or a truncated file is refused by every way of opening it,
+/// and nothing of it runs.
+#[test]
+fn tampered_manifests_are_refused_before_any_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.db");
+    let mut m = Manifest::open(&good).unwrap();
+    m.upsert(&rec("library/a.jpg", 1)).unwrap();
+    m.snapshot(&dir.path().join("snap.db")).unwrap();
+    drop(m);
+    let tamperings: [(&str, &str, &str); 4] = [
+        (
+            "trigger",
+            "CREATE TRIGGER evil AFTER INSERT ON files BEGIN \
+             UPDATE manifest_metadata SET value = 'pwned'; END;",
+            "trigger",
+        ),
+        (
+            "view",
+            "ALTER TABLE files RENAME TO real_files; CREATE VIEW files AS SELECT * FROM real_files;",
+            "table",
+        ),
+        ("extra table", "CREATE TABLE notes (a);", "notes"),
+        (
+            "extra column",
+            "ALTER TABLE files ADD COLUMN extra TEXT;",
+            "columns",
+        ),
+    ];
+    for (what, sql, says) in tamperings {
+        let p = dir.path().join(format!("{}.db", what.replace(' ', "_")));
+        std::fs::copy(dir.path().join("snap.db"), &p).unwrap();
+        rusqlite::Connection::open(&p)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+        let errs = [
+            ManifestReader::open(&p).map(drop).unwrap_err(),
+            Manifest::open(&p).map(drop).unwrap_err(),
+            Manifest::open(&dir.path().join(format!("{what}-base.db")))
+                .unwrap()
+                .apply(&p)
+                .map(drop)
+                .unwrap_err(),
+        ];
+        for e in errs {
+            assert!(
+                matches!(e, crate::Error::Untrusted { .. }) && e.to_string().contains(says),
+                "{what}: {e}"
+            );
+        }
+    }
+    // A truncated copy is an SQLite error naming the file, as any damaged one.
+    let bytes = std::fs::read(dir.path().join("snap.db")).unwrap();
+    let cut = dir.path().join("cut.db");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(
+        ManifestReader::open(&cut)
+            .unwrap_err()
+            .to_string()
+            .contains("cut.db")
+    );
+}
+
 fn arb_record() -> impl Strategy<Value = FileRecord> {
     (
         "[a-z]{1,3}(/[a-z0-9 %.]{1,6}){0,2}",
