@@ -133,7 +133,11 @@ fn killed_with_sigkill_then_rerun_finishes_the_job() {
     let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
     let n = 1500;
     library(&src, n, 4096);
+    // A private temp dir, to see what the killed run leaves there.
+    let tmp = t.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
     let mut c = backup();
+    c.env("TMPDIR", &tmp);
     args(&mut c, &src, &dst);
     // Slow enough that the kill lands mid-run, whatever the machine.
     c.args(["--save-every", "100", "--bwlimit", "1M", "--workers", "2"]);
@@ -148,7 +152,16 @@ fn killed_with_sigkill_then_rerun_finishes_the_job() {
         "killed mid-run: {before} objects"
     );
 
+    let left: Vec<_> = fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "the killed run's work dir: {left:?}");
+    assert!(left[0].to_string_lossy().starts_with("imb-backup-"));
+
     let mut c = backup();
+    c.env("TMPDIR", &tmp);
     args(&mut c, &src, &dst);
     let (out, s) = run_json(c);
     assert_eq!(
@@ -156,6 +169,11 @@ fn killed_with_sigkill_then_rerun_finishes_the_job() {
         0,
         "{s}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the next run removed the dead one's work dir, and its own"
     );
     let total = n as u64 + 6;
     assert_eq!(s["files_scanned"], total, "{s}");

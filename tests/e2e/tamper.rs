@@ -230,3 +230,118 @@ fn future_dated_manifests_and_dumps_are_findings_never_the_newest() {
     );
     assert_eq!(v["freshness"]["stale"], false, "{v}");
 }
+
+/// A restore-verify killed while its scratch PostgreSQL runs leaves the dump, the
+/// manifest copy and a running server behind; the next run stops the server and
+/// removes both directories.
+#[test]
+fn the_next_run_cleans_up_after_a_killed_one() {
+    let pg = ScratchCluster::start().unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let (dst, _) = target_with_a_dump(&pg, t.path());
+    let tmp = t.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // The system's server binaries, with a psql that parks the load: the run is
+    // then killed at a known point, its cluster up.
+    let bin = t.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for e in std::fs::read_dir(pg.bin_dir()).unwrap().flatten() {
+        if e.file_name() != "psql" {
+            std::os::unix::fs::symlink(e.path(), bin.join(e.file_name())).unwrap();
+        }
+    }
+    let mark = t.path().join("parked");
+    let wrapper = bin.join("psql");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --single-transaction ] && {{ echo $$ > {}.tmp; mv {0}.tmp {0}; exec sleep 300; }}; done\nexec {} \"$@\"\n",
+            mark.display(),
+            pg.bin("psql").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    imb_pgdump::testing::wait_until_executable(&wrapper).unwrap();
+
+    let mut c = restore_verify();
+    c.env("TMPDIR", &tmp)
+        .env("IMB_PG_BIN_DIR", &bin)
+        .arg("--from")
+        .arg(&dst)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    // Wait for the condition (the load parked), not for a time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !mark.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "restore-verify ended early"
+        );
+        // Polling a condition with a deadline; the interval only spares the CPU.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let parked: u32 = std::fs::read_to_string(&mark)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = std::process::Command::new("kill")
+        .arg(parked.to_string())
+        .status();
+
+    let mut left: Vec<String> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert!(
+        left.len() == 2 && left[0].starts_with("imb-pg-") && left[1].starts_with("imb-restore-"),
+        "{left:?}"
+    );
+    let pid_file = tmp.join(&left[0]).join("data/postmaster.pid");
+    let postmaster: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(alive(postmaster), "the dead run's server is still up");
+
+    let mut c = restore_verify();
+    c.env("TMPDIR", &tmp).arg("--from").arg(&dst);
+    let (out, v) = run_json(c);
+    assert!(code(&out) <= 2, "{v}");
+    assert!(v["database"]["dump"].is_string(), "the check ran: {v}");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "both dirs removed"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while alive(postmaster) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the orphaned server was not stopped"
+        );
+        // Polling a condition with a deadline; the interval only spares the CPU.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether a process runs (a zombie waiting for its reaper does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}

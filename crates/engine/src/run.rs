@@ -120,18 +120,15 @@ impl Backup {
         })?;
         let filter = Filter::new(&cfg.excludes, &cfg.includes)?;
 
-        let tmp;
-        let state = match &cfg.state_dir {
-            Some(d) => d.join(format!("run-{}", std::process::id())),
-            None => {
-                tmp = tempfile::Builder::new()
-                    .prefix("imb-backup-")
-                    .tempdir()
-                    .map_err(|e| state_err(&std::env::temp_dir(), e))?;
-                tmp.path().to_owned()
-            }
+        // Removed on return; one left by a killed run is removed by the next.
+        let (parent, prefix) = match &cfg.state_dir {
+            Some(d) => (d.clone(), "run-"),
+            None => (std::env::temp_dir(), "imb-backup-"),
         };
-        std::fs::create_dir_all(&state).map_err(|e| state_err(&state, e))?;
+        std::fs::create_dir_all(&parent).map_err(|e| state_err(&parent, e))?;
+        let work = imb_workdir::WorkDir::new_in(&parent, prefix, |_| {})
+            .map_err(|e| state_err(&parent, e))?;
+        let state = work.path().to_owned();
 
         let run_id = format!(
             "{}-{}",
@@ -157,9 +154,7 @@ impl Backup {
                 self.locked(handle, &state, run_ts, filter, started)
             });
         lock.release(handle);
-        if cfg.state_dir.is_some() {
-            let _ = std::fs::remove_dir_all(&state);
-        }
+        drop(work);
         result
     }
 

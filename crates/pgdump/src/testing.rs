@@ -35,10 +35,30 @@ const SUPERUSER: &str = "postgres";
 const LOG_LINES: usize = 2000;
 const PORT_ATTEMPTS: usize = 5;
 
+/// Stops the server a killed run left in `dir`: the pid in its `postmaster.pid`,
+/// if that process is a postgres serving this directory.
+fn stop_orphan(dir: &Path) {
+    let data = dir.join("data");
+    let Some(pid) = fs::read_to_string(data.join("postmaster.pid"))
+        .ok()
+        .and_then(|s| s.lines().next()?.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    if cmdline.contains("postgres") && cmdline.contains(&*data.to_string_lossy()) {
+        tracing::info!(pid, dir = %dir.display(), "stopping the scratch PostgreSQL of a run that was killed");
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+}
+
 /// A running scratch PostgreSQL server; dropping it stops the server and deletes its
 /// files.
 pub struct ScratchCluster {
-    root: tempfile::TempDir,
+    root: imb_workdir::WorkDir,
     bin_dir: PathBuf,
     port: u16,
     password: String,
@@ -94,7 +114,9 @@ impl ScratchCluster {
         } else {
             None
         };
-        let root = tempfile::Builder::new().prefix("imb-pg-").tempdir()?;
+        // A cluster left by a killed run may still be running: stop it, then its
+        // directory goes.
+        let root = imb_workdir::WorkDir::new_in(&std::env::temp_dir(), "imb-pg-", stop_orphan)?;
         fs::create_dir(root.path().join("sock"))?;
         let pwfile = root.path().join("pwfile");
         let password = new_password();

@@ -10,7 +10,7 @@ use crate::{Error, Result};
 /// A downloaded manifest, in a temporary directory removed on drop.
 #[derive(Debug)]
 pub struct Snapshot {
-    dir: tempfile::TempDir,
+    dir: imb_workdir::WorkDir,
     path: PathBuf,
     /// The manifest object the snapshot is based on.
     pub name: String,
@@ -32,13 +32,10 @@ impl Snapshot {
     /// # Errors
     /// [`Error::NoManifest`], or the store's error.
     pub async fn fetch(store: &dyn ObjectRead, at: Option<SystemTime>) -> Result<Snapshot> {
-        let dir = tempfile::Builder::new()
-            .prefix("imb-restore-")
-            .tempdir()
-            .map_err(|e| Error::Io {
-                path: std::env::temp_dir().display().to_string(),
-                source: e,
-            })?;
+        let dir = imb_workdir::WorkDir::new("imb-restore-").map_err(|e| Error::Io {
+            path: std::env::temp_dir().display().to_string(),
+            source: e,
+        })?;
         let path = dir.path().join("manifest.db");
         let fetched = imb_engine::fetch_manifest(store, &path, at, at.is_none()).await?;
         let Some(base) = fetched.base else {
