@@ -87,6 +87,9 @@ pub fn metered_from_nmcli(output: &str) -> Check {
 /// Whether the network is unmetered, asking NetworkManager.
 pub fn unmetered() -> Check {
     match std::process::Command::new("nmcli")
+        // Only what nmcli needs: our environment holds the API key.
+        .env_clear()
+        .envs(std::env::vars_os().filter(|(k, _)| k == "PATH" || k == "LANG"))
         .args(["-t", "-f", "GENERAL.METERED", "dev", "show"])
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -76,7 +76,9 @@ impl GcsConfig {
     /// Settings from the environment, for `gs://bucket[/prefix]` (the bucket may be
     /// empty in the URL, `gs://`, and come from `GCS_BUCKET`, the seed's Secret).
     /// `STORAGE_EMULATOR_HOST` points at an emulator and skips auth, as Google's
-    /// client libraries do; otherwise credentials come from `GCS_CREDENTIALS` (the
+    /// client libraries do; `GCS_ENDPOINT` names another endpoint that is sent the
+    /// credentials (a private endpoint or a proxy: `https://`, or `http://` on
+    /// loopback only, since the token would travel in clear); credentials come from `GCS_CREDENTIALS` (the
     /// key JSON itself), `GOOGLE_APPLICATION_CREDENTIALS` (a path), or the default
     /// chain (metadata server, gcloud).
     ///
@@ -119,12 +121,38 @@ impl GcsConfig {
                 } else {
                     Credentials::default_chain().await?
                 };
-                (DEFAULT_ENDPOINT.into(), Arc::new(creds))
+                let endpoint = match env("GCS_ENDPOINT") {
+                    Some(e) => checked_endpoint(&e)?,
+                    None => DEFAULT_ENDPOINT.into(),
+                };
+                (endpoint, Arc::new(creds))
             }
         };
         let mut c = GcsConfig::new(bucket, tokens);
         c.prefix = prefix;
         c.endpoint = endpoint;
         Ok(c)
+    }
+}
+
+/// `GCS_ENDPOINT` as used: HTTPS, or plain HTTP to this machine only.
+fn checked_endpoint(e: &str) -> Result<String, Error> {
+    let e = e.trim_end_matches('/');
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|h| {
+            e.strip_prefix(h).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with(':') || rest.starts_with('/')
+            })
+        });
+    if e.starts_with("https://") || loopback {
+        Ok(e.to_owned())
+    } else {
+        Err(Error::InvalidConfig {
+            key: "GCS_ENDPOINT",
+            message: format!(
+                "{e:?} must be an https:// URL (or http:// to 127.0.0.1, localhost or [::1]): the access token is sent to it"
+            ),
+        })
     }
 }

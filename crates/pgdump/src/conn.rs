@@ -430,6 +430,44 @@ impl Auth {
     }
 }
 
+/// The variables a child PostgreSQL tool sees: locale, paths, and libpq's TLS and
+/// timeout settings. Everything else stays with us: a child inherits the whole
+/// environment by default, and ours holds GCS keys, Immich's API key, `DB_URL` and
+/// `DB_PASSWORD`, which would then show in `/proc/PID/environ` (to the `postgres`
+/// user, for the scratch cluster).
+const CHILD_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "USER",
+    "LOGNAME",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGSSLCRL",
+    "PGSSLCRLDIR",
+    "PGSSLSNI",
+    "PGGSSENCMODE",
+    "PGCONNECT_TIMEOUT",
+    "PGTZ",
+    "PGAPPNAME",
+    "PGTARGETSESSIONATTRS",
+];
+
+/// [`CHILD_ENV`] (and `LC_*`) as set here, for `Command::env_clear().envs(…)`.
+pub(crate) fn child_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os()
+        .filter(|(k, _)| {
+            k.to_str()
+                .is_some_and(|k| CHILD_ENV.contains(&k) || k.starts_with("LC_"))
+        })
+        .collect()
+}
+
 /// A passfile line matching any host, port, database and user: the file exists for
 /// one child that connects to one place. `\` and `:` are escaped as libpq requires.
 pub(crate) fn passfile_line(password: &str) -> String {

@@ -177,7 +177,9 @@ pub async fn dump(
     let mut upload = store.create_upload(&key, put).await?;
 
     let mut cmd = Command::new(&opts.pg_dump);
-    cmd.args(["--clean", "--if-exists", "--no-password", "--dbname"])
+    cmd.env_clear()
+        .envs(crate::conn::child_env())
+        .args(["--clean", "--if-exists", "--no-password", "--dbname"])
         .arg(conn.conninfo())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -291,6 +293,8 @@ fn psql_path(opts: &DumpOptions) -> PathBuf {
 /// Runs `program --version` and parses it.
 async fn tool_version(program: &'static str, path: &Path) -> Result<(Major, String)> {
     let out = Command::new(path)
+        .env_clear()
+        .envs(crate::conn::child_env())
         .arg("--version")
         .stdin(Stdio::null())
         .kill_on_drop(true)
@@ -376,21 +380,23 @@ pub(crate) async fn query(
     sql: &str,
 ) -> Result<String> {
     let mut cmd = Command::new(psql);
-    cmd.args([
-        "--no-psqlrc",
-        "--quiet",
-        "--no-align",
-        "--tuples-only",
-        "--no-password",
-        "--set=ON_ERROR_STOP=1",
-        "--field-separator=\t",
-        "--dbname",
-    ])
-    .arg(conn.conninfo())
-    .arg("--command")
-    .arg(sql)
-    .stdin(Stdio::null())
-    .kill_on_drop(true);
+    cmd.env_clear()
+        .envs(crate::conn::child_env())
+        .args([
+            "--no-psqlrc",
+            "--quiet",
+            "--no-align",
+            "--tuples-only",
+            "--no-password",
+            "--set=ON_ERROR_STOP=1",
+            "--field-separator=\t",
+            "--dbname",
+        ])
+        .arg(conn.conninfo())
+        .arg("--command")
+        .arg(sql)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
     auth.apply(&mut cmd);
     let out = cmd.output().await.map_err(|source| Error::Spawn {
         program: "psql",

@@ -637,6 +637,8 @@ pub fn restrict_key() -> std::io::Result<String> {
 /// unreadable); [`crate::Error::Spawn`] when it cannot be run.
 pub fn check_psql(psql: &std::path::Path) -> crate::Result<String> {
     let out = std::process::Command::new(psql)
+        .env_clear()
+        .envs(crate::conn::child_env())
         .arg("--version")
         .env("LC_ALL", "C")
         .stdin(std::process::Stdio::null())

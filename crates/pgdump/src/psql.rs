@@ -34,17 +34,19 @@ impl Psql {
         let mut conn = self.conn.clone();
         conn.database = database.to_owned();
         let mut cmd = std::process::Command::new(&self.psql);
-        cmd.args([
-            "--no-psqlrc",
-            "--quiet",
-            "--no-align",
-            "--tuples-only",
-            "--no-password",
-            "--set=ON_ERROR_STOP=1",
-            "--dbname",
-        ])
-        .arg(conn.conninfo())
-        .env("LC_ALL", "C");
+        cmd.env_clear()
+            .envs(crate::conn::child_env())
+            .args([
+                "--no-psqlrc",
+                "--quiet",
+                "--no-align",
+                "--tuples-only",
+                "--no-password",
+                "--set=ON_ERROR_STOP=1",
+                "--dbname",
+            ])
+            .arg(conn.conninfo())
+            .env("LC_ALL", "C");
         self.auth.apply_std(&mut cmd);
         cmd
     }

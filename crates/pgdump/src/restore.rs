@@ -87,19 +87,21 @@ pub async fn restore_dump(
     let restrict =
         crate::guard::restrict_key().map_err(|e| Error::io("reading /dev/urandom", e))?;
     let mut cmd = Command::new(&opts.psql);
-    cmd.args([
-        "--no-psqlrc",
-        "--quiet",
-        "--no-password",
-        "--single-transaction",
-        "--set=ON_ERROR_STOP=1",
-        "--dbname",
-    ])
-    .arg(conn.conninfo())
-    .stdin(Stdio::piped())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
+    cmd.env_clear()
+        .envs(crate::conn::child_env())
+        .args([
+            "--no-psqlrc",
+            "--quiet",
+            "--no-password",
+            "--single-transaction",
+            "--set=ON_ERROR_STOP=1",
+            "--dbname",
+        ])
+        .arg(conn.conninfo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     auth.apply(&mut cmd);
     let mut child = cmd.spawn().map_err(|source| Error::Spawn {
         program: "psql",

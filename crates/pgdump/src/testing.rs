@@ -49,9 +49,7 @@ fn stop_orphan(dir: &Path) {
     let cmdline = String::from_utf8_lossy(&cmdline);
     if cmdline.contains("postgres") && cmdline.contains(&*data.to_string_lossy()) {
         tracing::info!(pid, dir = %dir.display(), "stopping the scratch PostgreSQL of a run that was killed");
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
+        let _ = signal(pid, "KILL");
     }
 }
 
@@ -207,21 +205,21 @@ impl ScratchCluster {
     pub fn psql_command_as(&self, database: &str, role: &str) -> Command {
         // Only the test harness starts programs this way; the library uses tokio.
         let mut cmd = Command::new(self.bin("psql"));
-        cmd.args([
-            "--no-psqlrc",
-            "--quiet",
-            "--no-align",
-            "--tuples-only",
-            "--set=ON_ERROR_STOP=1",
-            "--host",
-        ])
-        .arg(self.root.path().join("sock"))
-        .arg("--port")
-        .arg(self.port.to_string())
-        .args(["--username", role, "--dbname", database])
-        .env_remove("PGPASSWORD")
-        .env_remove("PGSERVICE")
-        .env("LC_ALL", "C");
+        cmd.env_clear()
+            .envs(crate::conn::child_env())
+            .args([
+                "--no-psqlrc",
+                "--quiet",
+                "--no-align",
+                "--tuples-only",
+                "--set=ON_ERROR_STOP=1",
+                "--host",
+            ])
+            .arg(self.root.path().join("sock"))
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(["--username", role, "--dbname", database])
+            .env("LC_ALL", "C");
         cmd
     }
 
@@ -304,7 +302,10 @@ impl ScratchCluster {
                 c
             }
         };
-        cmd.current_dir(self.root.path()).env("LC_ALL", "C");
+        cmd.env_clear()
+            .envs(crate::conn::child_env())
+            .current_dir(self.root.path())
+            .env("LC_ALL", "C");
         cmd
     }
 

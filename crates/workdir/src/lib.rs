@@ -4,16 +4,17 @@
 //! live in temporary directories. A run that is killed (`kill -9`, an OOM kill, a
 //! pod evicted mid-run) cannot remove its own, and at a million files one is about
 //! 200 MB. So each [`WorkDir`] holds an exclusive `flock` on an owner file inside
-//! it for as long as it lives, and creating one first removes every directory of
-//! the same prefix whose owner lock is free: its owner is gone. A directory whose
-//! owner file is missing (its creator died between `mkdir` and locking) is left for
-//! an hour, so a directory being created right now is never taken for a stale one.
+//! it for as long as it lives (the owner writes its pid there once it holds the
+//! lock), and creating one first removes every directory of the same prefix whose
+//! owner file is written and unlocked: its owner is gone. A directory whose owner
+//! file is missing or empty (being created right now, or its creator died between
+//! `mkdir` and locking) is left for an hour.
 //!
 //! Locks are advisory and per open file, so they hold across processes and users
 //! and are released by the kernel when the owner dies, whatever killed it.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -56,11 +57,14 @@ impl WorkDir {
             tracing::info!(dir = %stale.display(), "removed the work directory of a run that was killed");
         }
         let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
-        let owner = File::create(dir.path().join(OWNER))?;
+        let mut owner = File::create(dir.path().join(OWNER))?;
         owner.try_lock().map_err(|e| match e {
             std::fs::TryLockError::Error(e) => e,
             std::fs::TryLockError::WouldBlock => io::Error::other("a new owner file is locked"),
         })?;
+        // Written only under the lock: an empty owner file is one being created
+        // (not yet locked), which a sweep must not take for a dead one.
+        writeln!(owner, "{}", std::process::id())?;
         Ok(WorkDir { dir, _owner: owner })
     }
 
@@ -100,12 +104,19 @@ pub fn sweep(parent: &Path, prefix: &str, before_remove: impl Fn(&Path)) -> Vec<
 }
 
 fn is_stale(dir: &Path) -> bool {
-    match File::open(dir.join(OWNER)) {
-        // A free lock: its owner is gone. (We drop ours at once.)
-        Ok(f) => f.try_lock().is_ok(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::metadata(dir)
+    let old = || {
+        std::fs::metadata(dir)
             .and_then(|m| m.modified())
-            .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > UNOWNED_GRACE),
+            .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > UNOWNED_GRACE)
+    };
+    match File::open(dir.join(OWNER)) {
+        // A free lock on a written owner file: its owner is gone. (Ours is dropped
+        // at once.) An empty one is still being created, between create and lock.
+        Ok(f) => match f.try_lock() {
+            Ok(()) => f.metadata().is_ok_and(|m| m.len() > 0) || old(),
+            Err(_) => false,
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => old(),
         Err(_) => false,
     }
 }
@@ -121,15 +132,18 @@ mod tests {
         // A dead run's directory: an owner file nobody holds.
         let dead = parent.path().join("imb-t-dead");
         std::fs::create_dir(&dead).unwrap();
-        std::fs::write(dead.join(OWNER), b"").unwrap();
+        std::fs::write(dead.join(OWNER), b"4242\n").unwrap();
         std::fs::write(dead.join("manifest-work.db"), b"200 MB at a million files").unwrap();
-        // Being created right now: no owner file yet.
+        // Being created right now: no owner file yet, or not yet locked and written.
         let young = parent.path().join("imb-t-young");
         std::fs::create_dir(&young).unwrap();
+        let creating = parent.path().join("imb-t-creating");
+        std::fs::create_dir(&creating).unwrap();
+        std::fs::write(creating.join(OWNER), b"").unwrap();
         // Another prefix is not ours to touch.
         let other = parent.path().join("other-dead");
         std::fs::create_dir(&other).unwrap();
-        std::fs::write(other.join(OWNER), b"").unwrap();
+        std::fs::write(other.join(OWNER), b"1\n").unwrap();
 
         let seen = std::cell::RefCell::new(Vec::new());
         let second = WorkDir::new_in(parent.path(), "imb-t-", |d| {
@@ -137,7 +151,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(*seen.borrow(), vec![dead.clone()]);
-        assert!(!dead.exists() && young.exists() && other.exists());
+        assert!(!dead.exists() && young.exists() && creating.exists() && other.exists());
         assert!(live.path().exists() && second.path().exists());
 
         let kept = live.path().to_owned();
