@@ -8,5 +8,6 @@ mod device_sync;
 mod gcs;
 mod lock;
 mod restore;
+mod secrets;
 mod tamper;
 mod util;
