@@ -63,6 +63,8 @@ pub struct ScratchCluster {
     run_as: Option<OsUser>,
     log: Arc<Mutex<VecDeque<String>>>,
     server: Option<Server>,
+    /// Listening on 127.0.0.1 as well as on the private socket.
+    tcp: bool,
 }
 
 impl std::fmt::Debug for ScratchCluster {
@@ -106,6 +108,20 @@ impl ScratchCluster {
     /// get them), when running as root without a `postgres` OS user, or
     /// when `initdb` or the server fails (the message includes their output).
     pub fn start() -> io::Result<ScratchCluster> {
+        Self::start_with(true)
+    }
+
+    /// [`Self::start`] listening on its private socket only (`psql_command`
+    /// connects there; [`Self::connection`] does not work): for loading untrusted
+    /// dumps, where nothing else on the machine should reach the server.
+    ///
+    /// # Errors
+    /// As [`Self::start`].
+    pub fn start_private() -> io::Result<ScratchCluster> {
+        Self::start_with(false)
+    }
+
+    fn start_with(tcp: bool) -> io::Result<ScratchCluster> {
         let bin_dir = find_bin_dir()?;
         let run_as = if is_root() {
             Some(os_user("postgres")?)
@@ -133,6 +149,7 @@ impl ScratchCluster {
             run_as,
             log: Arc::new(Mutex::new(VecDeque::new())),
             server: None,
+            tcp,
         };
         let mut initdb = cluster.server_command("initdb");
         initdb
@@ -313,8 +330,13 @@ impl ScratchCluster {
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
             // The port is free now; another process may take it before the server
-            // binds it, which the server's log then says, and we try another.
-            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            // binds it, which the server's log then says, and we try another. On
+            // the private socket alone the port only names the socket file.
+            let port = if self.tcp {
+                TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()
+            } else {
+                5432
+            };
             match self.try_launch(port) {
                 Ok(server) => {
                     self.port = port;
@@ -336,9 +358,13 @@ impl ScratchCluster {
             .arg(port.to_string())
             .arg("-k")
             .arg(self.root.path().join("sock"))
+            .arg("-c")
+            .arg(if self.tcp {
+                "listen_addresses=127.0.0.1"
+            } else {
+                "listen_addresses="
+            })
             .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
                 // Throwaway data: durability only costs test time.
                 "-c",
                 "fsync=off",

@@ -258,7 +258,8 @@ fn open_db(
     let what = Path::new("verification database");
     match server {
         None => {
-            let pg = ScratchCluster::start().map_err(|e| io(Path::new("scratch PostgreSQL"), e))?;
+            let pg = ScratchCluster::start_private()
+                .map_err(|e| io(Path::new("scratch PostgreSQL"), e))?;
             let admin = |db: &str, sql: &str| pg.psql(db, sql).map_err(|e| io(what, e));
             admin(
                 "postgres",

@@ -103,3 +103,15 @@ async fn a_psql_without_restrict_is_refused_naming_its_version() {
         "{err}"
     );
 }
+
+/// The cluster an untrusted dump is loaded into listens on its private socket
+/// only: nothing else on the machine can reach it.
+#[test]
+fn the_private_cluster_listens_on_no_address() {
+    let pg = imb_pgdump::testing::ScratchCluster::start_private().unwrap();
+    let got = pg.psql("postgres", "SHOW listen_addresses").unwrap();
+    assert_eq!(got.trim(), "");
+    let public = imb_pgdump::testing::ScratchCluster::start().unwrap();
+    let got = public.psql("postgres", "SHOW listen_addresses").unwrap();
+    assert_eq!(got.trim(), "127.0.0.1");
+}
