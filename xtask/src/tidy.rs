@@ -89,6 +89,40 @@ fn tidy() {
     );
 }
 
+/// Release binaries carry no test code: their normal dependency tree enables no
+/// `testing` feature (the test servers and harnesses live behind it).
+#[test]
+fn release_binaries_carry_no_test_code() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for bin in ["backup", "restore-verify", "device-sync"] {
+        let tree = crate::cmd::cmd(
+            &cargo,
+            [
+                "tree",
+                "-p",
+                bin,
+                "-e",
+                "normal,features",
+                "--target",
+                "all",
+                "--locked",
+            ],
+        )
+        .read()
+        .expect("cargo tree runs");
+        assert!(tree.contains("imb-"), "{bin}: an empty tree proves nothing");
+        let testing: Vec<&str> = tree
+            .lines()
+            .filter(|l| l.contains("feature \"testing\""))
+            .collect();
+        assert!(
+            testing.is_empty(),
+            "{bin} ships test code:\n{}",
+            testing.join("\n")
+        );
+    }
+}
+
 /// Every regular file under `root`, sorted, skipping [`SKIP_DIRS`] and symlinks.
 fn files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -18,8 +18,9 @@
 //! [`prune`] keeps the newest N dumps and deletes older ones, only under
 //! `database/`; a delete a retention-locked bucket refuses is reported, not fatal.
 //!
-//! The `testing` feature adds `testing::ScratchCluster`, a throwaway PostgreSQL
-//! server built from the system's binaries, for tests here and in restore-verify.
+//! [`scratch::ScratchCluster`] is a throwaway PostgreSQL server built from the
+//! system's binaries: restore-verify loads untrusted dumps into one, and tests start
+//! their own. The `testing` feature adds helpers for tests only.
 //!
 //! ```
 //! use imb_pgdump::{Connection, DumpName};
@@ -46,6 +47,7 @@ mod name;
 mod psql;
 mod restore;
 mod retention;
+pub mod scratch;
 mod version;
 
 #[cfg(feature = "testing")]

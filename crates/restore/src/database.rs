@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use imb_pgdump::guard::{DumpGuard, IMMICH_EXTENSIONS, Refusal, Step, Verdict};
-use imb_pgdump::testing::ScratchCluster;
+use imb_pgdump::scratch::ScratchCluster;
 use imb_storage::{GetOptions, ObjectRead};
 use serde::Serialize;
 
