@@ -36,6 +36,56 @@ const SUPERUSER: &str = "postgres";
 const LOG_LINES: usize = 2000;
 const PORT_ATTEMPTS: usize = 5;
 
+/// Confines the calling thread, and what it starts from now on, to reading the
+/// system's programs, libraries and settings the server needs and `bin_dir`, and
+/// to writing only `dir` (and `/dev/null`). Returns whether the kernel enforces
+/// it: on one without Landlock it is a no-op, said in the log.
+fn confine(dir: &Path, bin_dir: &Path) -> io::Result<bool> {
+    use landlock::{
+        ABI, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+        path_beneath_rules,
+    };
+    let abi = ABI::V3;
+    let (read, all) = (AccessFs::from_read(abi), AccessFs::from_all(abi));
+    let system = [
+        "/usr",
+        "/lib",
+        "/lib64",
+        "/bin",
+        "/sbin",
+        "/proc",
+        "/sys",
+        "/dev/urandom",
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/nsswitch.conf",
+        "/etc/ld.so.cache",
+        "/etc/localtime",
+        "/etc/timezone",
+    ];
+    let err = |e: landlock::RulesetError| io::Error::other(format!("landlock: {e}"));
+    let status = Ruleset::default()
+        .handle_access(all)
+        .map_err(err)?
+        .create()
+        .map_err(err)?
+        .add_rules(path_beneath_rules(system, read))
+        .map_err(err)?
+        .add_rules(path_beneath_rules([bin_dir], read))
+        .map_err(err)?
+        .add_rules(path_beneath_rules([dir, Path::new("/dev/null")], all))
+        .map_err(err)?
+        .restrict_self()
+        .map_err(err)?;
+    let enforced = status.ruleset != RulesetStatus::NotEnforced;
+    if !enforced {
+        tracing::warn!(
+            "this kernel does not enforce Landlock: the scratch PostgreSQL runs unconfined"
+        );
+    }
+    Ok(enforced)
+}
+
 /// Stops the server a killed run left in `dir`: the pid in its `postmaster.pid`,
 /// if that process is a postgres serving this directory.
 fn stop_orphan(dir: &Path) {
@@ -66,6 +116,9 @@ pub struct ScratchCluster {
     server: Option<Server>,
     /// Listening on 127.0.0.1 as well as on the private socket.
     tcp: bool,
+    /// The server runs under a Landlock ruleset (private clusters, where the kernel
+    /// supports it).
+    confined: bool,
 }
 
 impl std::fmt::Debug for ScratchCluster {
@@ -89,6 +142,7 @@ struct OsUser {
 struct Server {
     pid: u32,
     events: mpsc::Receiver<Event>,
+    confined: bool,
 }
 
 enum Event {
@@ -151,6 +205,7 @@ impl ScratchCluster {
             log: Arc::new(Mutex::new(VecDeque::new())),
             server: None,
             tcp,
+            confined: false,
         };
         let mut initdb = cluster.server_command("initdb");
         initdb
@@ -182,6 +237,12 @@ impl ScratchCluster {
     /// dump of a scratch cluster exercises the passfile escaping).
     pub fn password(&self) -> &str {
         &self.password
+    }
+
+    /// Whether the server runs confined by Landlock to reading the system's
+    /// programs and libraries and writing only its own directory.
+    pub fn confined(&self) -> bool {
+        self.confined
     }
 
     /// The TCP port on 127.0.0.1.
@@ -341,6 +402,7 @@ impl ScratchCluster {
             match self.try_launch(port) {
                 Ok(server) => {
                     self.port = port;
+                    self.confined = server.confined;
                     self.server = Some(server);
                     return Ok(());
                 }
@@ -381,7 +443,30 @@ impl ScratchCluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
+        if !self.tcp {
+            cmd.args(["-c", "dynamic_shared_memory_type=mmap"]);
+        }
+        let (spawned, confined) = if self.tcp {
+            (cmd.spawn(), false)
+        } else {
+            // Landlock confines the calling thread and what it starts, so a thread
+            // of its own starts the server and ends.
+            let (root, bin) = (self.root.path(), self.bin_dir.as_path());
+            std::thread::scope(|s| {
+                s.spawn(|| match confine(root, bin) {
+                    Ok(confined) => (cmd.spawn(), confined),
+                    Err(e) => (Err(e), false),
+                })
+                .join()
+                .unwrap_or_else(|_| {
+                    (
+                        Err(io::Error::other("the launching thread panicked")),
+                        false,
+                    )
+                })
+            })
+        };
+        let mut child = spawned.map_err(|e| {
             LaunchError::Other(io::Error::new(
                 e.kind(),
                 format!("starting {}: {e}", self.bin_dir.join("postgres").display()),
@@ -417,7 +502,11 @@ impl ScratchCluster {
             let _ = tx.send(Event::Exited(status));
         });
         let deadline = Instant::now() + START_TIMEOUT;
-        let server = Server { pid, events };
+        let server = Server {
+            pid,
+            events,
+            confined,
+        };
         match server
             .events
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))

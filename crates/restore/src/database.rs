@@ -66,6 +66,8 @@ pub struct DbReport {
     pub dump_bytes: u64,
     /// SQL bytes after decompression.
     pub sql_bytes: u64,
+    /// Whether the scratch server ran confined by Landlock to its own directory.
+    pub confined: bool,
     /// Why the dump was refused before loading (a form pg_dump never writes, at a
     /// line); nothing of it was loaded.
     pub refused: Option<String>,
@@ -335,6 +337,7 @@ fn load_and_check(
 ) -> Result<DbReport> {
     let (pg, available) = open_db(server, without)?;
     let scratch = matches!(pg.server, Server::Scratch(_));
+    report.confined = matches!(&pg.server, Server::Scratch(c) if c.confined());
     // The first layer against meta-commands: psql restricted from its first byte
     // with a key the dump cannot know. A psql without `\restrict` is refused.
     imb_pgdump::guard::check_psql(&pg.psql_program())?;

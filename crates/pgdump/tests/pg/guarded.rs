@@ -3,6 +3,7 @@
 //! refused dump leaves the database as it was.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 
 use imb_pgdump::{Error, RestoreDbOptions, dump, restore_dump};
 use imb_storage::{Key, LocalDir};
@@ -114,4 +115,49 @@ fn the_private_cluster_listens_on_no_address() {
     let public = imb_pgdump::testing::ScratchCluster::start().unwrap();
     let got = public.psql("postgres", "SHOW listen_addresses").unwrap();
     assert_eq!(got.trim(), "127.0.0.1");
+}
+
+/// The private cluster's server is confined by Landlock: even as the superuser it
+/// reads no file outside the system's programs and its directory and writes none
+/// outside its directory. On a kernel without Landlock it says so instead.
+#[test]
+fn the_private_clusters_server_reaches_only_its_own_directory() {
+    let pg = imb_pgdump::testing::ScratchCluster::start_private().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret");
+    std::fs::write(&secret, "not for the dump").unwrap();
+    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let read = format!("SELECT pg_read_file('{}')", secret.display());
+    let write = format!(
+        "COPY (SELECT 1) TO '{}'",
+        outside.path().join("written").display()
+    );
+    // Its own files stay readable, the system's programs runnable.
+    assert!(
+        pg.psql("postgres", "SELECT pg_read_file('PG_VERSION')")
+            .is_ok()
+    );
+    let unconfined =
+        imb_pgdump::testing::ScratchCluster::start_private().is_ok_and(|c| !c.confined());
+    if pg.confined() {
+        let e = pg.psql("postgres", &read).unwrap_err().to_string();
+        assert!(e.contains("Permission denied"), "{e}");
+        let e = pg.psql("postgres", &write).unwrap_err().to_string();
+        assert!(e.contains("Permission denied"), "{e}");
+        assert!(!outside.path().join("written").exists());
+        // A cluster for tests (listening on 127.0.0.1) is not confined: the
+        // difference is the ruleset, not file permissions.
+        let open = imb_pgdump::testing::ScratchCluster::start().unwrap();
+        assert!(!open.confined());
+        assert_eq!(
+            open.psql("postgres", &read).unwrap().trim(),
+            "not for the dump"
+        );
+    } else {
+        assert!(
+            unconfined,
+            "the kernel has no Landlock: every private cluster says so"
+        );
+    }
 }
