@@ -345,3 +345,122 @@ fn alive(pid: u32) -> bool {
             .is_some_and(|(_, rest)| !rest.starts_with('Z'))
     })
 }
+
+/// The same plantings in a bucket (fake-gcs-server), written as an attacker with
+/// the backup's own create-only key would: never run, named, exit 2.
+#[test]
+fn a_planted_meta_command_in_a_bucket_never_runs() {
+    let pg = ScratchCluster::start().unwrap();
+    immich_db(&pg);
+    pg.create_db("target").unwrap();
+    let emu = imb_gcs::testing::Emulator::fake_gcs();
+    let host = emu.endpoint.trim_start_matches("http://").to_owned();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("upload");
+    library(&src, 2, 100);
+    let mut c = backup();
+    with_db(&mut c, &pg, pg.password());
+    c.env("STORAGE_EMULATOR_HOST", &host)
+        .arg("--source")
+        .arg(&src)
+        .args(["--dest", "gs://bk1/n"]);
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 0, "{s}");
+    let real_key = s["database"]["object"].as_str().unwrap().to_owned();
+    let local = t.path().join("real.sql.gz");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = emu.store();
+    use imb_storage::{ObjectCreate, ObjectReadExt};
+    let bytes = rt
+        .block_on(store.get_bytes(&imb_storage::Key::parse(format!("n/{real_key}")).unwrap()))
+        .unwrap();
+    std::fs::write(&local, &bytes).unwrap();
+    let real = gunzip(&local);
+    let markers = marker_dir(t.path());
+    let placeholder = markers.join("gcs");
+    for (n, text) in tampered(&real, &placeholder).into_iter().enumerate() {
+        let marker = markers.join(format!("gcs{n}"));
+        let text = text.replace(
+            &placeholder.display().to_string(),
+            &marker.display().to_string(),
+        );
+        let planted = t.path().join(format!("planted{n}.sql.gz"));
+        gzip_to(&planted, &text);
+        let name = imb_pgdump::DumpName::new(
+            SystemTime::now() + Duration::from_secs(60 + n as u64),
+            Some("v2.3.1"),
+        )
+        .key();
+        let key = imb_storage::Key::parse(format!("n/{name}")).unwrap();
+        rt.block_on(store.put_opts(
+            &key,
+            imb_storage::Payload::from(std::fs::read(&planted).unwrap()),
+            imb_storage::PutOptions::default(),
+        ))
+        .unwrap();
+        let mut c = restore_verify();
+        with_db(&mut c, &pg, pg.password());
+        c.env("STORAGE_EMULATOR_HOST", &host)
+            .env("DB_DATABASE_NAME", "target")
+            .args(["--from", "gs://bk1/n", "--db-restore", "--psql"])
+            .arg(pg.bin("psql"));
+        let (out, v) = run_json(c);
+        assert!(!marker.exists(), "planting {n} ran: {v}");
+        assert_eq!(code(&out), 2, "{v}");
+        assert_eq!(v["database"]["dump"], name.as_str());
+        assert!(
+            v["database"]["refused"]
+                .as_str()
+                .unwrap()
+                .contains("meta-command"),
+            "{v}"
+        );
+        assert!(v["db_restore"]["error"].is_string(), "{v}");
+    }
+    let tables = pg
+        .psql(
+            "target",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+        )
+        .unwrap();
+    assert_eq!(tables.trim(), "0", "nothing restored");
+}
+
+/// A psql too old for `\restrict` cannot hold a dump's meta-commands back: the
+/// check refuses to run with it (exit 1), naming its version.
+#[test]
+fn a_psql_without_restrict_is_refused_with_exit_1() {
+    let pg = ScratchCluster::start().unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let (dst, _) = target_with_a_dump(&pg, t.path());
+    let bin = t.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for e in std::fs::read_dir(pg.bin_dir()).unwrap().flatten() {
+        if e.file_name() != "psql" {
+            std::os::unix::fs::symlink(e.path(), bin.join(e.file_name())).unwrap();
+        }
+    }
+    let old = bin.join("psql");
+    std::fs::write(
+        &old,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'psql (PostgreSQL) 15.13'; exit 0; }}\nexec {} \"$@\"\n",
+            pg.bin("psql").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+    imb_pgdump::testing::wait_until_executable(&old).unwrap();
+    let mut c = restore_verify();
+    c.env("IMB_PG_BIN_DIR", &bin).arg("--from").arg(&dst);
+    let (out, v) = run_json(c);
+    assert_eq!(code(&out), 1, "{v}");
+    let err = v["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("psql 15.13") && err.contains("\\restrict"),
+        "{v}"
+    );
+}
