@@ -58,10 +58,8 @@ impl WorkDir {
         }
         let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
         let mut owner = File::create(dir.path().join(OWNER))?;
-        owner.try_lock().map_err(|e| match e {
-            std::fs::TryLockError::Error(e) => e,
-            std::fs::TryLockError::WouldBlock => io::Error::other("a new owner file is locked"),
-        })?;
+        // Blocking: a concurrent sweep may hold it for a moment to look.
+        owner.lock()?;
         // Written only under the lock: an empty owner file is one being created
         // (not yet locked), which a sweep must not take for a dead one.
         writeln!(owner, "{}", std::process::id())?;
@@ -157,5 +155,24 @@ mod tests {
         let kept = live.path().to_owned();
         drop(live);
         assert!(!kept.exists(), "a work dir removes itself");
+    }
+
+    /// Runs starting together sweep each other's directories while they are being
+    /// created: none may lose its own, and none may fail to take its lock.
+    #[test]
+    fn concurrent_creation_never_loses_a_live_dir() {
+        let parent = tempfile::tempdir().unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        let w = WorkDir::new_in(parent.path(), "imb-race-", |_| {}).unwrap();
+                        std::fs::write(w.path().join("work"), b"x").unwrap();
+                        assert!(w.path().join(OWNER).exists());
+                    }
+                });
+            }
+        });
+        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
     }
 }
