@@ -282,7 +282,16 @@ fn bad_input_gets_named_errors_and_the_right_exit_codes() {
     args(&mut c, &t.path().join("nope"), &t.path().join("b1"));
     let (out, s) = run_json(c);
     assert_eq!(code(&out), 1);
-    assert!(s["error"].as_str().unwrap().contains("nope"), "{s}");
+    let err = s["error"].as_str().unwrap();
+    assert!(err.contains("nope"), "{s}");
+    // Its cause once, in the JSON and on stderr.
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
 
     // A bad flag exits 1, not clap's 2.
     let out = backup().arg("--no-such-flag").output().unwrap();

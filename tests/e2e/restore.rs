@@ -326,3 +326,38 @@ fn a_corrupt_dump_is_named() {
         "{v}"
     );
 }
+
+/// `restore-verify … 2>&1 | tail`: piped, its text output and log lines carry no
+/// terminal escape codes; `--log-format json` gives one JSON object per line.
+#[test]
+fn piped_output_has_no_escape_codes() {
+    let t = tempfile::tempdir().unwrap();
+    let (_src, dst) = backed_up(t.path());
+    let out = rv()
+        .env("RUST_LOG", "info")
+        .arg("--from")
+        .arg(&dst)
+        .arg("--no-database")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("INFO"), "log lines are there: {stderr}");
+    assert!(
+        !stderr.contains('\x1b') && !out.stdout.contains(&0x1b),
+        "{stderr:?}"
+    );
+    let out = rv()
+        .env("RUST_LOG", "info")
+        .args(["--log-format", "json", "--no-database", "--from"])
+        .arg(&dst)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.is_empty());
+    for line in stderr.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
+}

@@ -84,3 +84,20 @@ fn peak_rss_bytes() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+#[cfg(test)]
+mod tests {
+    /// "object already exists: gs://…/x.db: object already exists: gs://…/x.db"
+    /// was printed for a create collision: the store error, once as the engine's
+    /// message and once as its source.
+    #[test]
+    fn a_create_collision_names_the_object_once() {
+        let store = imb_storage::Error::AlreadyExists {
+            key: "gs://bk1/nightly/manifest-2026-12-01T03-00-00.db".into(),
+        };
+        let e = anyhow::Error::new(imb_engine::Error::Store(store));
+        let shown = imb_cli::error_chain(&e);
+        assert_eq!(shown.matches("object already exists").count(), 1, "{shown}");
+        assert!(shown.contains("manifest-2026-12-01T03-00-00.db"), "{shown}");
+    }
+}

@@ -12,7 +12,7 @@ mod terminal;
 
 pub use process::{on_stop_signal, runtime};
 pub use settings::{LogFormat, duration_setting, list_setting, load, parse_args, read_config};
-pub use terminal::{Counters, Terminal, fail, print_json};
+pub use terminal::{Counters, Terminal, error_chain, fail, print_json};
 
 #[cfg(test)]
 mod tests;

@@ -37,7 +37,9 @@ impl Terminal {
         if format == LogFormat::Json {
             fmt.json().flatten_event(true).init();
         } else {
-            fmt.with_ansi(tty && !json_summary).init();
+            // Colour only for a person at a terminal who has not asked for none.
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            fmt.with_ansi(tty && !json_summary && !no_color).init();
         }
         Terminal { bars }
     }
@@ -137,10 +139,28 @@ pub fn print_json(v: &serde_json::Value) {
     println!("{v}");
 }
 
+/// An error and its causes, each said once: library errors often include their
+/// source's text in their own message (thiserror's `{source}`) and also report it
+/// as the source, which `{:#}` would print twice.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// Reports that `program` could not run: `{"error": …}` on stdout when `json`,
 /// and always `program: error: …` on stderr. Returns exit status 1.
 pub fn fail(program: &str, json: bool, e: &anyhow::Error) -> ExitCode {
-    let msg = format!("{e:#}");
+    let msg = error_chain(e);
     if json {
         print_json(&serde_json::json!({ "error": msg }));
     }

@@ -52,3 +52,32 @@ fn counters_make_the_seed_line() {
     c.reset(3, 1000);
     assert_eq!(c.line(), "0 of 3 • 0 B / 1.00 kB");
 }
+
+/// A library error that prints its source and also reports it as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("source /tmp/nope: {0}")]
+struct Repeats(#[source] std::io::Error);
+
+#[test]
+fn an_error_chain_says_each_cause_once() {
+    let io = std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        "No such file or directory (os error 2)",
+    );
+    let e = anyhow::Error::new(Repeats(io));
+    assert_eq!(
+        format!("{e:#}").matches("No such file").count(),
+        2,
+        "the bug this fixes"
+    );
+    assert_eq!(
+        error_chain(&e),
+        "source /tmp/nope: No such file or directory (os error 2)"
+    );
+    // Context that adds something keeps it, once each.
+    let e = e.context("backup");
+    assert_eq!(
+        error_chain(&e),
+        "backup: source /tmp/nope: No such file or directory (os error 2)"
+    );
+}

@@ -89,6 +89,9 @@ struct Cli {
     /// Print one JSON report on stdout.
     #[arg(long, env = "IMB_JSON")]
     json: bool,
+    /// Log lines on stderr as text or as one JSON object per line.
+    #[arg(long, env = "IMB_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: imb_cli::LogFormat,
 }
 
 fn main() -> ExitCode {
@@ -96,14 +99,8 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let json = cli.json;
+    let _term = imb_cli::Terminal::install(cli.log_format, json);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -235,9 +232,10 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
         report["db_restore"] = match db_restore(&cli, &*store, passed_dump.as_deref()).await {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "database restore failed");
+                let e = imb_cli::error_chain(&e);
+                tracing::error!(error = %e, "database restore failed");
                 problems = true;
-                json!({ "error": format!("{e:#}") })
+                json!({ "error": e })
             }
         };
     }
