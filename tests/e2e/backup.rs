@@ -7,7 +7,7 @@ use std::process::Command;
 
 use imb_manifest::ManifestReader;
 
-use crate::util::{backup, code, files, library, run_json, spawn, write};
+use crate::util::{backup, bin, code, files, library, run_json, spawn, write};
 
 fn args(c: &mut Command, src: &std::path::Path, dst: &std::path::Path) {
     c.arg("--source").arg(src).arg("--dest").arg(dst);
@@ -410,4 +410,39 @@ fn settings_come_from_env_and_config_file() {
         dst.join("library/backups/.immich").is_file(),
         "its marker is kept"
     );
+}
+
+/// `PROGRAM completions SHELL` and `PROGRAM man`, for each binary, as clap-based
+/// tools offer them; a shell we do not know is a usage error.
+#[test]
+fn completions_and_man_pages_for_every_binary() {
+    for b in ["backup", "restore-verify", "device-sync"] {
+        for (shell, says) in [
+            ("bash", format!("complete -F _{}", b.replace('-', "__"))),
+            ("zsh", format!("#compdef {b}")),
+            ("fish", format!("complete -c {b}")),
+        ] {
+            let out = Command::new(bin(b))
+                .args(["completions", shell])
+                .output()
+                .unwrap();
+            assert_eq!(code(&out), 0, "{b} {shell}");
+            let script = String::from_utf8_lossy(&out.stdout);
+            assert!(script.contains(&says), "{b} {shell}: {script:.300}");
+            let flag = if shell == "fish" { "-l json" } else { "--json" };
+            assert!(script.contains(flag), "{b} {shell} completes the flags");
+        }
+        let out = Command::new(bin(b)).arg("man").output().unwrap();
+        let page = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            page.contains(".TH") && page.contains(r"\-\-json"),
+            "{b}: {page:.300}"
+        );
+        let out = Command::new(bin(b))
+            .args(["completions", "tcsh"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 1);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("name a shell"));
+    }
 }

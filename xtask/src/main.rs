@@ -42,7 +42,9 @@ Tasks:
                       --write replaces the matching section of docs/benchmarks.md
   sample --out DIR [--files N] [--seed S] [--force]
                       generate a deterministic Immich-shaped library (default 200 files)
-  demo                generate a sample library and back it up to target/demo/backup
+  demo                the whole story on a sample library in target/demo: back up, change a
+                      photo, back up again, verify, restore, compare
+  man [--out DIR]     man pages for the three binaries (default target/man)
   help                print this list
 ";
 
@@ -77,6 +79,7 @@ fn run() -> Result<()> {
             args.finish()?;
             demo::run()
         }
+        "man" => man(args),
         "help" | "-h" | "--help" => {
             print!("{TASKS}");
             Ok(())
@@ -86,6 +89,28 @@ fn run() -> Result<()> {
             bail!("unknown task `{other}`")
         }
     }
+}
+
+/// `cargo xtask man`: each binary renders its own page (`PROGRAM man`).
+fn man(mut args: Args) -> Result<()> {
+    let out: std::path::PathBuf = args
+        .value("--out")?
+        .unwrap_or_else(|| project_root().join("target/man"));
+    args.finish()?;
+    cmd::cmd("cargo", ["build", "--release", "--bins"]).run()?;
+    std::fs::create_dir_all(&out)?;
+    for bin in ["backup", "restore-verify", "device-sync"] {
+        let exe = project_root().join("target/release").join(bin);
+        let page = cmd::cmd(exe.to_str().unwrap_or(bin), ["man"]).read()?;
+        let path = out.join(format!("{bin}.1"));
+        std::fs::write(&path, page)?;
+        println!("{}", path.display());
+    }
+    println!(
+        "install: cp {}/*.1 /usr/local/share/man/man1/",
+        out.display()
+    );
+    Ok(())
 }
 
 /// The workspace root: the parent of this crate's directory.

@@ -21,10 +21,54 @@ pub enum LogFormat {
     Json,
 }
 
+/// `PROGRAM completions SHELL` (bash, zsh, fish, elvish, powershell) prints a
+/// completion script and `PROGRAM man` a man page, as clap-based tools do. Both are
+/// answered before settings are read (they need none); `None` for any other
+/// command line.
+pub(crate) fn extra_command<C: clap::CommandFactory>() -> Option<ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    let first = args.next()?;
+    let mut cmd = C::command();
+    let name = cmd.get_name().to_owned();
+    let mut out = std::io::stdout().lock();
+    match first.to_str()? {
+        "completions" => {
+            let asked = args.next();
+            let Some(shell) = asked
+                .as_ref()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<clap_complete::Shell>().ok())
+            else {
+                #[allow(clippy::print_stderr, reason = "a usage error, before logging exists")]
+                {
+                    let asked = asked.map_or_else(
+                        || "nothing".to_owned(),
+                        |a| format!("{:?}", a.to_string_lossy()),
+                    );
+                    eprintln!(
+                        "{name}: error: completions: name a shell (bash, zsh, fish, elvish, powershell), not {asked}"
+                    );
+                }
+                return Some(ExitCode::from(1));
+            };
+            clap_complete::generate(shell, &mut cmd, name, &mut out);
+            Some(ExitCode::SUCCESS)
+        }
+        "man" => Some(match clap_mangen::Man::new(cmd).render(&mut out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(1),
+        }),
+        _ => None,
+    }
+}
+
 /// Parses the command line into `C`. On `--help` or `--version` (exit 0) and on a
 /// usage error (exit 1, like every other "could not run") clap has printed what
 /// to say, and the exit status is returned.
 pub fn parse_args<C: Parser>() -> Result<C, ExitCode> {
+    if let Some(code) = extra_command::<C>() {
+        return Err(code);
+    }
     C::try_parse().map_err(|e| {
         let _ = e.print();
         if e.use_stderr() {
