@@ -3,6 +3,7 @@
 //! `cargo xtask test` builds the binaries first.
 
 mod backup;
+mod contract;
 mod database;
 mod device_sync;
 mod gcs;

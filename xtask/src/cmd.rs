@@ -40,6 +40,12 @@ where
 }
 
 impl Cmd {
+    /// Sets an environment variable for the child.
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
+        self.inner.env(key, value);
+        self
+    }
+
     /// Echoes the command, runs it with output going to the terminal, and fails if it
     /// exits non-zero.
     pub(crate) fn run(mut self) -> Result<()> {

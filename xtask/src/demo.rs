@@ -52,14 +52,24 @@ pub(crate) fn story(bins: &Path, dir: &Path) -> Result<String> {
     let tool = |name: &str| -> PathBuf { bins.join(name) };
     let step = |title: &str| eprintln!("\n== {title}");
     let run = |name: &str, args: &[&str]| -> Result<serde_json::Value> {
-        // What a user types, then what we run (with --json, to check the story).
-        eprintln!("$ {name} {}", args.join(" "));
+        // What a user types; the echo that follows is what runs (with --json, to
+        // check the story, and only warnings logged).
+        let prefix = format!("{}/", dir.display());
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| {
+                a.strip_prefix(prefix.as_str())
+                    .map_or_else(|| (*a).to_owned(), |r| format!("{DEMO}/{r}"))
+            })
+            .collect();
+        eprintln!("$ {name} {}", shown.join(" "));
         let mut all: Vec<&str> = args.to_vec();
         all.push("--json");
         let out = cmd(
             tool(name).to_str().context("binary path is not UTF-8")?,
             all,
         )
+        .env("RUST_LOG", "warn")
         .read()?;
         serde_json::from_str(out.trim()).with_context(|| format!("{name} printed no JSON summary"))
     };
