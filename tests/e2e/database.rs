@@ -14,7 +14,7 @@ pub(crate) fn immich_db(pg: &ScratchCluster) {
         "immich",
         r#"CREATE TABLE version_history (id serial PRIMARY KEY, "createdAt" timestamptz NOT NULL, version text NOT NULL);
            INSERT INTO version_history ("createdAt", version) VALUES ('2024-01-01', 'v1.118.0'), ('2024-06-01', 'v2.3.1');
-           CREATE TABLE asset (id uuid PRIMARY KEY, "originalPath" text NOT NULL, checksum bytea NOT NULL);
+           CREATE TABLE asset (id uuid PRIMARY KEY, "originalPath" text NOT NULL, checksum bytea NOT NULL, "sidecarPath" text);
            INSERT INTO asset SELECT gen_random_uuid(), '/data/library/admin/' || i || '.jpg', sha224(i::text::bytea) FROM generate_series(1, 500) i;"#,
     )
     .unwrap();
@@ -460,4 +460,155 @@ fn restore_verify_can_load_the_dump_into_a_named_server() {
         .unwrap();
     assert_eq!(left.trim(), "0", "the verification database is dropped");
     let _ = code(&out);
+}
+
+/// Sidecars are found where each schema generation keeps them (#22): plural tables
+/// with `assets."sidecarPath"` (v1), `asset_file` for thumbnails beside
+/// `asset."sidecarPath"` for sidecars (v2.0–v2.3), sidecar rows in `asset_file`
+/// (v2.4 on). A sidecar missing from the backup is a finding naming it and its
+/// asset; a sidecar is never an unreferenced original.
+#[test]
+fn sidecars_are_checked_on_every_schema_generation() {
+    let pg = ScratchCluster::start().unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("upload");
+    library(&src, 3, 100);
+    let originals: Vec<String> = (0..3)
+        .map(|i| format!("library/admin/{}/{:02}/IMG_{i:05}.jpg", 2020 + i, i + 1))
+        .collect();
+    for o in &originals {
+        crate::util::write(
+            &src.join(format!("{o}.xmp")),
+            format!("<xmp about='{o}'/>").as_bytes(),
+        );
+    }
+    crate::util::write(&src.join("library/admin/orphan.jpg"), b"no asset row");
+    let sha1 = |p: &str| imb_hash::digest(&fs::read(src.join(p)).unwrap()).sha1_hex();
+
+    for (generation, says) in [
+        ("v1", "before v2: sidecars in assets.sidecarPath"),
+        (
+            "v2.0",
+            "v2.0–v2.3: thumbnails in asset_file, sidecars in asset.sidecarPath",
+        ),
+        ("v2.4", "v2.4 and later: sidecars in asset_file"),
+    ] {
+        let db = format!("immich_{}", generation.replace('.', ""));
+        pg.create_db(&db).unwrap();
+        let (asset, root) = if generation == "v1" {
+            ("assets", "/usr/src/app/upload")
+        } else {
+            ("asset", "/data")
+        };
+        let (users, albums) = if generation == "v1" {
+            ("users", "albums")
+        } else {
+            ("\"user\"", "album")
+        };
+        let sidecar_column = if generation == "v2.4" {
+            ""
+        } else {
+            r#", "sidecarPath" text"#
+        };
+        let mut sql = format!(
+            r#"CREATE TABLE {users} (id int PRIMARY KEY); INSERT INTO {users} VALUES (1);
+               CREATE TABLE {albums} (id int PRIMARY KEY);
+               CREATE TABLE version_history (id serial PRIMARY KEY, "createdAt" timestamptz NOT NULL, version text NOT NULL);
+               INSERT INTO version_history ("createdAt", version) VALUES (now(), '{generation}.0');
+               CREATE TABLE {asset} (id int PRIMARY KEY, "originalPath" text NOT NULL, checksum bytea NOT NULL, "libraryId" int{sidecar_column});
+            "#
+        );
+        if generation != "v1" {
+            sql.push_str(r#"CREATE TABLE asset_file (id serial PRIMARY KEY, "assetId" int, type text, path text);"#);
+        }
+        for (i, o) in originals.iter().enumerate() {
+            let xmp = format!("{root}/{o}.xmp");
+            let sidecar_value = if generation == "v2.4" {
+                String::new()
+            } else {
+                format!(", '{xmp}'")
+            };
+            let sidecar_col = if generation == "v2.4" {
+                ""
+            } else {
+                r#", "sidecarPath""#
+            };
+            sql.push_str(&format!(
+                r#"INSERT INTO {asset} (id, "originalPath", checksum{sidecar_col}) VALUES ({i}, '{root}/{o}', decode('{}', 'hex'){sidecar_value});"#,
+                sha1(o)
+            ));
+            match generation {
+                "v2.0" => sql.push_str(&format!(
+                    "INSERT INTO asset_file (\"assetId\", type, path) VALUES ({i}, 'thumbnail', '{root}/thumbs/{i}.webp');"
+                )),
+                "v2.4" => sql.push_str(&format!(
+                    "INSERT INTO asset_file (\"assetId\", type, path) VALUES ({i}, 'sidecar', '{xmp}');"
+                )),
+                _ => {}
+            }
+        }
+        pg.psql(&db, &sql).unwrap();
+        let verify = |dst: &std::path::Path, all: bool| {
+            let mut c = crate::util::restore_verify();
+            c.arg("--from").arg(dst);
+            if all {
+                c.arg("--all");
+            }
+            run_json(c)
+        };
+        let backup_into = |dst: &std::path::Path, exclude: Option<&str>| {
+            let mut c = backup();
+            with_db(&mut c, &pg, pg.password());
+            c.env("DB_DATABASE_NAME", &db)
+                .arg("--source")
+                .arg(&src)
+                .arg("--dest")
+                .arg(dst);
+            if let Some(x) = exclude {
+                c.args(["--exclude", x]);
+            }
+            let (out, s) = run_json(c);
+            assert_eq!(code(&out), 0, "{generation}: {s}");
+        };
+
+        // Every sidecar backed up: all good, and the orphan is the only
+        // unreferenced original.
+        let dst = t.path().join(format!("{db}-full"));
+        backup_into(&dst, None);
+        let (out, v) = verify(&dst, true);
+        assert_eq!(code(&out), 0, "{generation}: {v}");
+        assert_eq!(v["database"]["schema"], says, "{generation}");
+        assert_eq!(
+            v["database"]["unreferenced_originals"], 1,
+            "{generation}: {v}"
+        );
+        assert_eq!(v["database"]["unreferenced"][0], "library/admin/orphan.jpg");
+
+        // A sidecar never backed up: a finding naming it and its asset.
+        let partial = t.path().join(format!("{db}-partial"));
+        backup_into(&partial, Some("**/IMG_00001.jpg.xmp"));
+        let (out, v) = verify(&partial, false);
+        assert_eq!(code(&out), 2, "{generation}: {v}");
+        let findings = v["database"]["findings"].to_string();
+        assert!(
+            findings.contains(&format!("{root}/{}.xmp", originals[1]))
+                && findings.contains(&format!("sidecar of {root}/{}", originals[1])),
+            "{generation}: {findings}"
+        );
+
+        // A sidecar deleted from the target, and one whose bytes changed.
+        let gone = dst.join("library").join(format!("{}.xmp", originals[2]));
+        fs::remove_file(&gone).unwrap();
+        let changed = dst.join("library").join(format!("{}.xmp", originals[0]));
+        fs::write(&changed, b"<xmp tampered='yes'/>").unwrap();
+        let (out, v) = verify(&dst, true);
+        assert_eq!(code(&out), 2, "{generation}: {v}");
+        let findings = v["verify"]["findings"].to_string();
+        for o in [&originals[2], &originals[0]] {
+            assert!(
+                findings.contains(&format!("{o}.xmp")),
+                "{generation}: {findings}"
+            );
+        }
+    }
 }

@@ -81,6 +81,8 @@ pub struct DbReport {
     pub external_assets: u64,
     /// The newest `version_history` row.
     pub version_in_database: Option<String>,
+    /// The schema generation recognised (where sidecars are kept).
+    pub schema: String,
     /// The version in the dump's name.
     pub version_in_name: Option<String>,
     /// Originals checked against the manifest.
@@ -618,30 +620,55 @@ fn consistency(pg: &Db, manifest: &Path, roots: &[String], report: &mut DbReport
             r#"SELECT "originalPath", encode(checksum, 'hex') FROM {asset} {own} ORDER BY 1"#
         ))
         .map_err(|e| io(Path::new("psql"), e))?;
-    let mut sidecars: Vec<String> = Vec::new();
-    if query(pg, "SELECT to_regclass('public.asset_file') IS NOT NULL").as_deref() == Some("t") {
-        sidecars = pg
-            .psql("SELECT path FROM asset_file WHERE type = 'sidecar'")
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-    } else if query(
+    // Sidecars, where this schema generation keeps them: `asset_file` rows of type
+    // sidecar (v2.4 on), `asset."sidecarPath"` (before v2.4; v2.0–v2.3 have both the
+    // table, for thumbnails, and the column, for sidecars). Both are read when both
+    // exist. Each is (sidecar path, its asset's original path).
+    let has_asset_file =
+        query(pg, "SELECT to_regclass('public.asset_file') IS NOT NULL").as_deref() == Some("t");
+    let has_sidecar_column = query(
         pg,
-        r#"SELECT count(*) FROM information_schema.columns WHERE column_name = 'sidecarPath'"#,
+        &format!("SELECT count(*) FROM information_schema.columns WHERE table_name = '{table}' AND column_name = 'sidecarPath'"),
     )
     .as_deref()
-        != Some("0")
-    {
-        sidecars = pg
-            .psql(&format!(
-                r#"SELECT "sidecarPath" FROM {asset} WHERE "sidecarPath" IS NOT NULL"#
-            ))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        != Some("0");
+    let and_own = if has_library {
+        r#"AND a."libraryId" IS NULL"#
+    } else {
+        ""
+    };
+    let mut sidecars: Vec<(String, String)> = Vec::new();
+    let mut read_pairs = |sql: String| {
+        for line in pg.psql(&sql).unwrap_or_default().lines() {
+            if let Some((sidecar, original)) = line.split_once('|') {
+                sidecars.push((sidecar.to_owned(), original.to_owned()));
+            }
+        }
+    };
+    if has_asset_file {
+        read_pairs(format!(
+            r#"SELECT f.path, a."originalPath" FROM asset_file f JOIN {asset} a ON a.id = f."assetId" WHERE f.type = 'sidecar' {and_own}"#
+        ));
     }
+    if has_sidecar_column {
+        read_pairs(format!(
+            r#"SELECT a."sidecarPath", a."originalPath" FROM {asset} a WHERE a."sidecarPath" IS NOT NULL {and_own}"#
+        ));
+    }
+    report.schema = match (has_asset_file, has_sidecar_column) {
+        (true, true) => "v2.0–v2.3: thumbnails in asset_file, sidecars in asset.sidecarPath".into(),
+        (true, false) => "v2.4 and later: sidecars in asset_file".into(),
+        (false, true) => format!("before v2: sidecars in {table}.sidecarPath"),
+        (false, false) => {
+            let dump = report.dump.clone();
+            report.add(
+                &dump,
+                &dump,
+                format!("unrecognised Immich schema: neither an asset_file table nor {table}.sidecarPath, so sidecars cannot be checked"),
+            );
+            "unrecognised".into()
+        }
+    };
     let reader = imb_manifest::ManifestReader::open(manifest)?;
     let rel = |p: &str| -> Option<String> {
         let r = roots.iter().find_map(|root| {
@@ -684,11 +711,15 @@ fn consistency(pg: &Db, manifest: &Path, roots: &[String], report: &mut DbReport
             Some(_) => {}
         }
     }
-    for sc in &sidecars {
+    for (sc, original) in &sidecars {
         let Some(fp) = rel(sc) else { continue };
         referenced.insert(fp.clone());
         if reader.get(&fp)?.is_none_or(|r| r.archived) {
-            report.add(sc, "", "sidecar is not in the backup".into());
+            report.add(
+                sc,
+                "",
+                format!("sidecar of {original} is not in the backup"),
+            );
         }
     }
     // Originals nobody references: files in the originals folders that no asset names.
