@@ -446,3 +446,51 @@ fn completions_and_man_pages_for_every_binary() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("name a shell"));
     }
 }
+
+/// At a terminal (a pseudo-terminal from `script`): the bar, no line per manifest
+/// save above it, and a summary that ends with the rate. Piped, the per-save lines
+/// stay in the log.
+#[test]
+fn a_terminal_gets_the_bar_and_the_rate_not_a_line_per_save() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    library(&src, 60, 1000);
+    let c = backup();
+    let mut line = format!(
+        "{} --source {} --dest {} --save-every 5",
+        c.get_program().to_string_lossy(),
+        src.display(),
+        dst.display()
+    );
+    line.push_str(" 2>&1");
+    let mut script = Command::new("script");
+    script.args(["-qfec", &line, "/dev/null"]);
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    // The test's own RUST_LOG=info would bring the lines back, as it should.
+    script.env_remove("RUST_LOG");
+    let out = script.output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{screen}");
+    assert!(!screen.contains("manifest journal saved"), "{screen}");
+    assert!(
+        screen.contains("Backup complete") && screen.contains("files/s"),
+        "{screen}"
+    );
+
+    // Piped: the same run's saves are logged.
+    fs::remove_dir_all(&dst).unwrap();
+    let mut c = backup();
+    args(&mut c, &src, &dst);
+    let out = c
+        .args(["--save-every", "5"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.matches("manifest journal saved").count() >= 10, "{log}");
+}

@@ -25,28 +25,36 @@ struct BarProgress {
     bar: ProgressBar,
     c: Counters,
     unchanged: AtomicU64,
+    started: Instant,
 }
+
+/// The bar: file, bar, the seed's counts, the rate, and (once the walk has counted
+/// everything) the time left.
+const BAR: &str = "{wide_msg}\n[{bar:40}] {percent:>3}%  {prefix}";
+const BAR_WITH_ETA: &str = "{wide_msg}\n[{bar:40}] {percent:>3}%  {prefix} • ETA {eta}";
 
 impl BarProgress {
     fn new(mp: &MultiProgress) -> Self {
         let bar = mp.add(ProgressBar::new(0));
-        bar.set_style(
-            ProgressStyle::with_template("{wide_msg}\n[{bar:40}] {percent:>3}%  {prefix}")
-                .expect("template is valid")
-                .progress_chars("█░ "),
-        );
+        bar.set_style(style(BAR));
         bar.enable_steady_tick(Duration::from_millis(200));
         BarProgress {
             bar,
             c: Counters::default(),
             unchanged: AtomicU64::new(0),
+            started: Instant::now(),
         }
     }
 
     fn refresh(&self) {
         let unchanged = self.unchanged.load(Ordering::Relaxed);
-        self.bar
-            .set_prefix(format!("{} ({unchanged} unchanged)", self.c.line()));
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let (files, bytes) = self.c.done_counts();
+        self.bar.set_prefix(format!(
+            "{} ({unchanged} unchanged) • {}",
+            self.c.line(),
+            rate(files, bytes, secs)
+        ));
     }
 }
 
@@ -67,6 +75,24 @@ impl Progress for BarProgress {
     fn unchanged(&self) {
         self.unchanged.fetch_add(1, Ordering::Relaxed);
     }
+    fn walk_finished(&self) {
+        self.bar.set_style(style(BAR_WITH_ETA));
+    }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("template is valid")
+        .progress_chars("█░ ")
+}
+
+/// "41 files/s, 3.2 MB/s".
+fn rate(files: u64, bytes: u64, secs: f64) -> String {
+    format!(
+        "{:.0} files/s, {}/s",
+        files as f64 / secs,
+        DecimalBytes((bytes as f64 / secs) as u64)
+    )
 }
 
 /// Without a terminal: a progress log line at most every 30 seconds.
@@ -168,6 +194,11 @@ pub(crate) fn print_summary(s: &Summary) {
     for w in &s.warnings {
         out.push_str(&format!("  warning: {w}\n"));
     }
-    out.push_str(&format!("  took {:.1} s\n", s.duration_s));
+    let done = s.files_uploaded + s.files_unchanged + s.files_deduplicated;
+    out.push_str(&format!(
+        "  took {:.1} s ({})\n",
+        s.duration_s,
+        rate(done, s.bytes_uploaded, s.duration_s.max(0.001))
+    ));
     eprint!("{out}");
 }

@@ -29,7 +29,14 @@ impl Terminal {
         let bars = (tty && format == LogFormat::Text)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         let writer = SuspendWriter(bars.clone());
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        // A person at a terminal watches the bars; per-save lines would flood them
+        // (they stay in piped and JSON logs, and RUST_LOG can bring them back).
+        let default = if bars.is_some() {
+            "info,imb_engine::save=warn"
+        } else {
+            "info"
+        };
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
         let fmt = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(writer);
@@ -120,6 +127,14 @@ impl Counters {
     pub fn done(&self, bytes: u64) {
         self.files_done.fetch_add(1, Ordering::Relaxed);
         self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Files and bytes done so far.
+    pub fn done_counts(&self) -> (u64, u64) {
+        (
+            self.files_done.load(Ordering::Relaxed),
+            self.bytes_done.load(Ordering::Relaxed),
+        )
     }
 
     /// The seed's progress line: "12 of 50 • 2.4 MB / 5.1 MB".

@@ -490,7 +490,8 @@ impl Coordinator<'_> {
         .name();
         match self.upload_file(&path, &name) {
             Ok(()) => {
-                tracing::info!(journal = %name, rows, "manifest journal saved");
+                // Its own target: a terminal hides these (one per 1000 files).
+                tracing::info!(target: "imb_engine::save", journal = %name, rows, "manifest journal saved");
                 self.summary.manifest_saves += 1;
             }
             Err(e) => {
