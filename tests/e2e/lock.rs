@@ -145,3 +145,27 @@ fn four_backups_started_together_on_a_local_directory_let_exactly_one_run() {
         assert_one_runner(round, &outs);
     }
 }
+
+#[test]
+fn four_backups_started_together_on_a_retention_locked_bucket_let_exactly_one_run() {
+    let emu = Emulator::fake_gcs();
+    // A bucket with a locked retention policy: no overwrite, no delete. The lock is
+    // made of creates only, so it holds the same.
+    let proxy = FaultProxy::start(0, emu.port(), |s| {
+        let overwrite =
+            s.target.starts_with("/upload/") && !s.target.contains("ifGenerationMatch=0");
+        if overwrite || s.method == "DELETE" {
+            Fault::Status(403, None)
+        } else {
+            Fault::Forward
+        }
+    });
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("upload");
+    library(&src, 3, 100);
+    gcs_rounds(&proxy.endpoint(), &src, "locked");
+    assert!(
+        proxy.requests().iter().any(|r| r.status == 403),
+        "the lock was exercised"
+    );
+}

@@ -337,6 +337,12 @@ fn load_and_check(
     without: &[String],
     mut report: DbReport,
 ) -> Result<DbReport> {
+    // The whole dump through the guard first: a refused one is never loaded at all
+    // (and needs no server).
+    let checked = filter_sql(gz, std::io::sink(), &[], true, &mut DbReport::default());
+    if unusable(checked, &mut report).is_some() {
+        return Ok(report);
+    }
     let (pg, available) = open_db(server, without)?;
     let scratch = matches!(pg.server, Server::Scratch(_));
     report.confined = matches!(&pg.server, Server::Scratch(c) if c.confined());
@@ -361,34 +367,15 @@ fn load_and_check(
     let mut stdin = psql.stdin.take().expect("stdin piped");
     let fed = writeln!(stdin, "\\restrict {key}")
         .and_then(|()| filter_sql(gz, &mut stdin, &missing, scratch, &mut report));
-    let dump = report.dump.clone();
-    let refusal = match fed {
-        Ok(Ok(())) => None,
-        Ok(Err(refusal)) => Some(refusal.to_string()),
-        Err(e) => {
-            // Killed before its input ends, psql never commits: nothing is loaded.
-            let _ = psql.kill();
-            let _ = psql.wait();
-            report.add(
-                &dump,
-                &dump,
-                format!("dump is not a valid gzip stream: {e}"),
-            );
-            return Ok(report);
-        }
-    };
-    if let Some(why) = refusal {
+    if unusable(fed, &mut report).is_some() {
+        // The guard is deterministic, so this is only a backstop for a dump that
+        // changed on disk between the passes. Killed before its input ends, psql
+        // never commits: nothing is loaded.
         let _ = psql.kill();
         let _ = psql.wait();
-        tracing::error!(dump = %dump, refusal = %why, "dump refused before loading");
-        report.add(
-            &dump,
-            &dump,
-            format!("refused before loading ({why}): pg_dump never writes this; the target may have been tampered with"),
-        );
-        report.refused = Some(why);
         return Ok(report);
     }
+    let dump = report.dump.clone();
     drop(stdin);
     let out = psql
         .wait_with_output()
@@ -402,6 +389,34 @@ fn load_and_check(
     sanity(&pg, &mut report);
     consistency(&pg, manifest, roots, &mut report)?;
     Ok(report)
+}
+
+/// Records why a guard pass makes the dump unusable (not gzip, or refused), and
+/// returns the report then; `None` when the pass was clean.
+fn unusable(
+    pass: std::io::Result<std::result::Result<(), Refusal>>,
+    report: &mut DbReport,
+) -> Option<&mut DbReport> {
+    let dump = report.dump.clone();
+    match pass {
+        Ok(Ok(())) => return None,
+        Ok(Err(refusal)) => {
+            let why = refusal.to_string();
+            tracing::error!(dump = %dump, refusal = %why, "dump refused before loading");
+            report.add(
+                &dump,
+                &dump,
+                format!("refused before loading ({why}): pg_dump never writes this; the target may have been tampered with"),
+            );
+            report.refused = Some(why);
+        }
+        Err(e) => report.add(
+            &dump,
+            &dump,
+            format!("dump is not a valid gzip stream: {e}"),
+        ),
+    }
+    Some(report)
 }
 
 /// The statement's text without the comments and blank lines before it.
