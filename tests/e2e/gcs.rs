@@ -260,16 +260,7 @@ fn backup_to_gcs_survives_faults_and_counts_retries() {
 #[test]
 fn a_retention_locked_bucket_only_loses_the_convenience_copy() {
     let emu = Emulator::fake_gcs();
-    let proxy = FaultProxy::start(0, emu.port(), |s| {
-        // A create carries ifGenerationMatch=0; anything else would overwrite.
-        let overwrite =
-            s.target.starts_with("/upload/") && !s.target.contains("ifGenerationMatch=0");
-        if overwrite || s.method == "DELETE" {
-            Fault::Status(403, None)
-        } else {
-            Fault::Forward
-        }
-    });
+    let proxy = FaultProxy::start(0, emu.port(), imb_gcs::testing::retention_locked);
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("upload");
     library(&src, 5, 500);

@@ -151,15 +151,7 @@ fn four_backups_started_together_on_a_retention_locked_bucket_let_exactly_one_ru
     let emu = Emulator::fake_gcs();
     // A bucket with a locked retention policy: no overwrite, no delete. The lock is
     // made of creates only, so it holds the same.
-    let proxy = FaultProxy::start(0, emu.port(), |s| {
-        let overwrite =
-            s.target.starts_with("/upload/") && !s.target.contains("ifGenerationMatch=0");
-        if overwrite || s.method == "DELETE" {
-            Fault::Status(403, None)
-        } else {
-            Fault::Forward
-        }
-    });
+    let proxy = FaultProxy::start(0, emu.port(), imb_gcs::testing::retention_locked);
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("upload");
     library(&src, 3, 100);

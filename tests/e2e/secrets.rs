@@ -41,21 +41,6 @@ impl Canaries {
     }
 }
 
-fn private_key() -> String {
-    let out = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
-        .output()
-        .expect("openssl runs");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// A script at `dir/name` that appends its argv and environment to `log`, then
 /// runs `real`. `--version` probes (ours, while writing it) are not recorded.
 fn recorder(dir: &Path, name: &str, real: &Path, log: &Path) -> PathBuf {
@@ -84,7 +69,7 @@ fn no_secret_reaches_output_the_target_or_a_child() {
     let pg = ScratchCluster::start().unwrap();
     immich_db(&pg);
     pg.create_db("target").unwrap();
-    let pem = private_key();
+    let pem = imb_gcs::testing::private_key_pem();
     let body = pem
         .lines()
         .nth(6)

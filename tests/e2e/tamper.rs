@@ -34,6 +34,25 @@ fn marker_dir(t: &Path) -> PathBuf {
     d
 }
 
+/// A directory for `IMB_PG_BIN_DIR`: the system's server binaries, with `psql`
+/// replaced by a shell script whose body is `psql_script` (`REAL` stands for the
+/// real psql).
+fn bin_dir_with_psql(pg: &ScratchCluster, t: &Path, psql_script: &str) -> PathBuf {
+    let bin = t.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for e in std::fs::read_dir(pg.bin_dir()).unwrap().flatten() {
+        if e.file_name() != "psql" {
+            std::os::unix::fs::symlink(e.path(), bin.join(e.file_name())).unwrap();
+        }
+    }
+    let wrapper = bin.join("psql");
+    let body = psql_script.replace("REAL", &pg.bin("psql").display().to_string());
+    std::fs::write(&wrapper, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    imb_pgdump::testing::wait_until_executable(&wrapper).unwrap();
+    bin
+}
+
 /// Plants `text` as the newest dump (a minute ahead of now) and returns its key.
 fn plant(dst: &Path, text: &str) -> String {
     let key =
@@ -243,26 +262,15 @@ fn the_next_run_cleans_up_after_a_killed_one() {
     std::fs::create_dir(&tmp).unwrap();
     // The system's server binaries, with a psql that parks the load: the run is
     // then killed at a known point, its cluster up.
-    let bin = t.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    for e in std::fs::read_dir(pg.bin_dir()).unwrap().flatten() {
-        if e.file_name() != "psql" {
-            std::os::unix::fs::symlink(e.path(), bin.join(e.file_name())).unwrap();
-        }
-    }
     let mark = t.path().join("parked");
-    let wrapper = bin.join("psql");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = --single-transaction ] && {{ echo $$ > {}.tmp; mv {0}.tmp {0}; exec sleep 300; }}; done\nexec {} \"$@\"\n",
-            mark.display(),
-            pg.bin("psql").display()
+    let bin = bin_dir_with_psql(
+        &pg,
+        t.path(),
+        &format!(
+            "for a in \"$@\"; do [ \"$a\" = --single-transaction ] && {{ echo $$ > {}.tmp; mv {0}.tmp {0}; exec sleep 300; }}; done\nexec REAL \"$@\"",
+            mark.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    imb_pgdump::testing::wait_until_executable(&wrapper).unwrap();
+    );
 
     let mut c = restore_verify();
     c.env("TMPDIR", &tmp)
@@ -436,24 +444,11 @@ fn a_psql_without_restrict_is_refused_with_exit_1() {
     let pg = ScratchCluster::start().unwrap();
     let t = tempfile::tempdir().unwrap();
     let (dst, _) = target_with_a_dump(&pg, t.path());
-    let bin = t.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    for e in std::fs::read_dir(pg.bin_dir()).unwrap().flatten() {
-        if e.file_name() != "psql" {
-            std::os::unix::fs::symlink(e.path(), bin.join(e.file_name())).unwrap();
-        }
-    }
-    let old = bin.join("psql");
-    std::fs::write(
-        &old,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'psql (PostgreSQL) 15.13'; exit 0; }}\nexec {} \"$@\"\n",
-            pg.bin("psql").display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
-    imb_pgdump::testing::wait_until_executable(&old).unwrap();
+    let bin = bin_dir_with_psql(
+        &pg,
+        t.path(),
+        "[ \"$1\" = --version ] && { echo 'psql (PostgreSQL) 15.13'; exit 0; }\nexec REAL \"$@\"",
+    );
     let mut c = restore_verify();
     c.env("IMB_PG_BIN_DIR", &bin).arg("--from").arg(&dst);
     let (out, v) = run_json(c);

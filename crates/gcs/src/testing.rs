@@ -328,6 +328,34 @@ pub enum Fault {
 
 type Script = dyn Fn(&Seen) -> Fault + Send + Sync;
 
+/// A [`FaultProxy`] script that makes the bucket behave as one with a locked
+/// retention policy: any overwrite (an upload without `ifGenerationMatch=0`) and any
+/// delete is refused with 403.
+pub fn retention_locked(s: &Seen) -> Fault {
+    let overwrite = s.target.starts_with("/upload/") && !s.target.contains("ifGenerationMatch=0");
+    if overwrite || s.method == "DELETE" {
+        Fault::Status(403, None)
+    } else {
+        Fault::Forward
+    }
+}
+
+/// A fresh RSA private key in PEM, for service-account keys in tests (openssl).
+pub fn private_key_pem() -> String {
+    let out = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success(), "openssl genpkey failed");
+    String::from_utf8(out.stdout).expect("PEM is text")
+}
+
 /// A loopback HTTP proxy in front of an emulator that injects scripted faults and
 /// records every request.
 pub struct FaultProxy {

@@ -458,6 +458,15 @@ const CHILD_ENV: &[&str] = &[
     "PGTARGETSESSIONATTRS",
 ];
 
+/// How we run psql for queries: no psqlrc, bare rows, stop at the first error.
+pub(crate) const PSQL_QUERY: [&str; 5] = [
+    "--no-psqlrc",
+    "--quiet",
+    "--no-align",
+    "--tuples-only",
+    "--set=ON_ERROR_STOP=1",
+];
+
 /// [`CHILD_ENV`] (and `LC_*`) as set here, for `Command::env_clear().envs(…)`.
 pub(crate) fn child_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     std::env::vars_os()

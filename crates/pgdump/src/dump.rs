@@ -382,16 +382,8 @@ pub(crate) async fn query(
     let mut cmd = Command::new(psql);
     cmd.env_clear()
         .envs(crate::conn::child_env())
-        .args([
-            "--no-psqlrc",
-            "--quiet",
-            "--no-align",
-            "--tuples-only",
-            "--no-password",
-            "--set=ON_ERROR_STOP=1",
-            "--field-separator=\t",
-            "--dbname",
-        ])
+        .args(crate::conn::PSQL_QUERY)
+        .args(["--no-password", "--field-separator=\t", "--dbname"])
         .arg(conn.conninfo())
         .arg("--command")
         .arg(sql)

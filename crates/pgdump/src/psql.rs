@@ -36,15 +36,8 @@ impl Psql {
         let mut cmd = std::process::Command::new(&self.psql);
         cmd.env_clear()
             .envs(crate::conn::child_env())
-            .args([
-                "--no-psqlrc",
-                "--quiet",
-                "--no-align",
-                "--tuples-only",
-                "--no-password",
-                "--set=ON_ERROR_STOP=1",
-                "--dbname",
-            ])
+            .args(crate::conn::PSQL_QUERY)
+            .args(["--no-password", "--dbname"])
             .arg(conn.conninfo())
             .env("LC_ALL", "C");
         self.auth.apply_std(&mut cmd);

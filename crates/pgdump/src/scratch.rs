@@ -286,14 +286,8 @@ impl ScratchCluster {
         let mut cmd = Command::new(self.bin("psql"));
         cmd.env_clear()
             .envs(crate::conn::child_env())
-            .args([
-                "--no-psqlrc",
-                "--quiet",
-                "--no-align",
-                "--tuples-only",
-                "--set=ON_ERROR_STOP=1",
-                "--host",
-            ])
+            .args(crate::conn::PSQL_QUERY)
+            .arg("--host")
             .arg(self.root.path().join("sock"))
             .arg("--port")
             .arg(self.port.to_string())

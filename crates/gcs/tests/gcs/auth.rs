@@ -8,21 +8,6 @@ use imb_gcs::testing::{Emulator, Fault, FaultProxy, token_server};
 use imb_gcs::{Credentials, GcsStore};
 use imb_storage::{Key, ObjectCreate, Payload, PutOptions};
 
-fn private_key() -> String {
-    let out = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
-        .output()
-        .expect("openssl runs");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_service_account_key_runs_the_jwt_flow_and_sends_its_token() {
     let emu = Emulator::fake_gcs();
@@ -32,7 +17,7 @@ async fn a_service_account_key_runs_the_jwt_flow_and_sends_its_token() {
         "type": "service_account",
         "project_id": "p",
         "private_key_id": "1",
-        "private_key": private_key(),
+        "private_key": imb_gcs::testing::private_key_pem(),
         "client_email": "backup@p.iam.gserviceaccount.com",
         "client_id": "1",
         "token_uri": token_uri,
@@ -122,7 +107,7 @@ async fn a_401_gets_a_fresh_token_once() {
         }
     });
     let key = serde_json::json!({
-        "type": "service_account", "private_key": private_key(),
+        "type": "service_account", "private_key": imb_gcs::testing::private_key_pem(),
         "client_email": "backup@p.iam.gserviceaccount.com", "token_uri": token_uri,
     });
     let mut cfg = emu.config();
