@@ -53,6 +53,17 @@ fn bin_dir_with_psql(pg: &ScratchCluster, t: &Path, psql_script: &str) -> PathBu
     bin
 }
 
+/// How many tables `db` has in its public schema.
+fn public_tables(pg: &ScratchCluster, db: &str) -> u64 {
+    let n = pg
+        .psql(
+            db,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+        )
+        .unwrap();
+    n.trim().parse().unwrap()
+}
+
 /// Plants `text` as the newest dump (a minute ahead of now) and returns its key.
 fn plant(dst: &Path, text: &str) -> String {
     let key =
@@ -144,13 +155,7 @@ fn a_planted_meta_command_never_runs_in_the_check_or_the_restore() {
                 .contains("did not refuse"),
             "{shown}"
         );
-        let tables = pg
-            .psql(
-                "target",
-                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
-            )
-            .unwrap();
-        assert_eq!(tables.trim(), "0", "nothing restored");
+        assert_eq!(public_tables(&pg, "target"), 0, "nothing restored");
         std::fs::remove_file(dst.join(&key)).unwrap();
     }
 }
@@ -428,13 +433,7 @@ fn a_planted_meta_command_in_a_bucket_never_runs() {
         );
         assert!(v["db_restore"]["error"].is_string(), "{v}");
     }
-    let tables = pg
-        .psql(
-            "target",
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
-        )
-        .unwrap();
-    assert_eq!(tables.trim(), "0", "nothing restored");
+    assert_eq!(public_tables(&pg, "target"), 0, "nothing restored");
 }
 
 /// A psql too old for `\restrict` cannot hold a dump's meta-commands back: the
