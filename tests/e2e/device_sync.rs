@@ -879,3 +879,46 @@ fn sigterm_finishes_the_upload_in_flight_and_stops() {
     assert_eq!(s["uploaded"].as_u64().unwrap(), 8 - uploaded, "{s}");
     assert_eq!(s["hashed"], 0, "{s}");
 }
+
+/// `status` against a server that is down: from the state of the last sync, saying
+/// the server was not reachable and why; with no earlier sync, the cause is the
+/// error, not "the file types are unknown".
+#[test]
+fn status_against_a_stopped_server_says_why() {
+    let d = Device::new(TestServerOptions::v3());
+    d.file("Camera/a.jpg", &jpg(1, 100));
+    let (rc, _, err) = run(d.cmd(), &[]);
+    assert_eq!(rc, 0, "{err}");
+    let down = Device::with_server(|_| TestServer::start(TestServerOptions::v3()));
+    let down_url = down.server.url();
+    drop(down); // a port nothing listens on any more
+    let status = |state: &Path, server: &str| {
+        let mut c = Command::new(bin("device-sync"));
+        crate::util::clean_env(&mut c);
+        c.env_remove("IMMICH_API_KEY")
+            .env("IMMICH_API_KEY", "k")
+            .args(["--retry-initial", "10ms", "--server", server, "--root"])
+            .arg(&d.root)
+            .arg("--state-dir")
+            .arg(state);
+        c
+    };
+    let (rc, st, err) = run(status(&d.state, &down_url), &["status"]);
+    assert_eq!(rc, 0, "{st}\n{err}");
+    assert_eq!(st["media_types_from"], "cache");
+    assert_eq!(st["backed_up"], 1);
+    let why = st["server_error"].as_str().expect("the cause");
+    assert!(why.to_lowercase().contains("connect"), "{why}");
+    let out = status(&d.state, &down_url).arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Server: not reachable:"), "{text}");
+    // Never synced: the cause is the error.
+    let fresh = d.t.path().join("fresh-state");
+    let (rc, v, _) = run(status(&fresh, &down_url), &["status"]);
+    assert_eq!(rc, 1, "{v}");
+    let e = v["error"].as_str().unwrap();
+    assert!(
+        e.contains("could not be asked") && e.to_lowercase().contains("connect"),
+        "{e}"
+    );
+}

@@ -247,7 +247,9 @@ pub(crate) fn print_status(s: &Status) {
     }
     match (&s.quota, &s.server_error) {
         (Some(q), _) => out.push_str(&format!("  Storage: {}\n", quota_line(q))),
-        (None, Some(e)) => out.push_str(&format!("  Storage: unknown ({e})\n")),
+        (None, Some(e)) => out.push_str(&format!(
+            "  Server: not reachable: {e}\n  (counts from this device's records of the last sync)\n  Storage: unknown\n"
+        )),
         (None, None) => out.push_str("  Storage: unknown (no server given)\n"),
     }
     let t = &s.statistics;

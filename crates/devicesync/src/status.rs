@@ -100,9 +100,14 @@ pub async fn status(config: &SyncConfig, client: Option<&ImmichClient>) -> Resul
     }
     let media = media.ok_or_else(|| Error::InvalidConfig {
         setting: "server",
-        message:
-            "the accepted file types are unknown: give the server (and key), or run a sync once"
+        message: match &st.server_error {
+            // The cause first: a network or TLS error is what the user must fix.
+            Some(e) => format!(
+                "the server could not be asked ({e}), and no earlier sync recorded the file types it accepts"
+            ),
+            None => "the accepted file types are unknown: give the server (and key), or run a sync once"
                 .into(),
+        },
     })?;
     if let Some(db) = &db {
         st.statistics = db.totals()?;
