@@ -11,4 +11,5 @@ mod lock;
 mod restore;
 mod secrets;
 mod tamper;
+mod tls;
 mod util;

@@ -67,6 +67,15 @@ struct Common {
     /// A file holding the API key (else the IMMICH_API_KEY environment variable).
     #[arg(long, global = true, env = "IMMICH_API_KEY_FILE")]
     key_file: Option<PathBuf>,
+    /// PEM file of a certificate authority to trust besides the system's, for a
+    /// server behind a private CA (repeatable; SSL_CERT_FILE works too).
+    #[arg(
+        long = "ca-cert",
+        global = true,
+        env = "IMB_CA_CERT",
+        value_delimiter = ':'
+    )]
+    ca_certs: Vec<PathBuf>,
     /// A TOML config file.
     #[arg(long, global = true, env = "IMB_SYNC_CONFIG")]
     config: Option<PathBuf>,
@@ -139,6 +148,8 @@ fn parse_api(s: &str) -> Result<ApiVersion, String> {
 struct FileConfig {
     server: Option<String>,
     key_file: Option<PathBuf>,
+    #[serde(alias = "ca_cert")]
+    ca_certs: Option<Vec<PathBuf>>,
     state_dir: Option<PathBuf>,
     #[serde(alias = "root")]
     roots: Option<Vec<PathBuf>>,
@@ -176,6 +187,7 @@ pub(crate) struct Settings {
     pub(crate) sync: SyncConfig,
     pub(crate) server: Option<String>,
     key_file: Option<PathBuf>,
+    ca_certs: Vec<PathBuf>,
     pub(crate) api: Option<ApiVersion>,
     pub(crate) retry: RetryPolicy,
     pub(crate) only_if_charging: bool,
@@ -257,6 +269,7 @@ impl Settings {
             sync,
             server: c.server.or(file.server),
             key_file: c.key_file.or(file.key_file),
+            ca_certs: list_setting(c.ca_certs, file.ca_certs),
             api,
             retry,
             only_if_charging: c.only_if_charging || file.only_if_charging.unwrap_or(false),
@@ -282,9 +295,11 @@ impl Settings {
                 anyhow!("{e} (give the key in a file with --key-file, or in {KEY_ENV})")
             })?,
         };
-        Ok(ClientConfig::new(server, key)
+        let mut cfg = ClientConfig::new(server, key)
             .with_api(self.api)
-            .with_retry(self.retry.clone()))
+            .with_retry(self.retry.clone());
+        cfg.ca_certs = self.ca_certs.clone();
+        Ok(cfg)
     }
 }
 

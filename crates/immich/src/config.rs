@@ -147,6 +147,9 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Longest silence while reading a response (and while a slow server reads an upload).
     pub read_timeout: Duration,
+    /// PEM files of certificate authorities to trust besides the system's (a
+    /// server behind a private CA). Verification is never switched off.
+    pub ca_certs: Vec<std::path::PathBuf>,
 }
 
 impl ClientConfig {
@@ -159,6 +162,7 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(20),
             read_timeout: Duration::from_secs(300),
+            ca_certs: Vec::new(),
         }
     }
 

@@ -27,6 +27,18 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// TLS verification of the server failed: permanent, never retried.
+    #[error(
+        "{endpoint}: the server's certificate is not trusted ({message}); trust its certificate \
+         authority with device-sync --ca-cert FILE, with SSL_CERT_FILE=FILE, or in the system's \
+         trust store (update-ca-certificates)"
+    )]
+    Tls {
+        /// The request.
+        endpoint: String,
+        /// Why verification failed (rustls's reason).
+        message: String,
+    },
     /// The server refused the key (401), or the key lacks a permission (403).
     #[error("{endpoint}: not authorized (HTTP {status}): {message}")]
     Unauthorized {
