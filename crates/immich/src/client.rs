@@ -79,7 +79,9 @@ fn find_tls(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     }
     // hyper-rustls nests the rustls error in io::Errors, whose `source` skips the
     // error they wrap: look inside each.
-    if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
         && let Some(found) = find_tls(inner)
     {
         return Some(found);
