@@ -190,3 +190,27 @@ fn an_untrusted_certificate_fails_at_once_and_says_how_to_trust_it() {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(!text.contains("certificate"), "{text}");
 }
+
+/// `GCS_CA_CERT` names the CA for a `gs://` endpoint behind a TLS-intercepting
+/// proxy; a file that is not PEM is a setting error naming it, before any request.
+#[test]
+fn a_bad_gcs_ca_cert_is_named() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("upload");
+    crate::util::library(&src, 2, 100);
+    let bad = t.path().join("not-a-cert.pem");
+    std::fs::write(&bad, "not PEM").unwrap();
+    let mut c = crate::util::backup();
+    c.env("STORAGE_EMULATOR_HOST", "127.0.0.1:1")
+        .env("GCS_CA_CERT", &bad)
+        .arg("--source")
+        .arg(&src)
+        .args(["--dest", "gs://bk1/n", "--json"]);
+    let out = c.output().unwrap();
+    assert_eq!(code(&out), 1);
+    let err = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        err.contains("GCS_CA_CERT") && err.contains("not-a-cert.pem"),
+        "{err}"
+    );
+}

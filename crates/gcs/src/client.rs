@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use imb_http::transport;
 use imb_storage::retry::{Jitter, retryable_status};
 use imb_storage::{Error, Key, ObjectMeta, Result};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -100,7 +101,13 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) fn new(cfg: GcsConfig) -> std::result::Result<Self, crate::Error> {
-        let http = reqwest::Client::builder()
+        let builder = imb_http::with_ca_certs(reqwest::Client::builder(), &cfg.ca_certs).map_err(
+            |message| crate::Error::InvalidConfig {
+                key: "GCS_CA_CERT",
+                message,
+            },
+        )?;
+        let http = builder
             .connect_timeout(Duration::from_secs(20))
             .read_timeout(cfg.timeout)
             .pool_max_idle_per_host(cfg.max_idle_per_host)
@@ -213,6 +220,18 @@ impl Client {
                     (wait, format!("HTTP {status}"))
                 }
                 Err(e) => {
+                    if let Some(why) = imb_http::tls_failure(&e) {
+                        return Err(Error::Generic {
+                            store: STORE,
+                            message: format!(
+                                "{what}: the endpoint's certificate is not trusted ({why}); trust its \
+                                 certificate authority with GCS_CA_CERT=FILE, with SSL_CERT_FILE=FILE, \
+                                 or in the system's trust store (update-ca-certificates)"
+                            ),
+                            transient: false,
+                            source: Some(Box::new(e)),
+                        });
+                    }
                     if !(idempotent && attempt < policy.max_retries && !e.is_builder()) {
                         return Err(Error::Generic {
                             store: STORE,
@@ -596,18 +615,6 @@ impl Client {
             Err(self.error(name, resp).await)
         }
     }
-}
-
-fn transport(e: &reqwest::Error) -> String {
-    // reqwest's Display names the URL (bucket and object, no secret) and hides the cause.
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 fn humantime_rfc3339(s: &str) -> Option<SystemTime> {

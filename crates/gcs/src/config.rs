@@ -30,6 +30,9 @@ pub struct GcsConfig {
     pub timeout: Duration,
     /// Concurrent requests over reused connections (the pool size).
     pub max_idle_per_host: usize,
+    /// PEM files of certificate authorities to trust besides the system's (an
+    /// endpoint behind a TLS-intercepting proxy; `GCS_CA_CERT`).
+    pub ca_certs: Vec<std::path::PathBuf>,
 }
 
 /// Splits `gs://bucket[/prefix]`.
@@ -70,6 +73,7 @@ impl GcsConfig {
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(120),
             max_idle_per_host: 32,
+            ca_certs: Vec::new(),
         }
     }
 
@@ -131,6 +135,9 @@ impl GcsConfig {
         let mut c = GcsConfig::new(bucket, tokens);
         c.prefix = prefix;
         c.endpoint = endpoint;
+        c.ca_certs = env("GCS_CA_CERT")
+            .map(|v| std::env::split_paths(&v).collect())
+            .unwrap_or_default();
         Ok(c)
     }
 }

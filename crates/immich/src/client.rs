@@ -62,44 +62,7 @@ enum Idempotent {
     No,
 }
 
-/// The TLS verification failure behind a transport error, if that is what it is:
-/// permanent (a retry meets the same certificate), so never retried.
-pub(crate) fn tls_failure(e: &reqwest::Error) -> Option<String> {
-    std::error::Error::source(e).and_then(find_tls)
-}
-
-fn find_tls(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    if let Some(t) = e.downcast_ref::<rustls::Error>()
-        && matches!(
-            t,
-            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
-        )
-    {
-        return Some(t.to_string());
-    }
-    // hyper-rustls nests the rustls error in io::Errors, whose `source` skips the
-    // error they wrap: look inside each.
-    if let Some(inner) = e
-        .downcast_ref::<std::io::Error>()
-        .and_then(|io| io.get_ref())
-        && let Some(found) = find_tls(inner)
-    {
-        return Some(found);
-    }
-    e.source().and_then(find_tls)
-}
-
-fn transport(e: &reqwest::Error) -> String {
-    // reqwest's Display names the URL (no key: it travels in a header) and hides the cause.
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
+use imb_http::{tls_failure, transport};
 
 impl ImmichClient {
     /// A client for `cfg`. Nothing is sent until the first call.
@@ -108,21 +71,13 @@ impl ImmichClient {
     /// [`Error::InvalidConfig`] for a bad URL or if the HTTP client cannot be built.
     pub fn new(cfg: ClientConfig) -> Result<ImmichClient> {
         let root = cfg.api_root()?;
-        let mut roots = Vec::new();
-        for path in &cfg.ca_certs {
-            let pem = std::fs::read(path).map_err(|e| Error::InvalidConfig {
+        let builder = imb_http::with_ca_certs(reqwest::Client::builder(), &cfg.ca_certs).map_err(
+            |message| Error::InvalidConfig {
                 setting: "ca-cert",
-                message: format!("{}: {e}", path.display()),
-            })?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::InvalidConfig {
-                    setting: "ca-cert",
-                    message: format!("{}: not PEM certificates: {e}", path.display()),
-                })?;
-            roots.extend(certs);
-        }
-        let http = reqwest::Client::builder()
-            .tls_certs_merge(roots)
+                message,
+            },
+        )?;
+        let http = builder
             .connect_timeout(cfg.connect_timeout)
             .read_timeout(cfg.read_timeout)
             .user_agent(concat!("immich-backup/", env!("CARGO_PKG_VERSION")))
