@@ -550,7 +550,7 @@ fn watch_syncs_again_when_files_change_and_stops_on_sigterm() {
 }
 
 #[test]
-fn a_second_run_waits_for_the_lock_holder() {
+fn a_second_run_is_refused_while_the_lock_is_held() {
     let d = Device::new(TestServerOptions::v3());
     d.file("Camera/a.jpg", &jpg(1, 500));
     fs::create_dir_all(&d.state).unwrap();

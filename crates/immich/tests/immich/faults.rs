@@ -78,7 +78,7 @@ async fn a_reset_mid_upload_is_retried() {
         .unwrap();
     assert_eq!(out.status, UploadStatus::Created);
     assert_eq!(server.assets().len(), 1);
-    assert!(c.retries() >= 1);
+    assert_eq!(c.retries(), 1, "one reset scripted, one retry");
 }
 
 #[tokio::test(flavor = "multi_thread")]
