@@ -340,7 +340,7 @@ fn load_and_check(
     // The whole dump through the guard first: a refused one is never loaded at all
     // (and needs no server).
     let checked = filter_sql(gz, std::io::sink(), &[], true, &mut DbReport::default());
-    if unusable(checked, &mut report).is_some() {
+    if unusable(checked, &mut report) {
         return Ok(report);
     }
     let (pg, available) = open_db(server, without)?;
@@ -367,10 +367,10 @@ fn load_and_check(
     let mut stdin = psql.stdin.take().expect("stdin piped");
     let fed = writeln!(stdin, "\\restrict {key}")
         .and_then(|()| filter_sql(gz, &mut stdin, &missing, scratch, &mut report));
-    if unusable(fed, &mut report).is_some() {
-        // The guard is deterministic, so this is only a backstop for a dump that
-        // changed on disk between the passes. Killed before its input ends, psql
-        // never commits: nothing is loaded.
+    if unusable(fed, &mut report) {
+        // The guard is deterministic and the file is in our private directory, so
+        // this is a backstop only. Killed before its input ends, psql never
+        // commits: nothing is loaded.
         let _ = psql.kill();
         let _ = psql.wait();
         return Ok(report);
@@ -391,15 +391,15 @@ fn load_and_check(
     Ok(report)
 }
 
-/// Records why a guard pass makes the dump unusable (not gzip, or refused), and
-/// returns the report then; `None` when the pass was clean.
+/// Records in `report` why a guard pass makes the dump unusable (not gzip, or
+/// refused); false when the pass was clean.
 fn unusable(
     pass: std::io::Result<std::result::Result<(), Refusal>>,
     report: &mut DbReport,
-) -> Option<&mut DbReport> {
+) -> bool {
     let dump = report.dump.clone();
     match pass {
-        Ok(Ok(())) => return None,
+        Ok(Ok(())) => return false,
         Ok(Err(refusal)) => {
             let why = refusal.to_string();
             tracing::error!(dump = %dump, refusal = %why, "dump refused before loading");
@@ -416,7 +416,7 @@ fn unusable(
             format!("dump is not a valid gzip stream: {e}"),
         ),
     }
-    Some(report)
+    true
 }
 
 /// The statement's text without the comments and blank lines before it.
