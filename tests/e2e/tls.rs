@@ -166,6 +166,11 @@ fn an_untrusted_certificate_fails_at_once_and_says_how_to_trust_it() {
         err.contains("certificate is not trusted") && err.contains("UnknownIssuer"),
         "{err}"
     );
+    // Which certificate, and which CA to trust.
+    assert!(
+        err.contains("\"CN=127.0.0.1\", issued by \"CN=imb test private CA\""),
+        "{err}"
+    );
     assert!(
         err.contains("--ca-cert") && err.contains("SSL_CERT_FILE"),
         "{err}"
@@ -212,5 +217,57 @@ fn a_bad_gcs_ca_cert_is_named() {
     assert!(
         err.contains("GCS_CA_CERT") && err.contains("not-a-cert.pem"),
         "{err}"
+    );
+}
+
+/// A `gs://` endpoint whose certificate does not verify: exit 1 at once, naming
+/// the certificate and `GCS_CA_CERT`, from `backup` (its first request writes the
+/// lock) and `restore-verify` (its first lists manifests); with `GCS_CA_CERT` the
+/// handshake passes.
+#[test]
+fn an_untrusted_gcs_endpoint_fails_at_once_and_gcs_ca_cert_trusts_it() {
+    let t = tempfile::tempdir().unwrap();
+    private_ca(t.path());
+    let server = serve(t.path());
+    let src = t.path().join("upload");
+    crate::util::library(&src, 2, 100);
+    let endpoint = format!("https://127.0.0.1:{}", server.port);
+    let mut backup = crate::util::backup();
+    backup
+        .arg("--source")
+        .arg(&src)
+        .args(["--dest", "gs://bk1/n", "--no-database", "--json"]);
+    let mut verify = crate::util::restore_verify();
+    verify.args(["--from", "gs://bk1/n", "--json"]);
+    for mut c in [backup, verify] {
+        c.env("STORAGE_EMULATOR_HOST", &endpoint)
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR");
+        let out = c.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(&out), 1, "{stderr}");
+        assert!(!stderr.contains("retrying"), "{stderr}");
+        let err = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            err.contains("certificate is not trusted")
+                && err.contains("issued by \\\"CN=imb test private CA\\\"")
+                && err.contains("GCS_CA_CERT"),
+            "{err}"
+        );
+    }
+
+    // Trusted: the listing is answered by s_server's status page, which is no GCS:
+    // that is the error now, not the certificate.
+    let mut c = crate::util::restore_verify();
+    c.env("STORAGE_EMULATOR_HOST", &endpoint)
+        .env("GCS_CA_CERT", t.path().join("ca.pem"))
+        .args(["--from", "gs://bk1/n", "--json"]);
+    let out = c.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 1, "{text}");
+    assert!(
+        text.contains("unreadable response") && !text.contains("certificate"),
+        "{text}"
     );
 }

@@ -46,9 +46,113 @@ pub fn transport(e: &reqwest::Error) -> String {
     s
 }
 
-/// The TLS verification failure behind a transport error, if that is what it is.
+/// The TLS verification failure behind a transport error, if that is what it is:
+/// rustls's reason, and which certificate the server presented and who issued it
+/// (rustls's reason names neither, and "UnknownIssuer" alone does not say which CA
+/// to trust).
 pub fn tls_failure(e: &reqwest::Error) -> Option<String> {
-    std::error::Error::source(e).and_then(find_tls)
+    let why = std::error::Error::source(e).and_then(find_tls)?;
+    Some(match e.url().and_then(presented) {
+        Some(cert) => format!("{why}; the server presented {cert}"),
+        None => why,
+    })
+}
+
+/// The subject and issuer of the certificate the server at `url` presents, read
+/// by a second handshake that only records it. Blocking, bounded by a short
+/// timeout: it runs once, on a failure that ends the run.
+fn presented(url: &reqwest::Url) -> Option<String> {
+    use std::io::Write;
+    use std::net::ToSocketAddrs;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = url.port_or_known_default()?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).ok()?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let seen = Arc::new(Recorder {
+        chain: Mutex::new(None),
+        schemes: provider
+            .signature_verification_algorithms
+            .supported_schemes(),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .dangerous()
+        .with_custom_certificate_verifier(seen.clone())
+        .with_no_client_auth();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).ok()?;
+    let addr = (host, port).to_socket_addrs().ok()?.next()?;
+    let timeout = Duration::from_secs(3);
+    let mut sock = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    sock.set_read_timeout(Some(timeout)).ok()?;
+    sock.set_write_timeout(Some(timeout)).ok()?;
+    // The recorder refuses the certificate, so the handshake ends in an error
+    // once it has been seen.
+    let _ = conn.complete_io(&mut sock);
+    let _ = sock.flush();
+    let der = seen.chain.lock().ok()?.take()?;
+    describe(&der)
+}
+
+/// "CN=host, issued by CN=Some CA" from a DER certificate.
+fn describe(der: &[u8]) -> Option<String> {
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let tbs = &cert.tbs_certificate;
+    Some(format!("\"{}\", issued by \"{}\"", tbs.subject, tbs.issuer))
+}
+
+/// A verifier that keeps the server's certificate and trusts nothing.
+#[derive(Debug)]
+struct Recorder {
+    chain: std::sync::Mutex<Option<Vec<u8>>>,
+    schemes: Vec<rustls::SignatureScheme>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if let Ok(mut c) = self.chain.lock() {
+            *c = Some(end_entity.to_vec());
+        }
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &rustls::pki_types::CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("only records".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &rustls::pki_types::CertificateDer<'_>,
+        _dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("only records".into()))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.schemes.clone()
+    }
 }
 
 fn find_tls(e: &(dyn std::error::Error + 'static)) -> Option<String> {
