@@ -196,7 +196,11 @@ fn killed_with_sigkill_then_rerun_finishes_the_job() {
     m.for_each_file(|r| {
         rows += 1;
         assert!(!r.archived);
-        assert!(dst.join(r.key()).is_file(), "{}", r.key());
+        assert!(
+            dst.join(imb_layout::content_key(&r)).is_file(),
+            "{}",
+            imb_layout::content_key(&r)
+        );
         Ok(())
     })
     .unwrap();

@@ -68,10 +68,17 @@ fn assert_manifest_matches(emu: &Emulator, src: &std::path::Path) -> usize {
         if !r.archived {
             live += 1;
             let got = rt()
-                .block_on(store.get_bytes(&Key::parse(format!("nightly/{}", r.key())).unwrap()))
+                .block_on(store.get_bytes(
+                    &Key::parse(format!("nightly/{}", imb_layout::content_key(&r))).unwrap(),
+                ))
                 .unwrap();
             let want = fs::read(src.join(imb_storage::decode_path(&r.file_path).unwrap())).unwrap();
-            assert!(got == want, "{} (object {})", r.file_path, r.key());
+            assert!(
+                got == want,
+                "{} (object {})",
+                r.file_path,
+                imb_layout::content_key(&r)
+            );
         }
         Ok(())
     })

@@ -123,6 +123,28 @@ fn release_binaries_carry_no_test_code() {
     }
 }
 
+/// The target layout has one home (`imb-layout`): reading a target never pulls in
+/// the backup engine.
+#[test]
+fn restore_does_not_depend_on_the_engine() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for krate in ["imb-restore", "restore-verify"] {
+        let tree = crate::cmd::cmd(
+            &cargo,
+            [
+                "tree", "-p", krate, "-e", "normal", "--prefix", "none", "--locked",
+            ],
+        )
+        .read()
+        .expect("cargo tree runs");
+        assert!(tree.contains("imb-layout"), "{krate}: {tree}");
+        assert!(
+            !tree.contains("imb-engine"),
+            "{krate} depends on the engine:\n{tree}"
+        );
+    }
+}
+
 /// Every regular file under `root`, sorted, skipping [`SKIP_DIRS`] and symlinks.
 fn files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

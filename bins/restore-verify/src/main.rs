@@ -131,10 +131,10 @@ fn fail(json: bool, e: &anyhow::Error) -> ExitCode {
 
 /// `--at`: a manifest name, our timestamp form, or RFC 3339.
 fn parse_at(s: &str) -> anyhow::Result<SystemTime> {
-    if let Some(n) = imb_engine::ManifestName::parse(s.rsplit('/').next().unwrap_or(s)) {
-        return imb_engine::parse_ts(&n.ts).ok_or_else(|| anyhow!("--at {s}: bad timestamp"));
+    if let Some(n) = imb_layout::ManifestName::parse(s.rsplit('/').next().unwrap_or(s)) {
+        return imb_layout::parse_ts(&n.ts).ok_or_else(|| anyhow!("--at {s}: bad timestamp"));
     }
-    imb_engine::parse_ts(s)
+    imb_layout::parse_ts(s)
         .or_else(|| humantime::parse_rfc3339_weak(s).ok())
         .ok_or_else(|| {
             anyhow!("--at {s:?}: not a time (use 2024-01-15T03:00:00Z or a manifest name)")
@@ -276,18 +276,14 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     report["ok"] = json!(!problems);
 
     if cli.write_report {
-        let name = format!("reports/{}.json", imb_engine::format_ts(SystemTime::now()));
+        let name = imb_layout::report_key(&imb_layout::format_ts(SystemTime::now()));
         let body = serde_json::to_vec_pretty(&report)?;
         let res = target
             .store
-            .put_opts(
-                &Key::parse(name.as_str())?,
-                Payload::from(body),
-                PutOptions::default(),
-            )
+            .put_opts(&name, Payload::from(body), PutOptions::default())
             .await;
         match res {
-            Ok(_) => report["report_object"] = json!(name),
+            Ok(_) => report["report_object"] = json!(name.as_str()),
             Err(e) => tracing::warn!(error = %e, "could not write the report into the target"),
         }
     }

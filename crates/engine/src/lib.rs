@@ -22,8 +22,6 @@
 //!   never prints, and the caller owns the runtime and the signals ([`StopToken`]).
 
 mod config;
-mod fetch;
-mod layout;
 mod lock;
 mod progress;
 mod run;
@@ -32,8 +30,6 @@ mod walk;
 mod worker;
 
 pub use config::{BackupConfig, DedupMode, StorageClasses};
-pub use fetch::{Fetched, fetch_manifest, list_manifests, list_manifests_at};
-pub use layout::{FUTURE_SLACK, ManifestName, format_ts, is_future, parse_ts};
 pub use progress::{NoProgress, Progress, StopToken};
 pub use run::Backup;
 pub use summary::{Failure, Summary};
@@ -87,6 +83,17 @@ pub enum Error {
     /// A worker thread died unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<imb_layout::Error> for Error {
+    fn from(e: imb_layout::Error) -> Self {
+        match e {
+            imb_layout::Error::Store(e) => Error::Store(e),
+            imb_layout::Error::Manifest(e) => Error::Manifest(e),
+            imb_layout::Error::Local { path, source } => Error::State { path, source },
+            other => Error::Internal(other.to_string()),
+        }
+    }
 }
 
 #[cfg(test)]

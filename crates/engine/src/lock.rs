@@ -18,11 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use imb_storage::{BackupStore, Error as StoreError, ObjectReadExt, Payload, PutOptions};
+use imb_storage::{BackupStore, Error as StoreError, Key, ObjectReadExt, Payload, PutOptions};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
-use crate::layout::key;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,7 +69,7 @@ fn process_alive(pid: u32, start: Option<u64>) -> bool {
 
 fn write_info(handle: &Handle, store: &dyn BackupStore, info: &LockInfo, n: u32) -> Result<()> {
     let body = serde_json::to_vec(info).expect("lock info serialises");
-    let k = key(format!("locks/{}/{n:06}.json", info.run_id));
+    let k = imb_layout::lock_key(&info.run_id, n);
     handle.block_on(store.put_opts(&k, Payload::from(body), PutOptions::default()))?;
     Ok(())
 }
@@ -172,9 +171,9 @@ impl RunLock {
 
     /// The other runs as one listing shows them.
     fn view(&self, handle: &Handle) -> Result<View> {
-        let objects = handle.block_on(self.store.list_all("locks/"))?;
+        let objects = handle.block_on(self.store.list_all(imb_layout::LOCKS_PREFIX))?;
         // run_id -> (ended, released, newest heartbeat key)
-        let mut runs: BTreeMap<String, (bool, bool, Option<String>)> = BTreeMap::new();
+        let mut runs: BTreeMap<String, (bool, bool, Option<Key>)> = BTreeMap::new();
         for o in objects {
             let mut parts = o.key.as_str().splitn(3, '/').skip(1);
             let (Some(run), Some(name)) = (parts.next(), parts.next()) else {
@@ -184,8 +183,8 @@ impl RunLock {
             if name == RELEASED || name == WITHDRAWN {
                 e.0 = true;
                 e.1 |= name == RELEASED;
-            } else if name.ends_with(".json") && e.2.as_deref().is_none_or(|k| k < o.key.as_str()) {
-                e.2 = Some(o.key.to_string());
+            } else if name.ends_with(".json") && e.2.as_ref().is_none_or(|k| k < &o.key) {
+                e.2 = Some(o.key.clone());
             }
         }
         let now = SystemTime::now();
@@ -202,8 +201,7 @@ impl RunLock {
             if ended {
                 continue;
             }
-            let info: LockInfo = match handle.block_on(self.store.get_bytes(&key(newest.as_str())))
-            {
+            let info: LockInfo = match handle.block_on(self.store.get_bytes(&newest)) {
                 Ok(b) => match serde_json::from_slice(&b) {
                     Ok(i) => i,
                     Err(e) => {
@@ -240,7 +238,7 @@ impl RunLock {
 
     fn end(self, handle: &Handle, marker: &str) {
         self.heartbeat.abort();
-        let k = key(format!("locks/{}/{marker}", self.run_id));
+        let k = imb_layout::lock_marker_key(&self.run_id, marker);
         if let Err(e) = handle.block_on(self.store.put_opts(
             &k,
             Payload::from(Vec::new()),
@@ -270,7 +268,7 @@ fn spawn_heartbeat(
             n += 1;
             info.expires = humantime::format_rfc3339_seconds(SystemTime::now() + lease).to_string();
             let body = serde_json::to_vec(&info).expect("lock info serialises");
-            let k = key(format!("locks/{}/{n:06}.json", info.run_id));
+            let k = imb_layout::lock_key(&info.run_id, n);
             if let Err(e) = store
                 .put_opts(&k, Payload::from(body), PutOptions::default())
                 .await

@@ -12,11 +12,11 @@ use imb_queue::{TryPush, WorkQueue};
 use imb_storage::{BackupStore, ObjectReplace, Payload, PutOptions};
 use tokio::runtime::Handle;
 
-use crate::layout::{self, ManifestName, key};
 use crate::lock::RunLock;
 use crate::walk::{self, Filter, WalkItem};
 use crate::worker::{Job, Kind, Outcome, RateLimiter, Shared, Worker};
 use crate::{BackupConfig, Error, NoProgress, Progress, Result, StopToken, Summary};
+use imb_layout::{self as layout, ManifestName};
 
 /// How often the coordinator wakes to check for a stop when nothing else happens.
 const TICK: Duration = Duration::from_millis(200);
@@ -147,7 +147,8 @@ impl Backup {
         // The run's names are chosen under the lock, after every earlier holder's
         // manifests: two runs never write the same object name.
         let result = handle
-            .block_on(crate::fetch::list_manifests(&*self.store))
+            .block_on(layout::list_manifests(&*self.store))
+            .map_err(Error::from)
             .and_then(|names| {
                 let newest = names.last().map(|(n, _)| n.ts.clone());
                 let run_ts = layout::run_ts(SystemTime::now(), newest.as_deref());
@@ -169,12 +170,7 @@ impl Backup {
         let cfg = &self.config;
         let mut summary = Summary::default();
         let work = state.join("manifest-work.db");
-        let fetched = handle.block_on(crate::fetch::fetch_manifest(
-            &*self.store,
-            &work,
-            None,
-            true,
-        ))?;
+        let fetched = handle.block_on(layout::fetch_manifest(&*self.store, &work, None, true))?;
         match &fetched.base {
             Some(b) => tracing::info!(manifest = %b.name(), "loaded manifest"),
             None => tracing::info!("no manifest in the target: starting a fresh backup"),
@@ -483,12 +479,12 @@ impl Coordinator<'_> {
             return Ok(());
         }
         let (path, rows) = self.manifest.end_journal()?.expect("a journal is open");
-        let name = ManifestName {
+        let m = ManifestName {
             ts: self.run_ts.clone(),
             part: Some(self.journal_n),
-        }
-        .name();
-        match self.upload_file(&path, &name) {
+        };
+        let name = m.name();
+        match self.upload_file(&path, &m.key()) {
             Ok(()) => {
                 // Its own target: a terminal hides these (one per 1000 files).
                 tracing::info!(target: "imb_engine::save", journal = %name, rows, "manifest journal saved");
@@ -509,7 +505,7 @@ impl Coordinator<'_> {
         Ok(())
     }
 
-    fn upload_file(&self, path: &Path, name: &str) -> Result<()> {
+    fn upload_file(&self, path: &Path, key: &imb_storage::Key) -> Result<()> {
         let file = File::open(path).map_err(|e| state_err(path, e))?;
         let len = file.metadata().map_err(|e| state_err(path, e))?.len();
         let payload = Payload::File {
@@ -521,21 +517,21 @@ impl Coordinator<'_> {
             opts = opts.with_storage_class(c.clone());
         }
         self.handle
-            .block_on(self.backup.store.put_opts(&key(name), payload, opts))?;
+            .block_on(self.backup.store.put_opts(key, payload, opts))?;
         Ok(())
     }
 
     /// Uploads the full manifest `manifest-{ts}.db`, then refreshes `manifest.db`.
     fn publish(&mut self) -> Result<()> {
-        let name = ManifestName {
+        let m = ManifestName {
             ts: self.run_ts.clone(),
             part: None,
-        }
-        .name();
+        };
+        let name = m.name();
         let snap = self.state.join(&name);
-        crate::fetch::remove_db(&snap);
+        imb_manifest::remove_db(&snap);
         self.manifest.snapshot(&snap)?;
-        self.upload_file(&snap, &name)?;
+        self.upload_file(&snap, &m.key())?;
         self.summary.manifest_saves += 1;
         self.summary.manifest = Some(name.clone());
         tracing::info!(manifest = %name, "manifest saved");
@@ -550,7 +546,7 @@ impl Coordinator<'_> {
                     };
                     self.handle
                         .block_on(replace.replace_opts(
-                            &key("manifest.db"),
+                            &layout::manifest_copy_key(),
                             payload,
                             PutOptions::default(),
                         ))

@@ -206,7 +206,7 @@ async fn modified_file_keeps_its_old_content_as_history() {
     assert_eq!(h.len(), 1);
     assert_eq!(h[0].reason, "changed");
     assert_eq!(
-        h[0].file.key(),
+        imb_layout::content_key(&h[0].file),
         "library/library/admin/2024/2024-01-15/IMG_0001.jpg"
     );
 }
@@ -692,7 +692,7 @@ async fn more_uploads_than_hashers_still_backs_up_everything_once() {
     for i in 0..60 {
         let r = m.get(&format!("library/many/{i:03}.jpg")).unwrap().unwrap();
         assert_eq!(
-            fs::read(f.dst.join(r.key())).unwrap(),
+            fs::read(f.dst.join(imb_layout::content_key(&r))).unwrap(),
             format!("small {i}").as_bytes()
         );
     }
@@ -721,7 +721,7 @@ async fn a_future_dated_manifest_is_ignored_and_reported() {
         name.as_str() < "manifest-2100",
         "named by now, not after the plant: {name}"
     );
-    let (listed, future) = crate::list_manifests_at(
+    let (listed, future) = imb_layout::list_manifests_at(
         &LocalDir::new(&f.dst).unwrap(),
         std::time::SystemTime::now(),
     )

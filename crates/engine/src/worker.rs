@@ -15,8 +15,8 @@ use imb_storage::{
 };
 use tokio::runtime::Handle;
 
-use crate::layout::{key, library_key, version_key};
 use crate::{DedupMode, Progress};
+use imb_layout::{content_key, library_key, version_key};
 
 /// A file the coordinator found new or changed.
 #[derive(Debug)]
@@ -365,7 +365,12 @@ impl Worker {
         if existing.size != d.len {
             return None;
         }
-        let from = key(existing.key());
+        // The row may come from a manifest read back from the target: a key that
+        // does not parse is no content to reuse.
+        let Ok(from) = Key::parse(content_key(&existing)) else {
+            tracing::warn!(path = %rel, "dedup candidate has an invalid object key; uploading instead");
+            return None;
+        };
         match s.dedup {
             DedupMode::Reference => Some(record_for(&from, existing.generation)),
             _ => {

@@ -30,6 +30,16 @@ mod store;
 
 pub use store::{Counts, FileRecord, HistoryRecord, Manifest, ManifestReader};
 
+/// Removes a manifest file and SQLite's side files next to it (`-wal`, `-shm`);
+/// what is already absent is no error.
+pub fn remove_db(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut s = path.as_os_str().to_owned();
+        s.push(suffix);
+        let _ = std::fs::remove_file(std::path::PathBuf::from(s));
+    }
+}
+
 /// The schema version this build writes and the newest it reads.
 pub const SCHEMA_VERSION: u32 = 1;
 

@@ -53,14 +53,6 @@ impl FileRecord {
             object_key: None,
         }
     }
-
-    /// The key of the object holding this content.
-    pub fn key(&self) -> String {
-        match &self.object_key {
-            Some(k) => k.clone(),
-            None => format!("library/{}", self.file_path),
-        }
-    }
 }
 
 /// A content a path used to have (or a suspect content that was stored but not

@@ -26,9 +26,9 @@ use tokio::task::JoinHandle;
 
 use crate::conn::Auth;
 use crate::gzip::{self, Piece};
-use crate::name::DumpName;
 use crate::version::{Major, major_from_num, parse_tool_version};
 use crate::{Connection, Error, Result};
+use imb_layout::DumpName;
 
 /// How much of `pg_dump`'s output is compressed as one piece.
 const CHUNK: usize = 1024 * 1024;

@@ -43,7 +43,6 @@ mod dump;
 mod error;
 pub mod guard;
 mod gzip;
-mod name;
 mod psql;
 mod restore;
 mod retention;
@@ -56,10 +55,12 @@ pub mod testing;
 pub use conn::Connection;
 pub use dump::{DumpOptions, DumpReport, dump};
 pub use error::{Error, Result};
-pub use name::{DUMP_PREFIX, DumpName};
+// Names and listing live with the rest of the target layout; re-exported here
+// because a dump is named by them.
+pub use imb_layout::{DUMP_PREFIX, DumpName, list_dumps, list_dumps_at};
 pub use psql::Psql;
 pub use restore::{RestoreDbOptions, RestoreDbReport, restore_dump};
-pub use retention::{RetentionReport, list_dumps, list_dumps_at, prune};
+pub use retention::{RetentionReport, prune};
 
 #[cfg(test)]
 mod tests;

@@ -7,12 +7,12 @@
 //! failed delete is reported in [`RetentionReport::refused`] and the next run tries
 //! again, rather than failing the backup.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use imb_storage::{Key, ObjectDelete, ObjectMeta, ObjectRead, ObjectReadExt};
+use imb_layout::list_dumps_at;
+use imb_storage::{Key, ObjectDelete, ObjectRead};
 use serde::Serialize;
 
-use crate::name::{DUMP_PREFIX, DumpName};
 use crate::{Error, Result};
 
 /// What [`prune`] did.
@@ -29,44 +29,6 @@ pub struct RetentionReport {
     /// deleted (a planted `database/2999-…` must not push real dumps out).
     pub future: Vec<String>,
 }
-
-/// Every dump in the store, newest first (by the time in the name, then by name),
-/// leaving out those dated more than a day ahead of now (see [`list_dumps_at`]).
-///
-/// # Errors
-/// The store's error from listing `database/`.
-pub async fn list_dumps(read: &dyn ObjectRead) -> Result<Vec<(DumpName, ObjectMeta)>> {
-    Ok(list_dumps_at(read, SystemTime::now()).await?.0)
-}
-
-/// [`list_dumps`] as of `now`, with the keys of the future-dated dumps it left out.
-///
-/// # Errors
-/// The store's error from listing `database/`.
-pub async fn list_dumps_at(
-    read: &dyn ObjectRead,
-    now: SystemTime,
-) -> Result<(Vec<(DumpName, ObjectMeta)>, Vec<String>)> {
-    let mut future = Vec::new();
-    let mut dumps: Vec<(DumpName, ObjectMeta)> = Vec::new();
-    for meta in read.list_all(DUMP_PREFIX).await? {
-        let Some(name) = DumpName::parse(meta.key.as_str()) else {
-            tracing::debug!(key = %meta.key, "not a dump name; retention leaves it alone");
-            continue;
-        };
-        if name.time().is_some_and(|t| t > now + FUTURE_SLACK) {
-            tracing::warn!(key = %meta.key, "ignoring a dump dated more than a day ahead");
-            future.push(meta.key.to_string());
-        } else {
-            dumps.push((name, meta));
-        }
-    }
-    dumps.sort_by(|(a, am), (b, bm)| (&b.ts, bm.key.as_str()).cmp(&(&a.ts, am.key.as_str())));
-    Ok((dumps, future))
-}
-
-/// How far ahead of now a dump's name may be dated (as the engine's manifests).
-const FUTURE_SLACK: Duration = Duration::from_secs(24 * 3600);
 
 /// Keeps the newest `keep` dumps and deletes the older ones.
 ///

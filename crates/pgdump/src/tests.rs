@@ -13,7 +13,6 @@ use proptest::prelude::*;
 
 use crate::conn::{Auth, passfile_line};
 use crate::gzip;
-use crate::name::{format_ts, parse_ts};
 use crate::version::{Major, major_from_num, parse_tool_version};
 use crate::{Connection, DumpName, DumpOptions, DumpReport, Error, RetentionReport, dump, prune};
 
@@ -281,14 +280,6 @@ fn tool_versions() {
 }
 
 // Names.
-
-#[test]
-fn timestamps_match_the_target_layout() {
-    let t = UNIX_EPOCH + Duration::from_secs(1_705_287_600);
-    assert_eq!(format_ts(t), "2024-01-15T03-00-00");
-    assert_eq!(parse_ts("2024-01-15T03-00-00"), Some(t));
-    assert_eq!(parse_ts("2024-01-15 03-00-00"), None);
-}
 
 #[test]
 fn dump_names() {

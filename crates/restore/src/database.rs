@@ -134,7 +134,7 @@ pub async fn verify_database(
     snap: &Snapshot,
     opts: &DbVerifyOptions,
 ) -> Result<Option<DbReport>> {
-    let (dumps, future) = imb_pgdump::list_dumps_at(store, std::time::SystemTime::now())
+    let (dumps, future) = imb_layout::list_dumps_at(store, std::time::SystemTime::now())
         .await
         .map_err(|e| crate::Error::Io {
             path: "database/".into(),
@@ -712,12 +712,12 @@ fn consistency(pg: &Db, manifest: &Path, roots: &[String], report: &mut DbReport
             None => report.add(path, "", "original is not in the backup".into()),
             Some(r) if r.archived => report.add(
                 path,
-                &r.key(),
+                &imb_layout::content_key(&r),
                 "original was deleted from the library (archived in the backup)".into(),
             ),
             Some(r) if imb_hash::hex(&r.sha1) != sha1 => report.add(
                 path,
-                &r.key(),
+                &imb_layout::content_key(&r),
                 format!(
                     "SHA-1 {} in the backup, {sha1} in Immich",
                     imb_hash::hex(&r.sha1)

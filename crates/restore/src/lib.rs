@@ -42,9 +42,6 @@ pub enum Error {
     /// The manifest could not be read.
     #[error(transparent)]
     Manifest(#[from] imb_manifest::Error),
-    /// Fetching the manifest failed.
-    #[error(transparent)]
-    Engine(#[from] imb_engine::Error),
     /// A database tool cannot be used (a psql too old to load a dump restricted).
     #[error(transparent)]
     Dump(#[from] imb_pgdump::Error),
@@ -57,6 +54,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<imb_layout::Error> for Error {
+    fn from(e: imb_layout::Error) -> Self {
+        match e {
+            imb_layout::Error::Store(e) => Error::Store(e),
+            imb_layout::Error::Manifest(e) => Error::Manifest(e),
+            imb_layout::Error::Local { path, source } => Error::Io { path, source },
+            other => Error::Io {
+                path: String::new(),
+                source: std::io::Error::other(other.to_string()),
+            },
+        }
+    }
 }
 
 /// Findings listed in a report before the rest are only counted.

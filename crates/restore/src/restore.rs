@@ -173,7 +173,7 @@ fn same_content(path: &Path, row: &FileRecord) -> bool {
 }
 
 async fn one(store: &dyn ObjectRead, root: &Path, row: FileRecord) -> Done {
-    let object = row.key();
+    let object = imb_layout::content_key(&row);
     let finding = |problem: String| Finding {
         path: row.file_path.clone(),
         object: object.clone(),

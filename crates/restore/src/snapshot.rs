@@ -37,7 +37,7 @@ impl Snapshot {
             source: e,
         })?;
         let path = dir.path().join("manifest.db");
-        let fetched = imb_engine::fetch_manifest(store, &path, at, at.is_none()).await?;
+        let fetched = imb_layout::fetch_manifest(store, &path, at, at.is_none()).await?;
         let Some(base) = fetched.base else {
             let when = at
                 .map(|t| format!(" at or before {}", humantime::format_rfc3339_seconds(t)))
@@ -45,7 +45,7 @@ impl Snapshot {
             return Err(Error::NoManifest(when));
         };
         Ok(Snapshot {
-            taken: imb_engine::parse_ts(&base.ts).unwrap_or(SystemTime::UNIX_EPOCH),
+            taken: imb_layout::parse_ts(&base.ts).unwrap_or(SystemTime::UNIX_EPOCH),
             name: base.name(),
             replayed: fetched.replayed,
             warnings: fetched.warnings,

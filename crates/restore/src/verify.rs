@@ -235,7 +235,7 @@ fn collect_hashed(
 
 /// Checks one file's object; with `hash`, downloads and re-hashes it.
 async fn check(store: &dyn ObjectRead, row: FileRecord, hash: bool) -> Checked {
-    let object = row.key();
+    let object = imb_layout::content_key(&row);
     let finding = |problem: String| Finding {
         path: row.file_path.clone(),
         object: object.clone(),

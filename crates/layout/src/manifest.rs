@@ -1,14 +1,53 @@
-//! Finding and downloading the manifest a target's state is described by.
+//! Manifest names, and finding and downloading the manifest a target's state is
+//! described by.
 
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use imb_manifest::{Manifest, ManifestReader};
 use imb_storage::{GetOptions, Key, ObjectRead, ObjectReadExt};
 
-use crate::{Error, ManifestName, Result, parse_ts};
+use crate::{Error, Result, is_future, parse_ts};
+
+/// A manifest object's name, parsed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ManifestName {
+    /// The run's timestamp, as in the name.
+    pub ts: String,
+    /// The journal number, for a part.
+    pub part: Option<u32>,
+}
+
+impl ManifestName {
+    /// Parses `manifest-{ts}.db` or `manifest-{ts}.part-{n}.db` (without prefix).
+    pub fn parse(name: &str) -> Option<Self> {
+        let rest = name.strip_prefix("manifest-")?.strip_suffix(".db")?;
+        let (ts, part) = match rest.split_once(".part-") {
+            Some((ts, n)) => (ts, Some(n.parse().ok()?)),
+            None => (rest, None),
+        };
+        parse_ts(ts)?;
+        Some(ManifestName {
+            ts: ts.to_owned(),
+            part,
+        })
+    }
+
+    /// The object name.
+    pub fn name(&self) -> String {
+        match self.part {
+            Some(n) => format!("manifest-{}.part-{n:05}.db", self.ts),
+            None => format!("manifest-{}.db", self.ts),
+        }
+    }
+
+    /// The object key.
+    pub fn key(&self) -> Key {
+        Key::parse(self.name()).expect("a manifest name is a valid key")
+    }
+}
 
 /// What [`fetch_manifest`] found.
 #[derive(Debug, Clone, Default)]
@@ -30,7 +69,9 @@ pub struct Fetched {
 ///
 /// # Errors
 /// The store's error.
-pub async fn list_manifests(store: &dyn ObjectRead) -> Result<Vec<(ManifestName, Key)>> {
+pub async fn list_manifests(
+    store: &dyn ObjectRead,
+) -> imb_storage::Result<Vec<(ManifestName, Key)>> {
     Ok(list_manifests_at(store, SystemTime::now()).await?.0)
 }
 
@@ -43,14 +84,14 @@ pub async fn list_manifests(store: &dyn ObjectRead) -> Result<Vec<(ManifestName,
 pub async fn list_manifests_at(
     store: &dyn ObjectRead,
     now: SystemTime,
-) -> Result<(Vec<(ManifestName, Key)>, Vec<String>)> {
+) -> imb_storage::Result<(Vec<(ManifestName, Key)>, Vec<String>)> {
     let mut future = Vec::new();
     let mut names: Vec<(ManifestName, Key)> = Vec::new();
     for m in store.list_all("manifest-").await? {
         let Some(n) = ManifestName::parse(m.key.as_str()) else {
             continue;
         };
-        if crate::is_future(&n.ts, now) {
+        if is_future(&n.ts, now) {
             tracing::warn!(manifest = %m.key, "ignoring a manifest dated more than a day ahead");
             future.push(m.key.to_string());
         } else {
@@ -87,7 +128,7 @@ pub async fn fetch_manifest(
         .rev()
         .filter(|(n, _)| n.part.is_none() && within(n))
     {
-        remove_db(work);
+        imb_manifest::remove_db(work);
         let ok = match download(store, k, work).await {
             Ok(()) => ManifestReader::open(work).map(drop).map_err(Error::from),
             Err(e) => Err(e),
@@ -105,7 +146,7 @@ pub async fn fetch_manifest(
         }
     }
     if out.base.is_none() {
-        remove_db(work);
+        imb_manifest::remove_db(work);
     }
     if !replay_journals {
         return Ok(out);
@@ -142,22 +183,16 @@ pub async fn fetch_manifest(
 }
 
 fn state_err(path: &Path, source: std::io::Error) -> Error {
-    Error::State {
+    Error::Local {
         path: path.display().to_string(),
         source,
     }
 }
 
-/// Removes a SQLite database and its side files.
-pub(crate) fn remove_db(p: &Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let mut s = p.as_os_str().to_owned();
-        s.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(s));
-    }
-}
-
 /// Streams an object into a local file (small files: manifests, journals).
+///
+/// # Errors
+/// The store's, or the local file's.
 pub(crate) async fn download(store: &dyn ObjectRead, k: &Key, dest: &Path) -> Result<()> {
     let mut f = File::create(dest).map_err(|e| state_err(dest, e))?;
     let mut res = store.get_opts(k, GetOptions::default()).await?;
@@ -165,4 +200,21 @@ pub(crate) async fn download(store: &dyn ObjectRead, k: &Key, dest: &Path) -> Re
         f.write_all(&chunk).map_err(|e| state_err(dest, e))?;
     }
     f.sync_all().map_err(|e| state_err(dest, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_names_parse() {
+        let m = ManifestName::parse("manifest-2024-01-15T03-00-00.db").unwrap();
+        assert_eq!(m.part, None);
+        let p = ManifestName::parse("manifest-2024-01-15T03-00-00.part-00002.db").unwrap();
+        assert_eq!(p.part, Some(2));
+        assert_eq!(p.name(), "manifest-2024-01-15T03-00-00.part-00002.db");
+        assert!(m < p);
+        assert!(ManifestName::parse("manifest.db").is_none());
+        assert!(ManifestName::parse("manifest-garbage.db").is_none());
+    }
 }

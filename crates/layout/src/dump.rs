@@ -1,33 +1,17 @@
 //! Dump object names: `database/{ts}-immich-v{version}.sql.gz`, or
-//! `database/{ts}-immich-unknown.sql.gz` when the Immich version could not be read.
-//!
-//! `{ts}` is UTC, `2024-01-15T03-00-00`, the format of every timestamp in the
-//! target's names (the engine has the same three lines; this crate does not depend
-//! on the engine). Names sort by time, and retention orders dumps by the time in
-//! the name, not by the store's modification time, which a copy or a restore of the
-//! bucket would change.
+//! `database/{ts}-immich-unknown.sql.gz` when the Immich version could not be read,
+//! and listing them. Retention orders dumps by the time in the name.
 
 use std::time::SystemTime;
+
+use imb_storage::{ObjectMeta, ObjectRead, ObjectReadExt};
+
+use crate::{format_ts, is_future, parse_ts};
 
 /// Where dumps live in the target.
 pub const DUMP_PREFIX: &str = "database/";
 const SUFFIX: &str = ".sql.gz";
 const TS_LEN: usize = "2024-01-15T03-00-00".len();
-
-/// Formats a time as in object names: UTC, `2024-01-15T03-00-00`.
-pub(crate) fn format_ts(t: SystemTime) -> String {
-    let s = humantime::format_rfc3339_seconds(t).to_string();
-    s.trim_end_matches('Z').replace(':', "-")
-}
-
-/// Parses [`format_ts`]'s output.
-pub(crate) fn parse_ts(s: &str) -> Option<SystemTime> {
-    let (date, time) = s.split_once('T')?;
-    if date.len() != 10 || time.len() != 8 {
-        return None;
-    }
-    humantime::parse_rfc3339(&format!("{date}T{}Z", time.replace('-', ":"))).ok()
-}
 
 /// A dump's name, parsed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -107,4 +91,40 @@ fn clean_version(v: &str) -> Option<String> {
             })
             .collect(),
     )
+}
+
+/// Every dump in the store, newest first (by the time in the name, then by name),
+/// leaving out those dated more than a day ahead of now (see [`list_dumps_at`]).
+///
+/// # Errors
+/// The store's error from listing `database/`.
+pub async fn list_dumps(read: &dyn ObjectRead) -> imb_storage::Result<Vec<(DumpName, ObjectMeta)>> {
+    Ok(list_dumps_at(read, SystemTime::now()).await?.0)
+}
+
+/// [`list_dumps`] as of `now`, with the keys of the future-dated dumps it left out (a
+/// planted `database/2999-…` must not push real dumps out of retention).
+///
+/// # Errors
+/// The store's error from listing `database/`.
+pub async fn list_dumps_at(
+    read: &dyn ObjectRead,
+    now: SystemTime,
+) -> imb_storage::Result<(Vec<(DumpName, ObjectMeta)>, Vec<String>)> {
+    let mut future = Vec::new();
+    let mut dumps: Vec<(DumpName, ObjectMeta)> = Vec::new();
+    for meta in read.list_all(DUMP_PREFIX).await? {
+        let Some(name) = DumpName::parse(meta.key.as_str()) else {
+            tracing::debug!(key = %meta.key, "not a dump name; retention leaves it alone");
+            continue;
+        };
+        if is_future(&name.ts, now) {
+            tracing::warn!(key = %meta.key, "ignoring a dump dated more than a day ahead");
+            future.push(meta.key.to_string());
+        } else {
+            dumps.push((name, meta));
+        }
+    }
+    dumps.sort_by(|(a, am), (b, bm)| (&b.ts, bm.key.as_str()).cmp(&(&a.ts, am.key.as_str())));
+    Ok((dumps, future))
 }
