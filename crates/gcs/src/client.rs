@@ -2,13 +2,11 @@
 //! they share. Statuses are mapped to `imb_storage::Error` here, at the boundary.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use imb_http::transport;
-use imb_storage::retry::{Jitter, retryable_status};
+use imb_storage::retry::{Retrier, Step, retry_after, retryable_status};
 use imb_storage::{Error, Key, ObjectMeta, Result};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE, RETRY_AFTER};
@@ -95,8 +93,7 @@ pub(crate) enum Progress {
 pub(crate) struct Client {
     pub(crate) cfg: GcsConfig,
     http: reqwest::Client,
-    pub(crate) retries: Arc<AtomicU64>,
-    jitter: Jitter,
+    pub(crate) retrier: Retrier,
 }
 
 impl Client {
@@ -115,10 +112,9 @@ impl Client {
             .build()
             .map_err(|e| crate::Error::Client(e.to_string()))?;
         Ok(Client {
-            cfg,
             http,
-            retries: Arc::new(AtomicU64::new(0)),
-            jitter: Jitter::new(),
+            retrier: Retrier::new(cfg.retry.clone()),
+            cfg,
         })
     }
 
@@ -139,7 +135,7 @@ impl Client {
         Key::parse(rest).ok()
     }
 
-    fn shown(&self, name: &str) -> String {
+    pub(crate) fn shown(&self, name: &str) -> String {
         format!("gs://{}/{name}", self.cfg.bucket)
     }
 
@@ -178,76 +174,89 @@ impl Client {
 
     /// Sends a request built by `build`, retrying per the policy when `idempotent`.
     /// Returns the final response whatever its status; transport failures after
-    /// the retries are errors naming `what`.
+    /// the retries are errors naming `what`. A 401 gets a fresh token and one more
+    /// try (a token can expire or be revoked in flight).
     pub(crate) async fn send(
         &self,
         what: &str,
         idempotent: bool,
         build: &(dyn Fn() -> RequestBuilder + Sync),
     ) -> Result<Response> {
-        let policy = &self.cfg.retry;
-        let mut attempt = 0;
-        let mut refreshed = false;
-        loop {
-            let mut rb = build();
-            match self.cfg.tokens.token().await {
-                Ok(Some(t)) => rb = rb.bearer_auth(t),
-                Ok(None) => {}
-                Err(message) => {
-                    return Err(Error::Unauthenticated {
-                        store: STORE,
-                        source: message.into(),
-                    });
-                }
-            }
-            let (wait, cause) = match rb.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    if status == 401 && !refreshed {
-                        // A token can expire or be revoked in flight; get a fresh one, once.
-                        refreshed = true;
-                        self.cfg.tokens.refresh().await;
-                        continue;
-                    }
-                    if !(idempotent && retryable_status(status) && attempt < policy.max_retries) {
-                        return Ok(resp);
-                    }
-                    let after = resp
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|h| h.to_str().ok());
-                    let wait = policy.wait(attempt, after, &self.jitter);
-                    (wait, format!("HTTP {status}"))
-                }
-                Err(e) => {
-                    if let Some(why) = imb_http::tls_failure(&e) {
-                        return Err(Error::Generic {
+        let resp = self.send_once_authorized(what, idempotent, build).await?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        self.cfg.tokens.refresh().await;
+        self.send_once_authorized(what, idempotent, build).await
+    }
+
+    /// [`Client::send`] without the 401 branch.
+    async fn send_once_authorized(
+        &self,
+        what: &str,
+        idempotent: bool,
+        build: &(dyn Fn() -> RequestBuilder + Sync),
+    ) -> Result<Response> {
+        self.retrier
+            .run(what, |_| async move {
+                let mut rb = build();
+                match self.cfg.tokens.token().await {
+                    Ok(Some(t)) => rb = rb.bearer_auth(t),
+                    Ok(None) => {}
+                    Err(message) => {
+                        return Step::Done(Err(Error::Unauthenticated {
                             store: STORE,
-                            message: format!(
-                                "{what}: the endpoint's certificate is not trusted ({why}); trust its \
-                                 certificate authority with GCS_CA_CERT=FILE, with SSL_CERT_FILE=FILE, \
-                                 or in the system's trust store (update-ca-certificates)"
-                            ),
-                            transient: false,
-                            source: Some(Box::new(e)),
-                        });
+                            source: message.into(),
+                        }));
                     }
-                    if !(idempotent && attempt < policy.max_retries && !e.is_builder()) {
-                        return Err(Error::Generic {
+                }
+                match rb.send().await {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        if !(idempotent && retryable_status(status)) {
+                            return Step::Done(Ok(resp));
+                        }
+                        let after = resp.headers().get(RETRY_AFTER).and_then(|h| h.to_str().ok());
+                        Step::Retry {
+                            retry_after: retry_after(after),
+                            cause: format!("HTTP {status}"),
+                            last: Ok(resp),
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(why) = imb_http::tls_failure(&e) {
+                            return Step::Done(Err(Error::Generic {
+                                store: STORE,
+                                message: format!(
+                                    "{what}: the endpoint's certificate is not trusted ({why}); trust its \
+                                     certificate authority with GCS_CA_CERT=FILE, with SSL_CERT_FILE=FILE, \
+                                     or in the system's trust store (update-ca-certificates)"
+                                ),
+                                transient: false,
+                                source: Some(Box::new(e)),
+                            }));
+                        }
+                        let cause = transport(&e);
+                        let retry = idempotent && !e.is_builder();
+                        let err = Error::Generic {
                             store: STORE,
-                            message: format!("{what}: {}", transport(&e)),
+                            message: format!("{what}: {cause}"),
                             transient: true,
                             source: Some(Box::new(e)),
-                        });
+                        };
+                        if retry {
+                            Step::Retry {
+                                last: Err(err),
+                                cause,
+                                retry_after: None,
+                            }
+                        } else {
+                            Step::Done(Err(err))
+                        }
                     }
-                    (policy.backoff(attempt, self.jitter.unit()), transport(&e))
                 }
-            };
-            attempt += 1;
-            self.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(request = %what, attempt, delay_ms = wait.as_millis() as u64, cause = %cause, "retrying");
-            tokio::time::sleep(wait).await;
-        }
+            })
+            .await
     }
 
     /// Turns a non-success response into the shared error for `name`.
@@ -382,7 +391,7 @@ impl Client {
         if_generation_match: Option<i64>,
         idempotent: bool,
     ) -> Result<Resource> {
-        let boundary = format!("imb{:016x}", (self.jitter.unit() * 1e18) as u64);
+        let boundary = format!("imb{:016x}", (self.retrier.jitter().unit() * 1e18) as u64);
         let mut body = Vec::with_capacity(data.len() + 512);
         body.extend_from_slice(
             format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{meta}\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),

@@ -2,7 +2,6 @@
 
 use std::io::Read;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -40,7 +39,7 @@ impl GcsStore {
 
     /// Requests retried so far by this store.
     pub fn retries(&self) -> u64 {
-        self.client.retries.load(Ordering::Relaxed)
+        self.client.retrier.retries()
     }
 
     /// The settings.
@@ -80,7 +79,8 @@ impl GcsStore {
             .start_session(name, meta, Some(total), if_generation_match)
             .await?;
         let mut offset = 0u64;
-        let mut failures = 0u32;
+        let what = format!("upload {}", c.shown(name));
+        let mut tries = c.retrier.tries(&what);
         loop {
             let len = chunk.min(total - offset);
             let data = read_at(name, payload, offset, len).await?;
@@ -91,13 +91,13 @@ impl GcsStore {
                 Ok(Progress::Done(r)) => return Ok(r),
                 Ok(Progress::Incomplete(n)) => {
                     offset = n;
-                    failures = 0;
+                    // Progress: the next failure starts a fresh count.
+                    tries.reset();
                 }
-                Err(e) if e.is_transient() && failures < c.cfg.retry.max_retries => {
-                    failures += 1;
-                    c.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(object = %name, offset, error = %e, "chunk failed; asking the server where the upload stands");
-                    tokio::time::sleep(c.cfg.retry.backoff(failures - 1, 0.5)).await;
+                Err(e) if e.is_transient() => {
+                    if !tries.retry(&format!("at {offset}: {e}"), None).await {
+                        return Err(e);
+                    }
                     match c.query(&session, name, Some(total)).await {
                         Ok(Progress::Done(r)) => return Ok(r),
                         Ok(Progress::Incomplete(n)) => offset = n,
@@ -325,7 +325,8 @@ impl GcsUpload {
     async fn send(&mut self, mut data: Bytes, total: Option<u64>) -> Result<Option<Resource>> {
         let session = self.session().await?;
         let c = self.store.client.clone();
-        let mut failures = 0;
+        let what = format!("upload {}", c.shown(&self.name));
+        let mut tries = c.retrier.tries(&what);
         loop {
             let crc = total.map(|_| self.crc);
             match c
@@ -345,10 +346,10 @@ impl GcsUpload {
                     data = data.slice(kept.min(data.len())..);
                     self.sent = n;
                 }
-                Err(e) if e.is_transient() && failures < c.cfg.retry.max_retries => {
-                    failures += 1;
-                    c.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(c.cfg.retry.backoff(failures - 1, 0.5)).await;
+                Err(e) if e.is_transient() => {
+                    if !tries.retry(&format!("at {}: {e}", self.sent), None).await {
+                        return Err(e);
+                    }
                     if let Progress::Incomplete(n) = c.query(&session, &self.name, total).await? {
                         let kept = n.saturating_sub(self.sent) as usize;
                         data = data.slice(kept.min(data.len())..);

@@ -1,10 +1,9 @@
 //! The typed Immich API client: one method per endpoint, the retry loop they share,
 //! and the multipart upload with its checksum header.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use imb_storage::retry::{Jitter, retryable_status};
+use imb_storage::retry::{Retrier, Step, retry_after, retryable_status};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
@@ -16,8 +15,7 @@ use crate::multipart::{Form, ReadError};
 use crate::types::CheckResultDto;
 use crate::{
     Album, ApiKey, ApiVersion, AssetUpload, BulkIdResult, CheckItem, CheckResult, CheckVerdict,
-    ClientConfig, Error, MediaTypes, Result, RetryPolicy, ServerVersion, UploadOutcome,
-    UploadStatus, User,
+    ClientConfig, Error, MediaTypes, Result, ServerVersion, UploadOutcome, UploadStatus, User,
 };
 
 /// Items per `POST /assets/bulk-upload-check` request.
@@ -34,11 +32,9 @@ pub struct ImmichClient {
     root: String,
     key: ApiKey,
     http: reqwest::Client,
-    policy: RetryPolicy,
+    retrier: Retrier,
     api_override: Option<ApiVersion>,
     api: OnceCell<ApiVersion>,
-    retries: AtomicU64,
-    jitter: Jitter,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,11 +86,9 @@ impl ImmichClient {
             root,
             key: cfg.api_key,
             http,
-            policy: cfg.retry,
+            retrier: Retrier::new(cfg.retry),
             api_override: cfg.api,
             api: OnceCell::new(),
-            retries: AtomicU64::new(0),
-            jitter: Jitter::new(),
         })
     }
 
@@ -105,7 +99,7 @@ impl ImmichClient {
 
     /// Retries made so far, over all requests.
     pub fn retries(&self) -> u64 {
-        self.retries.load(Ordering::Relaxed)
+        self.retrier.retries()
     }
 
     fn url(&self, path: &str) -> String {
@@ -119,12 +113,6 @@ impl ImmichClient {
             .header("accept", "application/json")
     }
 
-    async fn pause(&self, endpoint: &str, attempt: u32, wait: Duration, cause: &str) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(request = %endpoint, attempt, delay_ms = wait.as_millis() as u64, cause = %cause, "retrying");
-        tokio::time::sleep(wait).await;
-    }
-
     /// Sends what `build` makes, retrying per the policy. Returns the final response
     /// whatever its status, with the number of attempts; transport failures that
     /// outlast the retries are [`Error::Transient`].
@@ -135,52 +123,60 @@ impl ImmichClient {
         build: &(dyn Fn() -> RequestBuilder + Sync),
     ) -> Result<(Response, u32, Duration)> {
         let start = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            let can_retry = attempt < self.policy.max_retries;
-            let (wait, cause) = match build().send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let retry = match idem {
-                        Idempotent::Yes => retryable_status(status),
-                        Idempotent::No => status == 429,
-                    };
-                    if !(retry && can_retry) {
-                        return Ok((resp, attempt + 1, start.elapsed()));
+        self.retrier
+            .run(endpoint, |a| async move {
+                match build().send().await {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let retry = match idem {
+                            Idempotent::Yes => retryable_status(status),
+                            Idempotent::No => status == 429,
+                        };
+                        let after = resp
+                            .headers()
+                            .get(RETRY_AFTER)
+                            .and_then(|h| h.to_str().ok());
+                        let retry_after = retry_after(after);
+                        let last = Ok((resp, a.number, start.elapsed()));
+                        if retry {
+                            Step::Retry {
+                                last,
+                                cause: format!("HTTP {status}"),
+                                retry_after,
+                            }
+                        } else {
+                            Step::Done(last)
+                        }
                     }
-                    let after = resp
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|h| h.to_str().ok());
-                    let wait = self.policy.wait(attempt, after, &self.jitter);
-                    (wait, format!("HTTP {status}"))
-                }
-                Err(e) => {
-                    if let Some(why) = tls_failure(&e) {
-                        return Err(Error::Tls {
+                    Err(e) => {
+                        if let Some(why) = tls_failure(&e) {
+                            return Step::Done(Err(Error::Tls {
+                                endpoint: endpoint.to_owned(),
+                                message: why,
+                            }));
+                        }
+                        let retry = !e.is_builder() && (idem == Idempotent::Yes || e.is_connect());
+                        let cause = transport(&e);
+                        let last = Err(Error::Transient {
                             endpoint: endpoint.to_owned(),
-                            message: why,
-                        });
-                    }
-                    let retry = !e.is_builder() && (idem == Idempotent::Yes || e.is_connect());
-                    if !(retry && can_retry) {
-                        return Err(Error::Transient {
-                            endpoint: endpoint.to_owned(),
-                            message: transport(&e),
-                            attempts: attempt + 1,
+                            message: cause.clone(),
+                            attempts: a.number,
                             elapsed: start.elapsed(),
                             source: Some(Box::new(e)),
                         });
+                        if retry {
+                            Step::Retry {
+                                last,
+                                cause,
+                                retry_after: None,
+                            }
+                        } else {
+                            Step::Done(last)
+                        }
                     }
-                    (
-                        self.policy.backoff(attempt, self.jitter.unit()),
-                        transport(&e),
-                    )
                 }
-            };
-            self.pause(endpoint, attempt + 1, wait, &cause).await;
-            attempt += 1;
-        }
+            })
+            .await
     }
 
     /// Reads a JSON answer, or maps a non-success status to an error.
@@ -387,8 +383,8 @@ impl ImmichClient {
     fn form(&self, asset: &AssetUpload, api: ApiVersion) -> Form {
         let boundary = format!(
             "----imb{:016x}{:016x}",
-            self.jitter.next_u64(),
-            self.jitter.next_u64()
+            self.retrier.jitter().next_u64(),
+            self.retrier.jitter().next_u64()
         );
         let mut form = Form::new(boundary);
         if api == ApiVersion::V2 {
@@ -466,83 +462,92 @@ impl ImmichClient {
         let endpoint = format!("POST /assets ({shown})");
         let checksum = imb_hash::hex(&asset.sha1);
         let start = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            let can_retry = attempt < self.policy.max_retries;
-            let form = self.form(asset, api);
-            let (finished, content_type, len) = form.finish();
-            let read_error = ReadError::default();
-            let body = finished.into_body(len, read_error.clone());
-            let sent = self
-                .request(Method::POST, "/assets")
-                .header(CHECKSUM_HEADER, &checksum)
-                .header(CONTENT_TYPE, &content_type)
-                .header(CONTENT_LENGTH, len)
-                .body(body)
-                .send()
-                .await;
-            let (wait, cause) = match sent {
-                Ok(resp) => {
-                    let status = resp.status();
-                    if status == StatusCode::OK || status == StatusCode::CREATED {
-                        return self
-                            .upload_answer(&endpoint, resp, attempt + 1, start)
-                            .await;
-                    }
-                    let code = status.as_u16();
-                    if !(retryable_status(code) && can_retry) {
+        let (endpoint, shown, checksum) = (&endpoint, &shown, &checksum);
+        self.retrier
+            .run(endpoint, |a| async move {
+                let form = self.form(asset, api);
+                let (finished, content_type, len) = form.finish();
+                let read_error = ReadError::default();
+                let body = finished.into_body(len, read_error.clone());
+                let sent = self
+                    .request(Method::POST, "/assets")
+                    .header(CHECKSUM_HEADER, checksum)
+                    .header(CONTENT_TYPE, &content_type)
+                    .header(CONTENT_LENGTH, len)
+                    .body(body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        if status == StatusCode::OK || status == StatusCode::CREATED {
+                            return Step::Done(
+                                self.upload_answer(endpoint, resp, a.number, start).await,
+                            );
+                        }
+                        let code = status.as_u16();
+                        let after = resp.headers().get(RETRY_AFTER).and_then(|h| h.to_str().ok());
+                        let retry_after = retry_after(after);
                         let body = resp.text().await.unwrap_or_default();
-                        return Err(from_status(
-                            &endpoint,
-                            Some(&shown),
+                        let last = Err(from_status(
+                            endpoint,
+                            Some(shown),
                             code,
                             &body,
-                            attempt + 1,
+                            a.number,
                             start.elapsed(),
                         ));
+                        if retryable_status(code) {
+                            Step::Retry {
+                                last,
+                                cause: format!("HTTP {code}"),
+                                retry_after,
+                            }
+                        } else {
+                            Step::Done(last)
+                        }
                     }
-                    let after = resp
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|h| h.to_str().ok());
-                    let wait = self.policy.wait(attempt, after, &self.jitter);
-                    (wait, format!("HTTP {code}"))
-                }
-                Err(e) => {
-                    if let Some(io) = read_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                        return Err(Error::Io {
-                            path: shown,
-                            source: io,
-                        });
-                    }
-                    if let Some(why) = tls_failure(&e) {
-                        return Err(Error::Tls {
-                            endpoint,
-                            message: why,
-                        });
-                    }
-                    if let Some(done) = self.duplicate_after_failure(asset).await {
-                        tracing::debug!(file = %shown, id = %done.id, cause = %transport(&e), "upload answered as a duplicate before the body was sent");
-                        return Ok(done);
-                    }
-                    if e.is_builder() || !can_retry {
-                        return Err(Error::Transient {
-                            endpoint,
-                            message: transport(&e),
-                            attempts: attempt + 1,
+                    Err(e) => {
+                        if let Some(io) =
+                            read_error.lock().unwrap_or_else(|p| p.into_inner()).take()
+                        {
+                            return Step::Done(Err(Error::Io {
+                                path: shown.clone(),
+                                source: io,
+                            }));
+                        }
+                        if let Some(why) = tls_failure(&e) {
+                            return Step::Done(Err(Error::Tls {
+                                endpoint: endpoint.clone(),
+                                message: why,
+                            }));
+                        }
+                        if let Some(done) = self.duplicate_after_failure(asset).await {
+                            tracing::debug!(file = %shown, id = %done.id, cause = %transport(&e), "upload answered as a duplicate before the body was sent");
+                            return Step::Done(Ok(done));
+                        }
+                        let retry = !e.is_builder();
+                        let cause = transport(&e);
+                        let last = Err(Error::Transient {
+                            endpoint: endpoint.clone(),
+                            message: cause.clone(),
+                            attempts: a.number,
                             elapsed: start.elapsed(),
                             source: Some(Box::new(e)),
                         });
+                        if retry {
+                            Step::Retry {
+                                last,
+                                cause,
+                                retry_after: None,
+                            }
+                        } else {
+                            Step::Done(last)
+                        }
                     }
-                    (
-                        self.policy.backoff(attempt, self.jitter.unit()),
-                        transport(&e),
-                    )
                 }
-            };
-            self.pause(&endpoint, attempt + 1, wait, &cause).await;
-            attempt += 1;
-        }
+            })
+            .await
     }
 
     async fn upload_answer(
