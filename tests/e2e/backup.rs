@@ -498,3 +498,52 @@ fn a_terminal_gets_the_bar_and_the_rate_not_a_line_per_save() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.matches("manifest journal saved").count() >= 10, "{log}");
 }
+
+/// One key set in the file, the environment and the command line at once: the
+/// command line wins, then the environment, then the file.
+#[test]
+fn a_setting_in_three_layers_is_taken_from_the_highest() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("lib");
+    for f in ["upload/a.jpg", "thumbs/a.webp"] {
+        let p = src.join(f);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, f).unwrap();
+    }
+    let cfg = t.path().join("c.toml");
+    let scanned = |file: &str, env: Option<&str>, flag: Option<&str>| {
+        fs::write(&cfg, file).unwrap();
+        let mut c = backup();
+        c.arg("--source")
+            .arg(&src)
+            .arg("--dest")
+            .arg(t.path().join("dst"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--no-database", "--json"]);
+        if let Some(v) = env {
+            c.env("IMB_DEFAULT_EXCLUDES", v);
+        }
+        c.args(flag);
+        let out = c.output().unwrap();
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        s["files_scanned"].as_u64().unwrap()
+    };
+    // thumbs/ excluded: 1 file; included: 2.
+    let on = "default_excludes = true\n";
+    let off = "default_excludes = false\n";
+    assert_eq!(scanned(on, Some("false"), Some("--default-excludes")), 1);
+    assert_eq!(scanned(off, Some("true"), Some("--no-default-excludes")), 2);
+    assert_eq!(
+        scanned(on, Some("false"), None),
+        2,
+        "the environment beats the file"
+    );
+    assert_eq!(
+        scanned(off, Some("true"), None),
+        1,
+        "the environment beats the file"
+    );
+    assert_eq!(scanned(off, None, None), 2, "the file beats the default");
+}

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         let target = target::open(
             &settings.dest,
             &mut settings.config,
-            &settings.classes,
+            &settings.target,
             settings.fsync,
         )
         .await?;

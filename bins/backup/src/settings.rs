@@ -1,22 +1,28 @@
 //! Settings from the command line, the environment and a config file, in that
-//! order of precedence, then the built-in defaults.
+//! order of precedence, then the built-in defaults: one struct, read by clap and by
+//! serde, merged layer over layer (`imb_cli::layered`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
+use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
-use imb_cli::{LogFormat, duration_setting, list_setting};
+use conflate::Merge;
+use imb_cli::{Layer, LogFormat, negate};
 use imb_engine::{BackupConfig, DedupMode};
 use serde::Deserialize;
 
 /// Back up an Immich library (UPLOAD_LOCATION) incrementally, append-only, with a
-/// SQLite manifest. Every flag can also be set as IMB_<FLAG> in the environment or
-/// as a key in the --config file.
-#[derive(Debug, Parser)]
+/// SQLite manifest. Every setting can be a flag, IMB_<FLAG> in the environment, or
+/// a key in the --config file (TOML, names with underscores), in that order of
+/// precedence; on/off settings are `--X` / `--no-X` (`X = true|false` in the file).
+#[derive(Debug, Default, Parser, Deserialize, Merge)]
 #[command(name = "backup", version)]
-struct Cli {
+#[serde(deny_unknown_fields, default)]
+#[merge(strategy = conflate::option::overwrite_none)]
+struct Options {
     /// The library root to back up (opened read-only).
     #[arg(long, env = "IMB_SOURCE")]
     source: Option<PathBuf>,
@@ -25,6 +31,7 @@ struct Cli {
     dest: Option<String>,
     /// A TOML file with settings (keys as the flags, with underscores).
     #[arg(long, env = "IMB_CONFIG")]
+    #[serde(skip)]
     config: Option<PathBuf>,
     /// Hash-and-upload workers [default: 4].
     #[arg(long, env = "IMB_WORKERS")]
@@ -37,22 +44,35 @@ struct Cli {
     queue_size: Option<usize>,
     /// Glob to leave out, relative to the source (repeatable; a matching directory
     /// leaves out everything below it). Adds to the defaults: thumbs, encoded-video.
-    #[arg(long, env = "IMB_EXCLUDE", value_delimiter = ',')]
-    exclude: Vec<String>,
+    #[arg(long = "exclude", env = "IMB_EXCLUDE", value_delimiter = ',')]
+    #[serde(alias = "exclude")]
+    excludes: Option<Vec<String>>,
     /// Back up only files matching one of these globs (repeatable).
-    #[arg(long, env = "IMB_INCLUDE", value_delimiter = ',')]
-    include: Vec<String>,
-    /// Do not exclude thumbs/ and encoded-video/ by default.
+    #[arg(long = "include", env = "IMB_INCLUDE", value_delimiter = ',')]
+    #[serde(alias = "include")]
+    includes: Option<Vec<String>>,
+    /// Exclude thumbs/ and encoded-video/, which Immich regenerates [default: true].
+    #[arg(long, env = "IMB_DEFAULT_EXCLUDES", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    default_excludes: Option<bool>,
+    /// Same as --default-excludes=false.
     #[arg(long, env = "IMB_NO_DEFAULT_EXCLUDES")]
+    #[merge(skip)]
     no_default_excludes: bool,
     /// Re-hash every file, even unchanged ones, and report silent corruption.
-    #[arg(long, env = "IMB_CHECKSUM")]
-    checksum: bool,
+    #[arg(long, env = "IMB_CHECKSUM", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    checksum: Option<bool>,
+    /// Same as --checksum=false.
+    #[arg(long)]
+    #[merge(skip)]
+    no_checksum: bool,
     /// Save a manifest journal after this many changed files [default: 1000].
     #[arg(long, env = "IMB_SAVE_EVERY")]
     save_every: Option<u64>,
     /// Stop gracefully after this long (e.g. 5h30m) and resume next run.
     #[arg(long, env = "IMB_MAX_DURATION", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     max_duration: Option<Duration>,
     /// Cap upload bandwidth, bytes per second (suffixes K, M, G: powers of 1024).
     #[arg(long, env = "IMB_BWLIMIT")]
@@ -74,12 +94,18 @@ struct Cli {
     retries: Option<u32>,
     /// First retry wait, doubling each time up to 32 s (e.g. 2s) [default: 2s].
     #[arg(long, env = "IMB_RETRY_INITIAL", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     retry_initial: Option<Duration>,
     /// Storage class for database dumps on GCS [default: STANDARD].
     #[arg(long, env = "IMB_DATABASE_CLASS")]
     database_class: Option<String>,
-    /// Do not dump the database even if DB_URL / DB_HOSTNAME are set.
+    /// Dump the database when DB_URL / DB_HOSTNAME are set [default: true].
+    #[arg(long, env = "IMB_DATABASE", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    database: Option<bool>,
+    /// --database=false: do not dump the database even if DB_URL / DB_HOSTNAME are set.
     #[arg(long, env = "IMB_NO_DATABASE")]
+    #[merge(skip)]
     no_database: bool,
     /// The pg_dump to run (must not be older than the server) [default: pg_dump].
     #[arg(long, env = "IMB_PG_DUMP")]
@@ -90,15 +116,40 @@ struct Cli {
     /// Directory for working files [default: a temporary directory].
     #[arg(long, env = "IMB_STATE_DIR")]
     state_dir: Option<PathBuf>,
-    /// Skip fsync on a local target: only for throwaway targets (benchmarks).
+    /// fsync every file on a local target [default: true]; off only for
+    /// throwaway targets (benchmarks).
+    #[arg(long, env = "IMB_FSYNC", num_args = 0..=1, hide = true,
+          require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    fsync: Option<bool>,
+    /// Same as --fsync=false.
     #[arg(long, env = "IMB_NO_FSYNC", hide = true)]
+    #[merge(skip)]
     no_fsync: bool,
     /// Print one JSON summary object on stdout at the end.
-    #[arg(long, env = "IMB_JSON")]
-    json: bool,
+    #[arg(long, env = "IMB_JSON", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    json: Option<bool>,
     /// Log format on stderr.
     #[arg(long, env = "IMB_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// The CronJob's schedule lives in the same ConfigMap; not used by the binary.
+    #[arg(skip)]
+    #[merge(skip)]
+    #[allow(dead_code, reason = "accepted in the ConfigMap, read by Kubernetes")]
+    schedule: Option<String>,
+}
+
+impl Layer for Options {
+    fn config(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+
+    fn fold_negations(&mut self) {
+        negate(self.no_default_excludes, &mut self.default_excludes);
+        negate(self.no_checksum, &mut self.checksum);
+        negate(self.no_database, &mut self.database);
+        negate(self.no_fsync, &mut self.fsync);
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Deserialize, PartialEq, Eq)]
@@ -108,44 +159,10 @@ enum Dedup {
     Reference,
 }
 
-/// The config file. Keys match the flags (and the seed's ConfigMap where they
-/// overlap); unknown keys are errors that name the key.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    source: Option<PathBuf>,
-    dest: Option<String>,
-    workers: Option<usize>,
-    uploads: Option<usize>,
-    queue_size: Option<usize>,
-    #[serde(alias = "exclude")]
-    excludes: Option<Vec<String>>,
-    #[serde(alias = "include")]
-    includes: Option<Vec<String>>,
-    default_excludes: Option<bool>,
-    checksum: Option<bool>,
-    save_every: Option<u64>,
-    max_duration: Option<String>,
-    bwlimit: Option<String>,
-    immich_version: Option<String>,
-    dedup: Option<Dedup>,
-    state_dir: Option<PathBuf>,
-    log_format: Option<LogFormat>,
-    library_class: Option<String>,
-    manifest_class: Option<String>,
-    retries: Option<u32>,
-    retry_initial: Option<String>,
-    database_class: Option<String>,
-    no_database: Option<bool>,
-    pg_dump: Option<PathBuf>,
-    db_backup_retention: Option<usize>,
-    /// The CronJob's schedule lives in the same ConfigMap; not used by the binary.
-    schedule: Option<String>,
-}
-
-/// Storage classes asked for; the backend fills in its defaults.
+/// What the target is asked for (storage classes, retries); the backend fills in
+/// its defaults.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Classes {
+pub(crate) struct TargetSettings {
     pub(crate) library: Option<String>,
     pub(crate) manifests: Option<String>,
     pub(crate) database: Option<String>,
@@ -161,7 +178,7 @@ pub(crate) struct Classes {
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub(crate) config: BackupConfig,
-    pub(crate) classes: Classes,
+    pub(crate) target: TargetSettings,
     pub(crate) database: crate::database::DbSettings,
     pub(crate) dest: String,
     pub(crate) fsync: bool,
@@ -175,84 +192,66 @@ impl Settings {
         imb_cli::load("backup", Self::resolve)
     }
 
-    fn resolve(cli: Cli) -> anyhow::Result<Settings> {
-        let file: FileConfig = imb_cli::read_config(cli.config.as_deref())?;
-        let _ = &file.schedule;
+    fn resolve(cli: Options) -> anyhow::Result<Settings> {
+        let o = imb_cli::layered(cli)?;
         let database = crate::database::DbSettings {
-            skip: cli.no_database || file.no_database.unwrap_or(false),
-            pg_dump: cli.pg_dump.or(file.pg_dump),
-            retention: Some(
-                cli.db_backup_retention
-                    .or(file.db_backup_retention)
-                    .unwrap_or(14),
-            ),
+            skip: !o.database.unwrap_or(true),
+            pg_dump: o.pg_dump,
+            retention: Some(o.db_backup_retention.unwrap_or(14)),
         };
         if database.retention == Some(0) {
             bail!("db_backup_retention must be at least 1 (it is how many dumps to keep)");
         }
-        let source = cli.source.or(file.source).ok_or_else(|| {
+        let source = o.source.ok_or_else(|| {
             anyhow!("--source is required (or IMB_SOURCE, or `source` in --config)")
         })?;
-        let dest = cli
+        let dest = o
             .dest
-            .or(file.dest)
             .ok_or_else(|| anyhow!("--dest is required (or IMB_DEST, or `dest` in --config)"))?;
         let mut config = BackupConfig::new(source);
-        if let Some(w) = cli.workers.or(file.workers) {
+        if let Some(w) = o.workers {
             if w == 0 {
                 bail!("--workers must be at least 1");
             }
             config.workers = w;
         }
-        config.uploads = cli.uploads.or(file.uploads);
-        config.queue_size = cli.queue_size.or(file.queue_size);
-        let default_excludes = !cli.no_default_excludes && file.default_excludes.unwrap_or(true);
-        let extra = list_setting(cli.exclude, file.excludes);
-        config.excludes = if default_excludes {
+        config.uploads = o.uploads;
+        config.queue_size = o.queue_size;
+        config.excludes = if o.default_excludes.unwrap_or(true) {
             BackupConfig::default_excludes()
         } else {
             Vec::new()
         };
-        config.excludes.extend(extra);
-        config.includes = list_setting(cli.include, file.includes);
-        config.checksum = cli.checksum || file.checksum.unwrap_or(false);
-        if let Some(n) = cli.save_every.or(file.save_every) {
+        config.excludes.extend(o.excludes.unwrap_or_default());
+        config.includes = o.includes.unwrap_or_default();
+        config.checksum = o.checksum.unwrap_or(false);
+        if let Some(n) = o.save_every {
             config.save_every = n.max(1);
         }
-        config.max_duration =
-            duration_setting("max_duration", cli.max_duration, file.max_duration)?;
-        config.bwlimit = cli
-            .bwlimit
-            .or(file.bwlimit)
-            .map(|s| parse_rate(&s))
-            .transpose()?;
-        config.immich_version = cli.immich_version.or(file.immich_version);
-        let dedup = cli.dedup.or(file.dedup);
-        let classes = Classes {
-            library: cli.library_class.or(file.library_class),
-            manifests: cli.manifest_class.or(file.manifest_class),
-            database: cli.database_class.or(file.database_class),
-            dedup_set: dedup.is_some(),
-            retries: cli.retries.or(file.retries),
-            retry_initial: duration_setting(
-                "retry_initial",
-                cli.retry_initial,
-                file.retry_initial,
-            )?,
+        config.max_duration = o.max_duration;
+        config.bwlimit = o.bwlimit.map(|s| parse_rate(&s)).transpose()?;
+        config.immich_version = o.immich_version;
+        let target = TargetSettings {
+            library: o.library_class,
+            manifests: o.manifest_class,
+            database: o.database_class,
+            dedup_set: o.dedup.is_some(),
+            retries: o.retries,
+            retry_initial: o.retry_initial,
         };
-        config.dedup = match dedup {
+        config.dedup = match o.dedup {
             Some(Dedup::Reference) => DedupMode::Reference,
             _ => DedupMode::Copy,
         };
-        config.state_dir = cli.state_dir.or(file.state_dir);
+        config.state_dir = o.state_dir;
         Ok(Settings {
             config,
-            classes,
+            target,
             database,
             dest,
-            fsync: !cli.no_fsync,
-            json: cli.json,
-            log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+            fsync: o.fsync.unwrap_or(true),
+            json: o.json.unwrap_or(false),
+            log_format: o.log_format.unwrap_or_default(),
         })
     }
 }
@@ -288,7 +287,7 @@ mod tests {
     fn parse(args: &[&str]) -> anyhow::Result<Settings> {
         let mut all = vec!["backup"];
         all.extend_from_slice(args);
-        Settings::resolve(Cli::try_parse_from(all)?)
+        Settings::resolve(imb_cli::parse_from(all)?)
     }
 
     #[test]
@@ -313,6 +312,39 @@ mod tests {
             vec!["thumbs", "encoded-video", "backups"]
         );
         assert_eq!(s.config.queue_size, None);
+    }
+
+    /// Booleans used to be OR-ed across layers: `checksum = true` or
+    /// `no_database = true` in the file could not be switched off.
+    #[test]
+    fn on_off_settings_in_the_file_can_be_switched_from_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.toml");
+        let cfg_s = cfg.to_str().unwrap();
+        std::fs::write(&cfg, "source = '/s'\ndest = '/d'\nchecksum = true\nno_database = true\ndefault_excludes = false\nfsync = false\njson = true\n").unwrap();
+        let s = parse(&["--config", cfg_s]).unwrap();
+        assert!(s.config.checksum && s.database.skip && !s.fsync && s.json);
+        assert!(s.config.excludes.is_empty());
+        let s = parse(&[
+            "--config",
+            cfg_s,
+            "--no-checksum",
+            "--database",
+            "--default-excludes",
+            "--fsync",
+            "--json=false",
+        ])
+        .unwrap();
+        assert!(!s.config.checksum && !s.database.skip && s.fsync && !s.json);
+        assert_eq!(s.config.excludes, vec!["thumbs", "encoded-video"]);
+        // The positive key in the file, the old negative flag on the command line.
+        std::fs::write(&cfg, "source = '/s'\ndest = '/d'\ndatabase = true\n").unwrap();
+        assert!(
+            parse(&["--config", cfg_s, "--no-database"])
+                .unwrap()
+                .database
+                .skip
+        );
     }
 
     #[test]

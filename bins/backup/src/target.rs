@@ -34,12 +34,12 @@ fn is_cold(class: &str) -> bool {
 pub(crate) async fn open(
     dest: &str,
     config: &mut BackupConfig,
-    classes: &crate::settings::Classes,
+    asked: &crate::settings::TargetSettings,
     fsync: bool,
 ) -> anyhow::Result<Opened> {
     let opts = Options::default()
         .with_no_fsync(!fsync)
-        .with_retries(classes.retries, classes.retry_initial);
+        .with_retries(asked.retries, asked.retry_initial);
     if let Some(p) = local_path(dest) {
         refuse_nested(&p, &config.source)?;
     }
@@ -48,25 +48,16 @@ pub(crate) async fn open(
         .with_context(|| format!("--dest {dest}"))?;
     let mut database_class = None;
     if t.kind == Kind::Gcs {
-        let library = classes.library.clone().unwrap_or_else(|| "ARCHIVE".into());
-        if is_cold(&library) && config.dedup == DedupMode::Copy && !classes.dedup_set {
+        let library = asked.library.clone().unwrap_or_else(|| "ARCHIVE".into());
+        if is_cold(&library) && config.dedup == DedupMode::Copy && !asked.dedup_set {
             // Copying an Archive object pays a retrieval; a reference costs nothing.
             config.dedup = DedupMode::Reference;
         }
         config.storage_classes.library = Some(library);
-        config.storage_classes.manifests = Some(
-            classes
-                .manifests
-                .clone()
-                .unwrap_or_else(|| "STANDARD".into()),
-        );
+        config.storage_classes.manifests =
+            Some(asked.manifests.clone().unwrap_or_else(|| "STANDARD".into()));
         // Dumps are pruned and read by every verify: Standard, not Archive.
-        database_class = Some(
-            classes
-                .database
-                .clone()
-                .unwrap_or_else(|| "STANDARD".into()),
-        );
+        database_class = Some(asked.database.clone().unwrap_or_else(|| "STANDARD".into()));
     }
     let t = Arc::new(t);
     let r = t.clone();

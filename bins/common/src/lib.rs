@@ -11,7 +11,7 @@ mod settings;
 mod terminal;
 
 pub use process::{on_stop_signal, runtime};
-pub use settings::{LogFormat, duration_setting, list_setting, load, parse_args, read_config};
+pub use settings::{Layer, LogFormat, layered, load, negate, parse_args, parse_from, read_config};
 pub use terminal::{Counters, Terminal, error_chain, fail, print_json};
 
 #[cfg(test)]

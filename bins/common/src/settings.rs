@@ -1,9 +1,16 @@
 //! The one precedence every binary's settings follow: command line, then the
 //! environment (clap's `env`), then the TOML config file, then built-in defaults.
+//!
+//! Each binary has one settings struct with `Option` fields, read by clap (the
+//! command line and the environment) and by serde (the file), and merged field by
+//! field ([`layered`]): the upper layer's value wins wherever it has one, so a
+//! setting in the file can always be changed from the command line. On/off
+//! settings are `Option<bool>`, `--X[=BOOL]` and `--no-X`; [`Layer::fold_negations`]
+//! turns a layer's `--no-X` into `X = false` before the layers meet, so nothing is
+//! OR-ed across them.
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::{Parser, ValueEnum};
@@ -69,7 +76,7 @@ pub fn parse_args<C: Parser>() -> Result<C, ExitCode> {
     if let Some(code) = extra_command::<C>() {
         return Err(code);
     }
-    C::try_parse().map_err(|e| {
+    parse_from(std::env::args_os()).map_err(|e| {
         let _ = e.print();
         if e.use_stderr() {
             ExitCode::from(1)
@@ -77,6 +84,52 @@ pub fn parse_args<C: Parser>() -> Result<C, ExitCode> {
             ExitCode::SUCCESS
         }
     })
+}
+
+/// Parses `args` (the program name first) into `C`, settling each `--X` /
+/// `--no-X` pair given together: the command line beats the environment, and on
+/// the command line the later flag wins. The loser's value is dropped, so the
+/// struct holds at most one of the pair ([`negate`] then folds `--no-X` in).
+///
+/// # Errors
+/// Clap's usage error (or its `--help` / `--version` "error").
+pub fn parse_from<C: Parser, I, T>(args: I) -> Result<C, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut cmd = C::command();
+    let mut m = cmd.try_get_matches_from_mut(args)?;
+    settle_negations(&cmd, &mut m);
+    C::from_arg_matches_mut(&mut m)
+}
+
+/// Top-level arguments only: the binaries' on/off settings are global ones, whose
+/// values clap keeps at the top level wherever they were given.
+fn settle_negations(cmd: &clap::Command, m: &mut clap::ArgMatches) {
+    use clap::parser::ValueSource;
+    let rank = |m: &clap::ArgMatches, id: &str| match m.value_source(id) {
+        Some(ValueSource::CommandLine) => Some((1, m.index_of(id).unwrap_or(0))),
+        Some(ValueSource::EnvVariable) => Some((0, 0)),
+        _ => None,
+    };
+    for arg in cmd.get_arguments() {
+        let neg = arg.get_id().as_str();
+        let Some(pos) = neg.strip_prefix("no_") else {
+            continue;
+        };
+        if !cmd.get_arguments().any(|a| a.get_id() == pos) {
+            continue;
+        }
+        // A negative flag is set only when present, so `Some(true)` means given.
+        let neg_given = m.try_get_one::<bool>(neg).ok().flatten() == Some(&true);
+        if let (Some(p), Some(n)) = (rank(m, pos), rank(m, neg))
+            && neg_given
+            && n > p
+        {
+            let _ = m.try_remove_one::<bool>(pos);
+        }
+    }
 }
 
 /// Parses the command line and `resolve`s it into settings; when either fails,
@@ -99,34 +152,49 @@ pub fn read_config<T: DeserializeOwned + Default>(path: Option<&Path>) -> anyhow
         return Ok(T::default());
     };
     let text = std::fs::read_to_string(p).with_context(|| format!("--config {}", p.display()))?;
-    toml::from_str(&text).map_err(|e| anyhow!("--config {}: {}", p.display(), e.message()))
+    toml::from_str(&text).map_err(|e| {
+        // toml's message alone does not say where ("expected a duration"): add
+        // the line it is about.
+        let at = e.span().map(|span| {
+            let line = text[..span.start.min(text.len())].matches('\n').count();
+            let shown = text.lines().nth(line).unwrap_or("").trim();
+            format!(", line {} (`{shown}`)", line + 1)
+        });
+        anyhow!(
+            "--config {}{}: {}",
+            p.display(),
+            at.unwrap_or_default(),
+            e.message()
+        )
+    })
 }
 
-/// A duration from the command line (already parsed by clap), else from the config
-/// file's `name` key (humantime text, e.g. `5h30m`).
+/// A binary's settings struct, as one layer.
+pub trait Layer: DeserializeOwned + Default + conflate::Merge {
+    /// The `--config` file named on the command line or in the environment.
+    fn config(&self) -> Option<&Path>;
+
+    /// Sets each `X` whose `--no-X` flag is set to `Some(false)`.
+    fn fold_negations(&mut self) {}
+}
+
+/// `setting = Some(false)` when the `--no-X` `flag` is set and `--X` is not (of
+/// a pair given together, [`parse_from`] has kept only the winner).
+pub fn negate(flag: bool, setting: &mut Option<bool>) {
+    if flag && setting.is_none() {
+        *setting = Some(false);
+    }
+}
+
+/// The command line and environment (`cli`, as clap parsed them) over the config
+/// file it names: every field the upper layer leaves unset is taken from the file.
 ///
 /// # Errors
-/// The config file's text is not a duration.
-pub fn duration_setting(
-    name: &str,
-    cli: Option<Duration>,
-    file: Option<String>,
-) -> anyhow::Result<Option<Duration>> {
-    match (cli, file) {
-        (Some(d), _) => Ok(Some(d)),
-        (None, Some(s)) => humantime::parse_duration(&s)
-            .map(Some)
-            .map_err(|e| anyhow!("{name} {s:?}: {e}")),
-        (None, None) => Ok(None),
-    }
-}
-
-/// A repeatable setting: the command line's values if any were given (they
-/// replace the file's, not add to them), else the config file's.
-pub fn list_setting<T>(cli: Vec<T>, file: Option<Vec<T>>) -> Vec<T> {
-    if cli.is_empty() {
-        file.unwrap_or_default()
-    } else {
-        cli
-    }
+/// The file cannot be read or is not valid; the message names the file and key.
+pub fn layered<T: Layer>(mut cli: T) -> anyhow::Result<T> {
+    cli.fold_negations();
+    let mut file: T = read_config(cli.config())?;
+    file.fold_negations();
+    cli.merge(file);
+    Ok(cli)
 }

@@ -4,19 +4,90 @@ use std::time::Duration;
 
 use super::*;
 
-#[test]
-fn command_line_beats_the_file() {
-    let d = duration_setting("poll", Some(Duration::from_secs(1)), Some("5s".into())).unwrap();
-    assert_eq!(d, Some(Duration::from_secs(1)));
-    let d = duration_setting("poll", None, Some("1m 5s".into())).unwrap();
-    assert_eq!(d, Some(Duration::from_secs(65)));
-    assert_eq!(duration_setting("poll", None, None).unwrap(), None);
-    let err = duration_setting("poll", None, Some("soon".into())).unwrap_err();
-    assert!(err.to_string().starts_with("poll \"soon\""), "{err}");
+/// A settings struct as the binaries write theirs.
+#[derive(Debug, Default, clap::Parser, serde::Deserialize, conflate::Merge)]
+#[serde(deny_unknown_fields, default)]
+#[merge(strategy = conflate::option::overwrite_none)]
+struct Layered {
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<std::path::PathBuf>,
+    #[arg(long)]
+    workers: Option<u32>,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    checksum: Option<bool>,
+    #[arg(long)]
+    #[merge(skip)]
+    no_checksum: bool,
+    #[arg(long, value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    poll: Option<Duration>,
+}
 
-    assert_eq!(list_setting(vec![1], Some(vec![2, 3])), [1]);
-    assert_eq!(list_setting(vec![], Some(vec![2, 3])), [2, 3]);
-    assert!(list_setting(Vec::<u8>::new(), None).is_empty());
+impl Layer for Layered {
+    fn config(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+    fn fold_negations(&mut self) {
+        negate(self.no_checksum, &mut self.checksum);
+    }
+}
+
+fn layered_from(file: &str, args: &[&str]) -> Layered {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, file).unwrap();
+    let mut all = vec!["t", "--config", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    layered(parse_from::<Layered, _, _>(all).unwrap()).unwrap()
+}
+
+#[test]
+fn the_command_line_beats_the_file_key_by_key() {
+    let file = "workers = 8\nchecksum = true\npoll = '1m 5s'\n";
+    let l = layered_from(file, &[]);
+    assert_eq!(
+        (l.workers, l.checksum, l.poll),
+        (Some(8), Some(true), Some(Duration::from_secs(65)))
+    );
+    let l = layered_from(file, &["--workers", "2", "--poll", "1s"]);
+    assert_eq!((l.workers, l.checksum), (Some(2), Some(true)));
+    assert_eq!(l.poll, Some(Duration::from_secs(1)));
+}
+
+/// Before one struct per binary, on/off settings were OR-ed across layers: a
+/// `checksum = true` in the file could not be switched off.
+#[test]
+fn an_on_off_setting_in_the_file_can_be_switched_off_and_on() {
+    assert_eq!(
+        layered_from("checksum = true", &["--no-checksum"]).checksum,
+        Some(false)
+    );
+    assert_eq!(
+        layered_from("checksum = true", &["--checksum=false"]).checksum,
+        Some(false)
+    );
+    assert_eq!(
+        layered_from("checksum = false", &["--checksum"]).checksum,
+        Some(true)
+    );
+    // The last of --X and --no-X wins, as in other tools.
+    let l = layered_from("", &["--no-checksum", "--checksum"]);
+    assert_eq!(l.checksum, Some(true));
+    let l = layered_from("", &["--checksum", "--no-checksum"]);
+    assert_eq!(l.checksum, Some(false));
+    assert_eq!(layered_from("", &[]).checksum, None);
+}
+
+#[test]
+fn a_bad_duration_in_the_file_names_the_key() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "poll = 'soon'").unwrap();
+    let cli = Layered::try_parse_from(["t", "--config", path.to_str().unwrap()]).unwrap();
+    let err = layered(cli).unwrap_err().to_string();
+    assert!(err.contains("c.toml") && err.contains("poll"), "{err}");
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
