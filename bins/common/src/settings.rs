@@ -154,11 +154,14 @@ pub fn read_config<T: DeserializeOwned + Default>(path: Option<&Path>) -> anyhow
     let text = std::fs::read_to_string(p).with_context(|| format!("--config {}", p.display()))?;
     toml::from_str(&text).map_err(|e| {
         // toml's message alone does not say where ("expected a duration"): add
-        // the line it is about.
+        // the line and its key, never its value (which may be a secret).
         let at = e.span().map(|span| {
-            let line = text[..span.start.min(text.len())].matches('\n').count();
-            let shown = text.lines().nth(line).unwrap_or("").trim();
-            format!(", line {} (`{shown}`)", line + 1)
+            let line = text
+                .get(..span.start)
+                .map_or(0, |before| before.matches('\n').count());
+            let key = text.lines().nth(line).unwrap_or("");
+            let key = key.split('=').next().unwrap_or("").trim();
+            format!(", line {} (`{key}`)", line + 1)
         });
         anyhow!(
             "--config {}{}: {}",

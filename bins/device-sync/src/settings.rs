@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
-use imb_cli::{LogFormat, duration_setting, list_setting};
+use conflate::Merge;
+use imb_cli::{Layer, LogFormat, negate};
 use imb_devicesync::{Selection, SyncConfig};
 use imb_immich::{ApiKey, ApiVersion, ClientConfig, RetryPolicy};
 use serde::Deserialize;
@@ -59,7 +61,9 @@ enum Cmd {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args, Deserialize, Merge)]
+#[serde(deny_unknown_fields, default)]
+#[merge(strategy = conflate::option::overwrite_none)]
 struct Common {
     /// The Immich server, e.g. https://photos.example.org (the API root /api is added).
     #[arg(long, global = true, env = "IMMICH_INSTANCE_URL")]
@@ -75,9 +79,11 @@ struct Common {
         env = "IMB_CA_CERT",
         value_delimiter = ':'
     )]
-    ca_certs: Vec<PathBuf>,
+    #[serde(alias = "ca_cert")]
+    ca_certs: Option<Vec<PathBuf>>,
     /// A TOML config file.
     #[arg(long, global = true, env = "IMB_SYNC_CONFIG")]
+    #[serde(skip)]
     config: Option<PathBuf>,
     /// Where the state database lives [default: $XDG_STATE_HOME/immich-device-sync].
     #[arg(long, global = true, env = "IMB_SYNC_STATE_DIR")]
@@ -90,29 +96,35 @@ struct Common {
         env = "IMB_SYNC_ROOT",
         value_delimiter = ':'
     )]
-    roots: Vec<PathBuf>,
+    #[serde(alias = "root")]
+    roots: Option<Vec<PathBuf>>,
     /// Back up this album (repeatable; none, or "Recents", means all). Album names
     /// may contain commas, so IMB_SYNC_ALBUM holds one; list several in --config.
     #[arg(long = "album", global = true, env = "IMB_SYNC_ALBUM")]
-    albums: Vec<String>,
+    #[serde(alias = "album")]
+    albums: Option<Vec<String>>,
     /// Never back up this album (repeatable; wins over --album).
     #[arg(long = "exclude-album", global = true, env = "IMB_SYNC_EXCLUDE_ALBUM")]
-    exclude_albums: Vec<String>,
+    #[serde(alias = "exclude_album")]
+    exclude_albums: Option<Vec<String>>,
     /// After uploading, add each album's assets to the server album of that name.
     #[arg(long, global = true, env = "IMB_SYNC_ALBUM_SYNC", num_args = 0..=1,
-          require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+          require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
     album_sync: Option<bool>,
-    /// Do not sync albums (overrides the config file).
-    #[arg(long, global = true, conflicts_with = "album_sync")]
+    /// Same as --album-sync=false.
+    #[arg(long, global = true)]
+    #[merge(skip)]
     no_album_sync: bool,
     /// Uploads in flight at once [default: 4].
     #[arg(long, global = true, env = "IMB_SYNC_CONCURRENCY")]
     concurrency: Option<usize>,
     /// Hash and ask the server, but upload and record nothing.
-    #[arg(long, global = true, env = "IMB_SYNC_DRY_RUN")]
-    dry_run: bool,
+    #[arg(long, global = true, env = "IMB_SYNC_DRY_RUN", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    dry_run: Option<bool>,
     /// Speak this API generation instead of asking GET /server/version.
     #[arg(long, global = true, env = "IMB_SYNC_API", value_parser = parse_api)]
+    #[serde(deserialize_with = "api_from_str")]
     api: Option<ApiVersion>,
     /// deviceId sent to v2 servers [default: device-sync-HOSTNAME].
     #[arg(long, global = true, env = "IMB_SYNC_DEVICE_ID")]
@@ -122,52 +134,64 @@ struct Common {
     retries: Option<u32>,
     /// First retry wait, doubling up to 32 s [default: 2s].
     #[arg(long, global = true, env = "IMB_SYNC_RETRY_INITIAL", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     retry_initial: Option<Duration>,
     /// Run only on mains power or while charging (/sys/class/power_supply).
-    #[arg(long, global = true, env = "IMB_SYNC_ONLY_IF_CHARGING")]
-    only_if_charging: bool,
+    #[arg(long, global = true, env = "IMB_SYNC_ONLY_IF_CHARGING", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    only_if_charging: Option<bool>,
+    /// Same as --only-if-charging=false.
+    #[arg(long, global = true)]
+    #[merge(skip)]
+    no_only_if_charging: bool,
     /// Run only on an unmetered network (NetworkManager's judgement; assumed
     /// unmetered without it).
-    #[arg(long, global = true, env = "IMB_SYNC_ONLY_IF_UNMETERED")]
-    only_if_unmetered: bool,
+    #[arg(long, global = true, env = "IMB_SYNC_ONLY_IF_UNMETERED", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    only_if_unmetered: Option<bool>,
+    /// Same as --only-if-unmetered=false.
+    #[arg(long, global = true)]
+    #[merge(skip)]
+    no_only_if_unmetered: bool,
     /// Print one JSON object on stdout.
-    #[arg(long, global = true, env = "IMB_JSON")]
-    json: bool,
+    #[arg(long, global = true, env = "IMB_JSON", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    json: Option<bool>,
     /// Log format on stderr.
     #[arg(long, global = true, env = "IMB_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// `watch --interval`, in the file.
+    #[arg(skip)]
+    #[serde(with = "humantime_serde")]
+    interval: Option<Duration>,
+    /// `watch --poll`, in the file.
+    #[arg(skip)]
+    #[serde(with = "humantime_serde")]
+    poll: Option<Duration>,
+}
+
+impl Layer for Common {
+    fn config(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+
+    fn fold_negations(&mut self) {
+        let c = self;
+        negate(c.no_album_sync, &mut c.album_sync);
+        negate(c.no_only_if_charging, &mut c.only_if_charging);
+        negate(c.no_only_if_unmetered, &mut c.only_if_unmetered);
+    }
+}
+
+fn api_from_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ApiVersion>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse()
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("api: {e}")))
 }
 
 fn parse_api(s: &str) -> Result<ApiVersion, String> {
     s.parse::<ApiVersion>().map_err(|e| e.to_string())
-}
-
-/// The config file; unknown keys are errors that name the key.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    server: Option<String>,
-    key_file: Option<PathBuf>,
-    #[serde(alias = "ca_cert")]
-    ca_certs: Option<Vec<PathBuf>>,
-    state_dir: Option<PathBuf>,
-    #[serde(alias = "root")]
-    roots: Option<Vec<PathBuf>>,
-    #[serde(alias = "album")]
-    albums: Option<Vec<String>>,
-    #[serde(alias = "exclude_album")]
-    exclude_albums: Option<Vec<String>>,
-    album_sync: Option<bool>,
-    concurrency: Option<usize>,
-    api: Option<String>,
-    device_id: Option<String>,
-    retries: Option<u32>,
-    retry_initial: Option<String>,
-    only_if_charging: Option<bool>,
-    only_if_unmetered: Option<bool>,
-    log_format: Option<LogFormat>,
-    interval: Option<String>,
-    poll: Option<String>,
 }
 
 /// What to do.
@@ -203,45 +227,32 @@ impl Settings {
     }
 
     fn resolve(cli: Cli) -> anyhow::Result<Settings> {
-        let c = cli.common;
-        let file: FileConfig = imb_cli::read_config(c.config.as_deref())?;
-        let roots = list_setting(c.roots, file.roots);
+        let c = imb_cli::layered(cli.common)?;
         let state_dir = c
             .state_dir
-            .or(file.state_dir)
             .or_else(imb_devicesync::default_state_dir)
             .ok_or_else(|| {
                 anyhow!("--state-dir is required when neither XDG_STATE_HOME nor HOME is set")
             })?;
-        let mut sync = SyncConfig::new(roots, state_dir);
-        let albums = list_setting(c.albums, file.albums);
-        let excluded = list_setting(c.exclude_albums, file.exclude_albums);
-        sync.selection = Selection::albums(albums).excluding(excluded);
-        sync.album_sync = if c.no_album_sync {
-            false
-        } else {
-            c.album_sync.or(file.album_sync).unwrap_or(false)
-        };
-        if let Some(n) = c.concurrency.or(file.concurrency) {
+        let mut sync = SyncConfig::new(c.roots.unwrap_or_default(), state_dir);
+        sync.selection = Selection::albums(c.albums.unwrap_or_default())
+            .excluding(c.exclude_albums.unwrap_or_default());
+        sync.album_sync = c.album_sync.unwrap_or(false);
+        if let Some(n) = c.concurrency {
             if n == 0 {
                 bail!("--concurrency must be at least 1");
             }
             sync.concurrency = n;
         }
-        sync.dry_run = c.dry_run;
-        if let Some(d) = c.device_id.or(file.device_id) {
+        sync.dry_run = c.dry_run.unwrap_or(false);
+        if let Some(d) = c.device_id {
             sync.device_id = d;
         }
-        let api = match (c.api, file.api) {
-            (Some(a), _) => Some(a),
-            (None, Some(s)) => Some(s.parse::<ApiVersion>().map_err(|e| anyhow!("api: {e}"))?),
-            (None, None) => None,
-        };
         let mut retry = RetryPolicy::default();
-        if let Some(n) = c.retries.or(file.retries) {
+        if let Some(n) = c.retries {
             retry.max_retries = n;
         }
-        if let Some(d) = duration_setting("retry_initial", c.retry_initial, file.retry_initial)? {
+        if let Some(d) = c.retry_initial {
             retry.initial = d;
             retry.jitter = retry.jitter.min(d);
         }
@@ -251,9 +262,8 @@ impl Settings {
             Cmd::Albums => Command::Albums,
             Cmd::Failed { retry, retry_all } => Command::Failed { retry, retry_all },
             Cmd::Watch { interval, poll } => Command::Watch {
-                interval: duration_setting("interval", interval, file.interval)?
-                    .unwrap_or(Duration::from_secs(3600)),
-                poll: duration_setting("poll", poll, file.poll)?.unwrap_or(Duration::from_secs(10)),
+                interval: interval.or(c.interval).unwrap_or(Duration::from_secs(3600)),
+                poll: poll.or(c.poll).unwrap_or(Duration::from_secs(10)),
             },
         };
         // Listing failures only reads the state database.
@@ -267,15 +277,15 @@ impl Settings {
         Ok(Settings {
             command,
             sync,
-            server: c.server.or(file.server),
-            key_file: c.key_file.or(file.key_file),
-            ca_certs: list_setting(c.ca_certs, file.ca_certs),
-            api,
+            server: c.server,
+            key_file: c.key_file,
+            ca_certs: c.ca_certs.unwrap_or_default(),
+            api: c.api,
             retry,
-            only_if_charging: c.only_if_charging || file.only_if_charging.unwrap_or(false),
-            only_if_unmetered: c.only_if_unmetered || file.only_if_unmetered.unwrap_or(false),
-            json: c.json,
-            log_format: c.log_format.or(file.log_format).unwrap_or_default(),
+            only_if_charging: c.only_if_charging.unwrap_or(false),
+            only_if_unmetered: c.only_if_unmetered.unwrap_or(false),
+            json: c.json.unwrap_or(false),
+            log_format: c.log_format.unwrap_or_default(),
         })
     }
 
@@ -310,7 +320,7 @@ mod tests {
     fn parse(args: &[&str]) -> anyhow::Result<Settings> {
         let mut all = vec!["device-sync"];
         all.extend_from_slice(args);
-        Settings::resolve(Cli::try_parse_from(all)?)
+        Settings::resolve(imb_cli::parse_from(all)?)
     }
 
     #[test]
@@ -358,6 +368,33 @@ mod tests {
         assert_eq!(s.command, Command::Status);
         let s = parse(&["--config", c, "--album-sync=false", "--state-dir", "/s"]).unwrap();
         assert!(!s.sync.album_sync);
+        // On/off settings in the file switch off from the command line (they were
+        // OR-ed across layers before), and watch's durations come from the file.
+        std::fs::write(
+            &cfg,
+            "roots = ['/r']\nonly_if_charging = true\nonly_if_unmetered = true\ndry_run = true\ninterval = '2h'\n",
+        )
+        .unwrap();
+        let s = parse(&["--config", c, "--state-dir", "/s", "watch"]).unwrap();
+        assert!(s.only_if_charging && s.only_if_unmetered && s.sync.dry_run);
+        assert_eq!(
+            s.command,
+            Command::Watch {
+                interval: Duration::from_secs(7200),
+                poll: Duration::from_secs(10)
+            }
+        );
+        let s = parse(&[
+            "--config",
+            c,
+            "--state-dir",
+            "/s",
+            "--no-only-if-charging",
+            "--only-if-unmetered=false",
+            "--dry-run=false",
+        ])
+        .unwrap();
+        assert!(!s.only_if_charging && !s.only_if_unmetered && !s.sync.dry_run);
         // Album names keep their commas.
         let s = parse(&["--root", "/r", "--album", "Trip, 2024", "--state-dir", "/s"]).unwrap();
         assert!(s.sync.selection.includes("Trip, 2024"));

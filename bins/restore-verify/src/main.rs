@@ -14,21 +14,31 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
 use clap::Parser;
+use clap::builder::BoolishValueParser;
+use conflate::Merge;
 use imb_restore::{Level, RestoreOptions, Snapshot, VerifyOptions};
 use imb_storage::{Key, ObjectCreate, Payload, PutOptions};
+use serde::Deserialize;
 use serde_json::json;
 
-/// Verify an immich-backup target and restore from it. Every flag can also be set
-/// as IMB_<FLAG> in the environment. The database dump is loaded into a throwaway
-/// PostgreSQL from the system's binaries, or, when IMB_VERIFY_DB_URL names a server
-/// (e.g. one with pgvector, for full fidelity), into a new database there that is
-/// dropped afterwards.
-#[derive(Debug, Parser)]
+/// Verify an immich-backup target and restore from it. Every setting can be a
+/// flag, IMB_<FLAG> in the environment, or a key in the --config file (TOML, names
+/// with underscores), in that order of precedence. The database dump is loaded
+/// into a throwaway PostgreSQL from the system's binaries, or, when
+/// IMB_VERIFY_DB_URL names a server (e.g. one with pgvector, for full fidelity),
+/// into a new database there that is dropped afterwards.
+#[derive(Debug, Default, Parser, Deserialize, Merge)]
 #[command(name = "restore-verify", version)]
+#[serde(deny_unknown_fields, default)]
+#[merge(strategy = conflate::option::overwrite_none)]
 struct Cli {
     /// The target `backup` wrote: a directory, file://PATH or gs://BUCKET[/PREFIX].
     #[arg(long, env = "IMB_FROM")]
-    from: String,
+    from: Option<String>,
+    /// A TOML file with settings (keys as the flags, with underscores).
+    #[arg(long, env = "IMB_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
     /// Also download and re-hash a random sample of this many files.
     #[arg(long, env = "IMB_SAMPLE")]
     sample: Option<u64>,
@@ -39,8 +49,9 @@ struct Cli {
     #[arg(long, env = "IMB_SEED")]
     seed: Option<u64>,
     /// Download and re-hash every object.
-    #[arg(long, env = "IMB_ALL", conflicts_with_all = ["sample", "sample_bytes"])]
-    all: bool,
+    #[arg(long, env = "IMB_ALL", conflicts_with_all = ["sample", "sample_bytes"], num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    all: Option<bool>,
     /// Use the backup as it was at this time (RFC 3339, 2024-01-15T03-00-00, or a
     /// manifest-….db name) instead of the newest.
     #[arg(long, env = "IMB_AT")]
@@ -53,12 +64,19 @@ struct Cli {
     prefix: Option<String>,
     /// Fail (exit 2) when the newest backup is older than this (e.g. 36h).
     #[arg(long, env = "IMB_MAX_AGE", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
     max_age: Option<Duration>,
     /// Write the report into the target as reports/{timestamp}.json.
-    #[arg(long, env = "IMB_WRITE_REPORT")]
-    write_report: bool,
-    /// Do not restore and check the database dump.
+    #[arg(long, env = "IMB_WRITE_REPORT", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    write_report: Option<bool>,
+    /// Restore and check the database dump [default: true].
+    #[arg(long, env = "IMB_DATABASE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    database: Option<bool>,
+    /// Same as --database=false.
     #[arg(long, env = "IMB_NO_DATABASE")]
+    #[merge(skip)]
     no_database: bool,
     /// The dump to check (a database/… object) [default: the newest].
     #[arg(long, env = "IMB_DUMP")]
@@ -66,47 +84,73 @@ struct Cli {
     /// Where Immich sees the library, stripped from asset paths (repeatable)
     /// [default: /data and /usr/src/app/upload].
     #[arg(long, env = "IMB_IMMICH_ROOT", value_delimiter = ',')]
-    immich_root: Vec<String>,
+    immich_root: Option<Vec<String>>,
     /// Treat this extension as unavailable in the database check (repeatable):
     /// what needs it is skipped and listed, as on a server without it (e.g. a
     /// pgvector whose version differs from the dump's).
     #[arg(long, env = "IMB_WITHOUT_EXTENSION", value_delimiter = ',')]
-    without_extension: Vec<String>,
+    without_extension: Option<Vec<String>>,
     /// Restore the dump (--dump, or the newest) into the database Immich's own
     /// settings name (DB_URL, or DB_HOSTNAME, DB_PORT, DB_USERNAME, DB_PASSWORD,
     /// DB_DATABASE_NAME): credentials never go on the command line.
-    #[arg(long, env = "IMB_DB_RESTORE")]
-    db_restore: bool,
+    #[arg(long, env = "IMB_DB_RESTORE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    db_restore: Option<bool>,
     /// With --db-restore: restore even into a database that has tables.
-    #[arg(long, env = "IMB_FORCE")]
-    force: bool,
+    #[arg(long, env = "IMB_FORCE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    force: Option<bool>,
     /// The psql to run for --db-restore [default: psql].
     #[arg(long, env = "IMB_PSQL")]
     psql: Option<PathBuf>,
-    /// Requests in flight.
-    #[arg(long, env = "IMB_CONCURRENCY", default_value_t = 16)]
-    concurrency: usize,
+    /// Requests in flight [default: 16].
+    #[arg(long, env = "IMB_CONCURRENCY")]
+    concurrency: Option<usize>,
     /// Print one JSON report on stdout.
-    #[arg(long, env = "IMB_JSON")]
-    json: bool,
+    #[arg(long, env = "IMB_JSON", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    json: Option<bool>,
     /// Log lines on stderr as text or as one JSON object per line.
-    #[arg(long, env = "IMB_LOG_FORMAT", value_enum, default_value_t)]
-    log_format: imb_cli::LogFormat,
+    #[arg(long, env = "IMB_LOG_FORMAT", value_enum)]
+    log_format: Option<imb_cli::LogFormat>,
+}
+
+impl imb_cli::Layer for Cli {
+    fn config(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+
+    fn fold_negations(&mut self) {
+        imb_cli::negate(self.no_database, &mut self.database);
+    }
+}
+
+impl Cli {
+    fn from(&self) -> anyhow::Result<&str> {
+        self.from
+            .as_deref()
+            .ok_or_else(|| anyhow!("--from is required (or IMB_FROM, or `from` in --config)"))
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency.unwrap_or(16)
+    }
+}
+
+fn on(setting: Option<bool>) -> bool {
+    setting.unwrap_or(false)
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = match imb_cli::parse_args() {
+    let cli: Cli = match imb_cli::load("restore-verify", imb_cli::layered) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let json = cli.json;
-    let _term = imb_cli::Terminal::install(cli.log_format, json);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let json = on(cli.json);
+    let _term = imb_cli::Terminal::install(cli.log_format.unwrap_or_default(), json);
+    let rt = match imb_cli::runtime() {
         Ok(rt) => rt,
-        Err(e) => return fail(json, &anyhow!("cannot start the runtime: {e}")),
+        Err(e) => return fail(json, &e),
     };
     match rt.block_on(run(cli)) {
         Ok((report, problems)) => {
@@ -143,15 +187,19 @@ fn parse_at(s: &str) -> anyhow::Result<SystemTime> {
 
 async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     let at = cli.at.as_deref().map(parse_at).transpose()?;
-    let target = imb_targets::open(&cli.from, imb_targets::Options::default())
+    let from = cli.from()?;
+    if on(cli.all) && (cli.sample.is_some() || cli.sample_bytes.is_some()) {
+        bail!("--all and --sample/--sample-bytes are both set (one may come from --config)");
+    }
+    let target = imb_targets::open(from, imb_targets::Options::default())
         .await
-        .with_context(|| format!("--from {}", cli.from))?;
+        .with_context(|| format!("--from {from}"))?;
     let store: Arc<dyn imb_storage::ObjectRead> = target.store.clone();
     let snap = Snapshot::fetch(&*store, at)
         .await
-        .with_context(|| format!("--from {}", cli.from))?;
+        .with_context(|| format!("--from {from}"))?;
     tracing::info!(manifest = %snap.name, "verifying against manifest");
-    let level = if cli.all {
+    let level = if on(cli.all) {
         Level::All
     } else if cli.sample.is_some() || cli.sample_bytes.is_some() {
         let seed = cli.seed.unwrap_or_else(|| {
@@ -169,7 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
         Level::Metadata
     };
     let mut vopts = VerifyOptions::new(level.clone());
-    vopts.concurrency = cli.concurrency;
+    vopts.concurrency = cli.concurrency();
     vopts.prefix = cli.prefix.clone();
     let verified = imb_restore::verify(store.clone(), &snap, &vopts).await?;
     // A damaged manifest or journal is a finding too, even though an older one served.
@@ -179,7 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     }
 
     let mut report = json!({
-        "from": cli.from,
+        "from": from,
         "checked_at": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         "manifest": snap.name,
         "manifest_time": humantime::format_rfc3339_seconds(snap.taken).to_string(),
@@ -195,13 +243,13 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     // The dump the database check loaded without refusing it: the only one
     // `--db-restore` may load into a real server.
     let mut passed_dump: Option<String> = None;
-    if !cli.no_database {
+    if cli.database.unwrap_or(true) {
         let mut dopts = imb_restore::DbVerifyOptions::default();
         dopts.dump = cli.dump.clone();
-        if !cli.immich_root.is_empty() {
-            dopts.immich_roots = cli.immich_root.clone();
+        if let Some(roots) = cli.immich_root.clone().filter(|r| !r.is_empty()) {
+            dopts.immich_roots = roots;
         }
-        dopts.without_extensions = cli.without_extension.clone();
+        dopts.without_extensions = cli.without_extension.clone().unwrap_or_default();
         // A full server to load the dump into. Environment only: a URL holds a password.
         if let Some(url) = std::env::var("IMB_VERIFY_DB_URL")
             .ok()
@@ -228,7 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
         }
     }
 
-    if cli.db_restore {
+    if on(cli.db_restore) {
         report["db_restore"] = match db_restore(&cli, &*store, passed_dump.as_deref()).await {
             Ok(r) => r,
             Err(e) => {
@@ -268,14 +316,14 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     if let Some(dir) = &cli.restore_to {
         let mut ropts = RestoreOptions::new(dir);
         ropts.prefix = cli.prefix.clone();
-        ropts.concurrency = cli.concurrency.min(32);
+        ropts.concurrency = cli.concurrency().min(32);
         let restored = imb_restore::restore(store.clone(), &snap, &ropts).await?;
         problems |= !restored.ok();
         report["restore"] = serde_json::to_value(&restored)?;
     }
     report["ok"] = json!(!problems);
 
-    if cli.write_report {
+    if on(cli.write_report) {
         let name = imb_layout::report_key(&imb_layout::format_ts(SystemTime::now()));
         let body = serde_json::to_vec_pretty(&report)?;
         let res = target
@@ -303,7 +351,7 @@ async fn db_restore(
     let Some(passed) = passed else {
         bail!(
             "--db-restore loads only a dump that this run's database check loaded and did not refuse{}",
-            if cli.no_database {
+            if !cli.database.unwrap_or(true) {
                 ": drop --no-database"
             } else {
                 ""
@@ -312,7 +360,7 @@ async fn db_restore(
     };
     let key = Key::parse(passed)?;
     let mut opts = imb_pgdump::RestoreDbOptions::default();
-    opts.force = cli.force;
+    opts.force = on(cli.force);
     if let Some(p) = &cli.psql {
         opts.psql = p.clone();
     }
