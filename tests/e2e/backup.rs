@@ -354,7 +354,7 @@ fn an_unreadable_file_fails_alone() {
         fs::copy(crate::util::bin("backup"), &copy).unwrap();
         fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
         // A child forked by another test thread may still hold it open for writing.
-        imb_pgdump::testing::wait_until_executable(&copy).unwrap();
+        imb_testkit::exec::wait_until_executable(&copy).unwrap();
         let mut c = Command::new("runuser");
         crate::util::clean_env(&mut c);
         c.args(["-u", "nobody", "--"]).arg(&copy);

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::process::Command;
 
-use imb_immich::testing::{TestServer, TestServerOptions};
-use imb_pgdump::testing::ScratchCluster;
+use imb_pgdump::scratch::ScratchCluster;
+use imb_testkit::immich::{TestServer, TestServerOptions};
 use serde_json::Value;
 
 use crate::database::{immich_db, with_db};

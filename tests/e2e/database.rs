@@ -4,7 +4,7 @@ use std::fs;
 use std::process::Command;
 
 use imb_manifest::ManifestReader;
-use imb_pgdump::testing::ScratchCluster;
+use imb_pgdump::scratch::ScratchCluster;
 
 use crate::util::{backup, code, files, library, run_json};
 
@@ -351,7 +351,7 @@ fn db_restore_fills_an_empty_database_and_refuses_a_full_one() {
 fn restore_verify_checks_the_database_in_a_gcs_target() {
     let pg = ScratchCluster::start().unwrap();
     pg.create_db("immich").unwrap();
-    let emu = imb_gcs::testing::Emulator::fake_gcs();
+    let emu = imb_testkit::gcs::Emulator::fake_gcs();
     let host = emu.endpoint.trim_start_matches("http://").to_owned();
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("upload");

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use imb_immich::testing::{DEFAULT_EMAIL, Fault, Seen, TestServer, TestServerOptions, burst};
+use imb_testkit::immich::{DEFAULT_EMAIL, Fault, Seen, TestServer, TestServerOptions, burst};
 use serde_json::Value;
 
 use crate::util::{bin, code, write};

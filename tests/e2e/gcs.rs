@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::process::Command;
 
-use imb_gcs::testing::{Emulator, Fault, FaultProxy};
 use imb_storage::{Key, ObjectRead, ObjectReadExt};
+use imb_testkit::gcs::{Emulator, Fault, FaultProxy};
 
+use crate::util::OnEmulator;
 use crate::util::{backup, code, library, run_json, spawn, write};
 
 fn gs(c: &mut Command, endpoint: &str, src: &std::path::Path) {
@@ -267,7 +268,7 @@ fn backup_to_gcs_survives_faults_and_counts_retries() {
 #[test]
 fn a_retention_locked_bucket_only_loses_the_convenience_copy() {
     let emu = Emulator::fake_gcs();
-    let proxy = FaultProxy::start(0, emu.port(), imb_gcs::testing::retention_locked);
+    let proxy = FaultProxy::start(0, emu.port(), imb_testkit::gcs::retention_locked);
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("upload");
     library(&src, 5, 500);
@@ -331,7 +332,7 @@ fn restore_verify_on_gcs_catches_tampering_by_metadata_and_restores() {
         "/upload/storage/v1/b/bk1/o?uploadType=media&name={}",
         name.replace('/', "%2F")
     );
-    let (status, _) = imb_gcs::testing::raw_request(
+    let (status, _) = imb_testkit::gcs::raw_request(
         emu.port(),
         "POST",
         &path,
@@ -384,7 +385,7 @@ fn a_tampered_bucket_manifest_cannot_write_outside_the_restore_directory() {
             "/upload/storage/v1/b/bk1/o?uploadType=media&name=nightly%2Fmanifest-{}.db",
             crate::util::ts_in(60)
         );
-        let (status, _) = imb_gcs::testing::raw_request(emu.port(), "POST", &path, &[], &body);
+        let (status, _) = imb_testkit::gcs::raw_request(emu.port(), "POST", &path, &[], &body);
         assert_eq!(status, 200);
     }
     let out = t.path().join("a/b/restored");

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use imb_gcs::testing::{Emulator, Fault, FaultProxy};
+use imb_testkit::gcs::{Emulator, Fault, FaultProxy};
 
 use crate::util::{backup, code, library};
 
@@ -164,7 +164,7 @@ fn four_backups_started_together_on_a_retention_locked_bucket_let_exactly_one_ru
     let emu = Emulator::fake_gcs();
     // A bucket with a locked retention policy: no overwrite, no delete. The lock is
     // made of creates only, so it holds the same.
-    let proxy = FaultProxy::start(0, emu.port(), imb_gcs::testing::retention_locked);
+    let proxy = FaultProxy::start(0, emu.port(), imb_testkit::gcs::retention_locked);
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("upload");
     library(&src, 3, 100);

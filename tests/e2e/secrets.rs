@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::Ordering;
 
-use imb_gcs::testing::{Emulator, token_server};
-use imb_immich::testing::{TestServer, TestServerOptions, TestUser};
-use imb_pgdump::testing::ScratchCluster;
+use imb_pgdump::scratch::ScratchCluster;
 use imb_storage::ObjectReadExt;
+use imb_testkit::gcs::{Emulator, token_server};
+use imb_testkit::immich::{TestServer, TestServerOptions, TestUser};
 
 use crate::database::immich_db;
+use crate::util::OnEmulator;
 use crate::util::{backup, bin, clean_env, code, library, restore_verify};
 
 const BEARER: &str = "canary-bearer-token-6e1d44";
@@ -55,7 +56,7 @@ fn recorder(dir: &Path, name: &str, real: &Path, log: &Path) -> PathBuf {
     )
     .unwrap();
     fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-    imb_pgdump::testing::wait_until_executable(&p).unwrap();
+    imb_testkit::exec::wait_until_executable(&p).unwrap();
     p
 }
 
@@ -69,7 +70,7 @@ fn no_secret_reaches_output_the_target_or_a_child() {
     let pg = ScratchCluster::start().unwrap();
     immich_db(&pg);
     pg.create_db("target").unwrap();
-    let pem = imb_gcs::testing::private_key_pem();
+    let pem = imb_testkit::gcs::private_key_pem();
     let body = pem
         .lines()
         .nth(6)
@@ -255,7 +256,7 @@ fn no_secret_reaches_output_the_target_or_a_child() {
     // device-sync: the key from the environment and from a file; a wrong key.
     let mut opts = TestServerOptions::default();
     opts.users = vec![TestUser::new(
-        imb_immich::testing::DEFAULT_EMAIL,
+        imb_testkit::immich::DEFAULT_EMAIL,
         immich_key,
     )];
     let server = TestServer::start(opts);

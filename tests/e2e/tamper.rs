@@ -5,9 +5,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use imb_pgdump::testing::ScratchCluster;
+use imb_pgdump::scratch::ScratchCluster;
 
 use crate::database::{immich_db, with_db};
+use crate::util::OnEmulator;
 use crate::util::{backup, code, gunzip, gzip_to, library, restore_verify, run_json};
 
 /// A target with a real dump of an Immich-shaped database; returns it with the
@@ -49,7 +50,7 @@ fn bin_dir_with_psql(pg: &ScratchCluster, t: &Path, psql_script: &str) -> PathBu
     let body = psql_script.replace("REAL", &pg.bin("psql").display().to_string());
     std::fs::write(&wrapper, format!("#!/bin/sh\n{body}\n")).unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    imb_pgdump::testing::wait_until_executable(&wrapper).unwrap();
+    imb_testkit::exec::wait_until_executable(&wrapper).unwrap();
     bin
 }
 
@@ -366,7 +367,7 @@ fn a_planted_meta_command_in_a_bucket_never_runs() {
     let pg = ScratchCluster::start().unwrap();
     immich_db(&pg);
     pg.create_db("target").unwrap();
-    let emu = imb_gcs::testing::Emulator::fake_gcs();
+    let emu = imb_testkit::gcs::Emulator::fake_gcs();
     let host = emu.endpoint.trim_start_matches("http://").to_owned();
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("upload");

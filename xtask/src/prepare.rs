@@ -74,7 +74,7 @@ fn fake_gcs_binary(venv: &Path) -> Result<PathBuf> {
 }
 
 /// PostgreSQL server binaries (`initdb`, `postgres`) for the scratch clusters, found
-/// where `imb_pgdump::testing::ScratchCluster` looks (`/usr/lib/postgresql/*/bin`, or
+/// where `imb_pgdump::scratch::ScratchCluster` looks (`/usr/lib/postgresql/*/bin`, or
 /// an `initdb` on `PATH`); Debian's `postgresql` package when there are none. The
 /// package also brings `pg_dump` and `psql` and creates the `postgres` OS user, which
 /// the clusters run as when the tests run as root.

@@ -89,8 +89,8 @@ fn tidy() {
     );
 }
 
-/// Release binaries carry no test code: their normal dependency tree enables no
-/// `testing` feature (the test servers and harnesses live behind it).
+/// Release binaries carry no test code: their normal dependency tree has no
+/// `imb-testkit` (the test servers and harnesses) and enables no `testing` feature.
 #[test]
 fn release_binaries_carry_no_test_code() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -113,7 +113,7 @@ fn release_binaries_carry_no_test_code() {
         assert!(tree.contains("imb-"), "{bin}: an empty tree proves nothing");
         let testing: Vec<&str> = tree
             .lines()
-            .filter(|l| l.contains("feature \"testing\""))
+            .filter(|l| l.contains("feature \"testing\"") || l.contains("imb-testkit"))
             .collect();
         assert!(
             testing.is_empty(),
@@ -121,6 +121,43 @@ fn release_binaries_carry_no_test_code() {
             testing.join("\n")
         );
     }
+}
+
+/// No product crate depends on test code in its normal dependencies (a library
+/// no binary uses yet would slip past the check above).
+#[test]
+fn product_crates_do_not_depend_on_test_code() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let tree = crate::cmd::cmd(
+        &cargo,
+        [
+            "tree",
+            "--workspace",
+            "--exclude",
+            "imb-testkit",
+            "--exclude",
+            "imb-e2e",
+            "--exclude",
+            "xtask",
+            "-e",
+            "normal,features",
+            "--target",
+            "all",
+            "--locked",
+        ],
+    )
+    .read()
+    .expect("cargo tree runs");
+    assert!(tree.contains("imb-layout"), "an empty tree proves nothing");
+    let bad: Vec<&str> = tree
+        .lines()
+        .filter(|l| l.contains("feature \"testing\"") || l.contains("imb-testkit"))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "test code in a product crate:\n{}",
+        bad.join("\n")
+    );
 }
 
 /// The target layout has one home (`imb-layout`): reading a target never pulls in

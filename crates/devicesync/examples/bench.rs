@@ -1,6 +1,6 @@
 //! The device-sync benchmark behind `cargo xtask bench devicesync`: the `device-sync`
 //! binary against `@immich/cli upload --recursive --album` on the same folder tree,
-//! each against a fresh test Immich server (imb-immich's `testing::TestServer`, in
+//! each against a fresh test Immich server (imb-testkit's `immich::TestServer`, in
 //! this process), side by side.
 //!
 //! `cargo run --release -p imb-devicesync --example bench -- --device-sync PATH
@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
-use imb_immich::testing::{TestServer, TestServerOptions};
+use imb_testkit::immich::{TestServer, TestServerOptions};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use imb_immich::testing::{DEFAULT_EMAIL, TestServer, TestServerOptions};
+use imb_testkit::immich::{DEFAULT_EMAIL, TestServer, TestServerOptions};
 use proptest::prelude::*;
 
 use crate::conditions::{Check, charging, metered_from_nmcli};
@@ -508,7 +508,7 @@ async fn album_sync_uses_the_oldest_same_name_album_and_creates_missing_ones() {
 async fn a_failure_is_recorded_and_retried_by_id() {
     // Two 503s: bulk-upload-check (same prefix) and the upload; no client retries.
     let fx = Fixture::new(
-        TestServerOptions::v3().with_faults(imb_immich::testing::burst("/api/assets", 2, 503)),
+        TestServerOptions::v3().with_faults(imb_testkit::immich::burst("/api/assets", 2, 503)),
     );
     write(&fx.root.join("Camera/a.jpg"), &jpg(1, 500));
     let client = {
@@ -539,4 +539,26 @@ async fn a_failure_is_recorded_and_retried_by_id() {
         .unwrap();
     assert_eq!((s.total, s.hashed, s.uploaded), (1, 0, 1), "{s:?}");
     assert!(crate::failed_uploads(&fx.state).unwrap().is_empty());
+}
+
+/// A client of the test Immich server (fast retries).
+pub(crate) trait OnTestServer {
+    fn client_config_for(&self, key: &str) -> imb_immich::ClientConfig;
+    fn client_config(&self) -> imb_immich::ClientConfig;
+    fn client(&self) -> imb_immich::ImmichClient {
+        imb_immich::ImmichClient::new(self.client_config()).expect("client builds")
+    }
+}
+
+impl OnTestServer for imb_testkit::immich::TestServer {
+    fn client_config_for(&self, key: &str) -> imb_immich::ClientConfig {
+        imb_immich::ClientConfig::new(
+            self.api_url(),
+            imb_immich::ApiKey::new(key, "test server").expect("valid test key"),
+        )
+        .with_retry(imb_immich::RetryPolicy::fast())
+    }
+    fn client_config(&self) -> imb_immich::ClientConfig {
+        self.client_config_for(self.key())
+    }
 }

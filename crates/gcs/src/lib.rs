@@ -24,9 +24,6 @@ mod client;
 mod config;
 mod store;
 
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
-
 pub use auth::{Credentials, TokenSource};
 pub use config::{DEFAULT_ENDPOINT, GcsConfig, parse_gs_url};
 pub use imb_storage::retry::RetryPolicy;

@@ -35,9 +35,6 @@ mod multipart;
 mod store;
 mod types;
 
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
-
 pub use client::{ALBUM_BATCH, CHECK_BATCH, CHECKSUM_HEADER, ImmichClient};
 pub use config::{ApiKey, ApiVersion, ClientConfig};
 pub use error::{Error, Result};

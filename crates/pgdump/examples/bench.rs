@@ -25,7 +25,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use imb_pgdump::testing::ScratchCluster;
+use imb_pgdump::scratch::ScratchCluster;
 use imb_pgdump::{DumpOptions, dump};
 use imb_storage::LocalDir;
 

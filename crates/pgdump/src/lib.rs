@@ -20,7 +20,7 @@
 //!
 //! [`scratch::ScratchCluster`] is a throwaway PostgreSQL server built from the
 //! system's binaries: restore-verify loads untrusted dumps into one, and tests start
-//! their own. The `testing` feature adds helpers for tests only.
+//! their own.
 //!
 //! ```
 //! use imb_pgdump::{Connection, DumpName};
@@ -48,9 +48,6 @@ mod restore;
 mod retention;
 pub mod scratch;
 mod version;
-
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use conn::Connection;
 pub use dump::{DumpOptions, DumpReport, dump};

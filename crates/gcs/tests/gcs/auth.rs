@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use imb_gcs::testing::{Emulator, Fault, FaultProxy, token_server};
+use crate::OnEmulator;
 use imb_gcs::{Credentials, GcsStore};
 use imb_storage::{Key, ObjectCreate, Payload, PutOptions};
+use imb_testkit::gcs::{Emulator, Fault, FaultProxy, token_server};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_service_account_key_runs_the_jwt_flow_and_sends_its_token() {
@@ -17,7 +18,7 @@ async fn a_service_account_key_runs_the_jwt_flow_and_sends_its_token() {
         "type": "service_account",
         "project_id": "p",
         "private_key_id": "1",
-        "private_key": imb_gcs::testing::private_key_pem(),
+        "private_key": imb_testkit::gcs::private_key_pem(),
         "client_email": "backup@p.iam.gserviceaccount.com",
         "client_id": "1",
         "token_uri": token_uri,
@@ -107,7 +108,7 @@ async fn a_401_gets_a_fresh_token_once() {
         }
     });
     let key = serde_json::json!({
-        "type": "service_account", "private_key": imb_gcs::testing::private_key_pem(),
+        "type": "service_account", "private_key": imb_testkit::gcs::private_key_pem(),
         "client_email": "backup@p.iam.gserviceaccount.com", "token_uri": token_uri,
     });
     let mut cfg = emu.config();

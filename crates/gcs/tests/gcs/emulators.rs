@@ -1,7 +1,8 @@
 //! Conformance and integrity on the emulators.
 
-use imb_gcs::testing::{Emulator, raw_request};
+use crate::OnEmulator;
 use imb_storage::{Error, Key, ObjectCreate, ObjectRead, ObjectReadExt, Payload, PutOptions};
+use imb_testkit::gcs::{Emulator, raw_request};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fake_gcs_server_passes_the_conformance_suite() {

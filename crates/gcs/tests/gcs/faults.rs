@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::OnEmulator;
 use imb_gcs::GcsStore;
-use imb_gcs::testing::{Emulator, Fault, FaultProxy};
 use imb_storage::{Error, Key, ObjectCreate, ObjectReadExt, Payload, PutOptions};
+use imb_testkit::gcs::{Emulator, Fault, FaultProxy};
 
 fn store_via(
     proxy: &FaultProxy,

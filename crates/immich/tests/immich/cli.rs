@@ -9,7 +9,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use imb_immich::testing::{TestServer, TestServerOptions, tools_dir};
+use imb_testkit::immich::{TestServer, TestServerOptions};
+use imb_testkit::tools_dir;
 
 use crate::{jpg, sha1_hex};
 

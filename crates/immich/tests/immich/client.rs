@@ -5,12 +5,13 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use imb_immich::testing::{DEFAULT_EMAIL, EarlyAnswer, TestServer, TestServerOptions, TestUser};
+use crate::OnTestServer;
 use imb_immich::{
     ApiKey, ApiVersion, CHECK_BATCH, CheckItem, CheckVerdict, ClientConfig, Error, ImmichClient,
     RetryPolicy, UploadStatus, pick_album,
 };
 use imb_storage::Payload;
+use imb_testkit::immich::{DEFAULT_EMAIL, EarlyAnswer, TestServer, TestServerOptions, TestUser};
 
 use crate::{jpg, sha1_hex, upload_of};
 

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use imb_immich::testing::{Fault, TestServer, TestServerOptions, burst};
+use crate::OnTestServer;
 use imb_immich::{ClientConfig, Error, ImmichClient, RetryPolicy, UploadStatus};
+use imb_testkit::immich::{Fault, TestServer, TestServerOptions, burst};
 
 use crate::{jpg, upload_of};
 
@@ -16,7 +17,7 @@ fn first_n(
     path: &'static str,
     n: usize,
     fault: Fault,
-) -> impl Fn(&imb_immich::testing::Seen) -> Fault + Send + Sync + 'static {
+) -> impl Fn(&imb_testkit::immich::Seen) -> Fault + Send + Sync + 'static {
     let left = Arc::new(AtomicUsize::new(n));
     move |s| {
         if s.method == method
@@ -124,7 +125,7 @@ async fn a_broken_upload_of_known_content_is_a_duplicate() {
         Fault::Reset,
     )));
     let data = jpg(4, 100_000);
-    let existing = server.add_asset(imb_immich::testing::DEFAULT_EMAIL, "a.jpg", &data);
+    let existing = server.add_asset(imb_testkit::immich::DEFAULT_EMAIL, "a.jpg", &data);
     let c = server.client();
     let out = c.upload(&upload_of("a.jpg", &data)).await.unwrap();
     assert_eq!(out.status, UploadStatus::Duplicate);

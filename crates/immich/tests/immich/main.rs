@@ -35,3 +35,25 @@ pub(crate) fn upload_of(name: &str, data: &[u8]) -> AssetUpload {
 pub(crate) fn sha1_hex(data: &[u8]) -> String {
     imb_hash::hex(&imb_hash::digest(data).sha1)
 }
+
+/// A client of the test Immich server (fast retries).
+pub(crate) trait OnTestServer {
+    fn client_config_for(&self, key: &str) -> imb_immich::ClientConfig;
+    fn client_config(&self) -> imb_immich::ClientConfig;
+    fn client(&self) -> imb_immich::ImmichClient {
+        imb_immich::ImmichClient::new(self.client_config()).expect("client builds")
+    }
+}
+
+impl OnTestServer for imb_testkit::immich::TestServer {
+    fn client_config_for(&self, key: &str) -> imb_immich::ClientConfig {
+        imb_immich::ClientConfig::new(
+            self.api_url(),
+            imb_immich::ApiKey::new(key, "test server").expect("valid test key"),
+        )
+        .with_retry(imb_immich::RetryPolicy::fast())
+    }
+    fn client_config(&self) -> imb_immich::ClientConfig {
+        self.client_config_for(self.key())
+    }
+}

@@ -4,11 +4,12 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use imb_immich::testing::{TestServer, TestServerOptions};
+use crate::OnTestServer;
 use imb_immich::{
     ImmichStore, META_DURATION_MS, META_FILE_CREATED_AT, META_IS_FAVORITE, META_SHA1, UploadStatus,
 };
 use imb_storage::{CopyOptions, Error, Key, ObjectCreate, Payload, PutOptions};
+use imb_testkit::immich::{TestServer, TestServerOptions};
 
 use crate::{jpg, sha1_hex};
 

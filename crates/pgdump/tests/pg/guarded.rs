@@ -109,10 +109,10 @@ async fn a_psql_without_restrict_is_refused_naming_its_version() {
 /// only: nothing else on the machine can reach it.
 #[test]
 fn the_private_cluster_listens_on_no_address() {
-    let pg = imb_pgdump::testing::ScratchCluster::start_private().unwrap();
+    let pg = imb_pgdump::scratch::ScratchCluster::start_private().unwrap();
     let got = pg.psql("postgres", "SHOW listen_addresses").unwrap();
     assert_eq!(got.trim(), "");
-    let public = imb_pgdump::testing::ScratchCluster::start().unwrap();
+    let public = imb_pgdump::scratch::ScratchCluster::start().unwrap();
     let got = public.psql("postgres", "SHOW listen_addresses").unwrap();
     assert_eq!(got.trim(), "127.0.0.1");
 }
@@ -122,7 +122,7 @@ fn the_private_cluster_listens_on_no_address() {
 /// outside its directory. On a kernel without Landlock it says so instead.
 #[test]
 fn the_private_clusters_server_reaches_only_its_own_directory() {
-    let pg = imb_pgdump::testing::ScratchCluster::start_private().unwrap();
+    let pg = imb_pgdump::scratch::ScratchCluster::start_private().unwrap();
     let outside = tempfile::tempdir().unwrap();
     let secret = outside.path().join("secret");
     std::fs::write(&secret, "not for the dump").unwrap();
@@ -139,7 +139,7 @@ fn the_private_clusters_server_reaches_only_its_own_directory() {
             .is_ok()
     );
     let unconfined =
-        imb_pgdump::testing::ScratchCluster::start_private().is_ok_and(|c| !c.confined());
+        imb_pgdump::scratch::ScratchCluster::start_private().is_ok_and(|c| !c.confined());
     if pg.confined() {
         let e = pg.psql("postgres", &read).unwrap_err().to_string();
         assert!(e.contains("Permission denied"), "{e}");
@@ -148,7 +148,7 @@ fn the_private_clusters_server_reaches_only_its_own_directory() {
         assert!(!outside.path().join("written").exists());
         // A cluster for tests (listening on 127.0.0.1) is not confined: the
         // difference is the ruleset, not file permissions.
-        let open = imb_pgdump::testing::ScratchCluster::start().unwrap();
+        let open = imb_pgdump::scratch::ScratchCluster::start().unwrap();
         assert!(!open.confined());
         assert_eq!(
             open.psql("postgres", &read).unwrap().trim(),

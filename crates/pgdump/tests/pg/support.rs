@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 use imb_pgdump::DumpOptions;
-use imb_pgdump::testing::ScratchCluster;
+use imb_pgdump::scratch::ScratchCluster;
 use imb_storage::{
     CopyOptions, Key, LocalDir, ObjectCreate, ObjectReadExt, Payload, PutOptions, PutResult, Upload,
 };
@@ -210,7 +210,7 @@ pub(crate) fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     // A child forked by another test thread may still hold it open for writing.
-    imb_pgdump::testing::wait_until_executable(&path).unwrap();
+    imb_testkit::exec::wait_until_executable(&path).unwrap();
     path
 }
 

@@ -1,22 +1,15 @@
-//! Test support (feature `testing`): real emulator processes on 127.0.0.1, a
-//! scripted fault-injecting HTTP proxy, and a token endpoint, for this crate's
-//! tests and the end-to-end suite. Each emulator gets a free port and is killed
+//! Real GCS emulator processes on 127.0.0.1, a scripted fault-injecting HTTP
+//! proxy, and a token endpoint. Each emulator gets a free port and is killed
 //! on drop. Readiness is the emulator's own "started" log line, not a timer.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use crate::{Credentials, GcsConfig, GcsStore, RetryPolicy};
-
-/// Where `cargo xtask test` installs the emulators.
-pub fn tools_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tools")
-}
+use crate::tools_dir;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -236,19 +229,6 @@ impl Emulator {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("port")
-    }
-
-    /// Settings for a store on this emulator (no auth, fast retries).
-    pub fn config(&self) -> GcsConfig {
-        let mut c = GcsConfig::new(self.bucket.clone(), Arc::new(Credentials::None));
-        c.endpoint = self.endpoint.clone();
-        c.retry = RetryPolicy::fast();
-        c
-    }
-
-    /// A store on this emulator.
-    pub fn store(&self) -> GcsStore {
-        GcsStore::new(self.config()).expect("store builds")
     }
 }
 

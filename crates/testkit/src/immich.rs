@@ -1,6 +1,5 @@
-//! Test support (feature `testing`): a test Immich server on 127.0.0.1, for this
-//! crate's tests and device-sync's. The real server cannot run in CI, so this one
-//! follows the OpenAPI spec for the endpoints device-sync and `@immich/cli` use,
+//! A test Immich server on 127.0.0.1, for the faults and corner cases the real
+//! server cannot produce on demand. It follows the OpenAPI spec for the endpoints device-sync and `@immich/cli` use,
 //! with the server's semantics: per-user SHA-1 dedup (200 duplicate), the checksum
 //! short-circuit (answered before the body is read), quotas with the server's
 //! message, unsupported extensions refused as the server refuses them, 401 for a
@@ -22,23 +21,15 @@ mod http;
 
 use std::collections::BTreeMap;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use http::{Fault, Seen};
 
-use crate::{ApiKey, ClientConfig, ImmichClient, RetryPolicy};
-
 /// The key of the default user.
 pub const DEFAULT_KEY: &str = "test-api-key-0123456789";
 /// The email of the default user.
 pub const DEFAULT_EMAIL: &str = "user@example.test";
-
-/// Where `cargo xtask test` installs `@immich/cli` and Node.
-pub fn tools_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tools")
-}
 
 /// A user of the test server, with one API key.
 #[derive(Debug, Clone)]
@@ -328,25 +319,6 @@ impl TestServer {
     /// The default user's API key.
     pub fn key(&self) -> &str {
         &self.key
-    }
-
-    /// Client settings for the default user, with fast retries.
-    pub fn client_config(&self) -> ClientConfig {
-        self.client_config_for(&self.key)
-    }
-
-    /// Client settings for the user with `key`, with fast retries.
-    pub fn client_config_for(&self, key: &str) -> ClientConfig {
-        ClientConfig::new(
-            self.api_url(),
-            ApiKey::new(key, "test server").expect("valid test key"),
-        )
-        .with_retry(RetryPolicy::fast())
-    }
-
-    /// A client for the default user.
-    pub fn client(&self) -> ImmichClient {
-        ImmichClient::new(self.client_config()).expect("client builds")
     }
 
     /// Every asset stored, in upload order.

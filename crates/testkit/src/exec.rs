@@ -1,13 +1,9 @@
-//! Test helpers (feature `testing`): [`wait_until_executable`] for programs a test
-//! writes and then runs, and [`ScratchCluster`] re-exported for tests that start a
-//! server.
+//! [`wait_until_executable`], for programs a test writes and then runs.
 
 use std::io;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-pub use crate::scratch::ScratchCluster;
 
 /// How often [`wait_until_executable`] tries before giving up.
 const EXEC_ATTEMPTS: u64 = 100;
