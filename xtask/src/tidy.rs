@@ -93,32 +93,12 @@ fn tidy() {
 /// `imb-testkit` (the test servers and harnesses) and enables no `testing` feature.
 #[test]
 fn release_binaries_carry_no_test_code() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     for bin in ["backup", "restore-verify", "device-sync"] {
-        let tree = crate::cmd::cmd(
-            &cargo,
-            [
-                "tree",
-                "-p",
-                bin,
-                "-e",
-                "normal,features",
-                "--target",
-                "all",
-                "--locked",
-            ],
-        )
-        .read()
-        .expect("cargo tree runs");
-        assert!(tree.contains("imb-"), "{bin}: an empty tree proves nothing");
-        let testing: Vec<&str> = tree
-            .lines()
-            .filter(|l| l.contains("feature \"testing\"") || l.contains("imb-testkit"))
-            .collect();
+        let found = test_code_in(&["-p", bin]);
         assert!(
-            testing.is_empty(),
+            found.is_empty(),
             "{bin} ships test code:\n{}",
-            testing.join("\n")
+            found.join("\n")
         );
     }
 }
@@ -127,37 +107,45 @@ fn release_binaries_carry_no_test_code() {
 /// no binary uses yet would slip past the check above).
 #[test]
 fn product_crates_do_not_depend_on_test_code() {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let tree = crate::cmd::cmd(
-        &cargo,
-        [
-            "tree",
-            "--workspace",
-            "--exclude",
-            "imb-testkit",
-            "--exclude",
-            "imb-e2e",
-            "--exclude",
-            "xtask",
-            "-e",
-            "normal,features",
-            "--target",
-            "all",
-            "--locked",
-        ],
-    )
-    .read()
-    .expect("cargo tree runs");
-    assert!(tree.contains("imb-layout"), "an empty tree proves nothing");
-    let bad: Vec<&str> = tree
-        .lines()
-        .filter(|l| l.contains("feature \"testing\"") || l.contains("imb-testkit"))
-        .collect();
+    let found = test_code_in(&[
+        "--workspace",
+        "--exclude",
+        "imb-testkit",
+        "--exclude",
+        "imb-e2e",
+        "--exclude",
+        "xtask",
+    ]);
     assert!(
-        bad.is_empty(),
+        found.is_empty(),
         "test code in a product crate:\n{}",
-        bad.join("\n")
+        found.join("\n")
     );
+}
+
+/// The lines of the normal dependency tree of `packages` that are test code.
+fn test_code_in(packages: &[&str]) -> Vec<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = vec![
+        "tree",
+        "-e",
+        "normal,features",
+        "--target",
+        "all",
+        "--locked",
+    ];
+    args.extend_from_slice(packages);
+    let tree = crate::cmd::cmd(&cargo, args)
+        .read()
+        .expect("cargo tree runs");
+    assert!(
+        tree.contains("imb-"),
+        "{packages:?}: an empty tree proves nothing"
+    );
+    tree.lines()
+        .filter(|l| l.contains("feature \"testing\"") || l.contains("imb-testkit"))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The target layout has one home (`imb-layout`): reading a target never pulls in

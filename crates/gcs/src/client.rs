@@ -217,11 +217,8 @@ impl Client {
                             return Step::Done(Ok(resp));
                         }
                         let after = resp.headers().get(RETRY_AFTER).and_then(|h| h.to_str().ok());
-                        Step::Retry {
-                            retry_after: retry_after(after),
-                            cause: format!("HTTP {status}"),
-                            last: Ok(resp),
-                        }
+                        let after = retry_after(after);
+                        Step::retry_if(true, Ok(resp), format!("HTTP {status}"), after)
                     }
                     Err(e) => {
                         if let Some(why) = imb_http::tls_failure(&e) {
@@ -244,15 +241,7 @@ impl Client {
                             transient: true,
                             source: Some(Box::new(e)),
                         };
-                        if retry {
-                            Step::Retry {
-                                last: Err(err),
-                                cause,
-                                retry_after: None,
-                            }
-                        } else {
-                            Step::Done(Err(err))
-                        }
+                        Step::retry_if(retry, Err(err), cause, None)
                     }
                 }
             })

@@ -138,15 +138,7 @@ impl ImmichClient {
                             .and_then(|h| h.to_str().ok());
                         let retry_after = retry_after(after);
                         let last = Ok((resp, a.number, start.elapsed()));
-                        if retry {
-                            Step::Retry {
-                                last,
-                                cause: format!("HTTP {status}"),
-                                retry_after,
-                            }
-                        } else {
-                            Step::Done(last)
-                        }
+                        Step::retry_if(retry, last, format!("HTTP {status}"), retry_after)
                     }
                     Err(e) => {
                         if let Some(why) = tls_failure(&e) {
@@ -156,23 +148,7 @@ impl ImmichClient {
                             }));
                         }
                         let retry = !e.is_builder() && (idem == Idempotent::Yes || e.is_connect());
-                        let cause = transport(&e);
-                        let last = Err(Error::Transient {
-                            endpoint: endpoint.to_owned(),
-                            message: cause.clone(),
-                            attempts: a.number,
-                            elapsed: start.elapsed(),
-                            source: Some(Box::new(e)),
-                        });
-                        if retry {
-                            Step::Retry {
-                                last,
-                                cause,
-                                retry_after: None,
-                            }
-                        } else {
-                            Step::Done(last)
-                        }
+                        transport_step(retry, endpoint, e, a.number, start)
                     }
                 }
             })
@@ -497,15 +473,7 @@ impl ImmichClient {
                             a.number,
                             start.elapsed(),
                         ));
-                        if retryable_status(code) {
-                            Step::Retry {
-                                last,
-                                cause: format!("HTTP {code}"),
-                                retry_after,
-                            }
-                        } else {
-                            Step::Done(last)
-                        }
+                        Step::retry_if(retryable_status(code), last, format!("HTTP {code}"), retry_after)
                     }
                     Err(e) => {
                         if let Some(io) =
@@ -526,24 +494,7 @@ impl ImmichClient {
                             tracing::debug!(file = %shown, id = %done.id, cause = %transport(&e), "upload answered as a duplicate before the body was sent");
                             return Step::Done(Ok(done));
                         }
-                        let retry = !e.is_builder();
-                        let cause = transport(&e);
-                        let last = Err(Error::Transient {
-                            endpoint: endpoint.clone(),
-                            message: cause.clone(),
-                            attempts: a.number,
-                            elapsed: start.elapsed(),
-                            source: Some(Box::new(e)),
-                        });
-                        if retry {
-                            Step::Retry {
-                                last,
-                                cause,
-                                retry_after: None,
-                            }
-                        } else {
-                            Step::Done(last)
-                        }
+                        transport_step(!e.is_builder(), endpoint, e, a.number, start)
                     }
                 }
             })
@@ -601,4 +552,24 @@ impl ImmichClient {
             _ => None,
         }
     }
+}
+
+/// A transport failure of attempt `attempts`: retried when `retry`, else (and when
+/// no retry is left) [`Error::Transient`].
+fn transport_step<T>(
+    retry: bool,
+    endpoint: &str,
+    e: reqwest::Error,
+    attempts: u32,
+    start: Instant,
+) -> Step<Result<T>> {
+    let cause = transport(&e);
+    let last = Err(Error::Transient {
+        endpoint: endpoint.to_owned(),
+        message: cause.clone(),
+        attempts,
+        elapsed: start.elapsed(),
+        source: Some(Box::new(e)),
+    });
+    Step::retry_if(retry, last, cause, None)
 }

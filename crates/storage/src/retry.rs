@@ -105,6 +105,21 @@ pub enum Step<T> {
     },
 }
 
+impl<T> Step<T> {
+    /// [`Step::Retry`] when `retry`, else [`Step::Done`] with `last`.
+    pub fn retry_if(retry: bool, last: T, cause: String, retry_after: Option<Duration>) -> Self {
+        if retry {
+            Step::Retry {
+                last,
+                cause,
+                retry_after,
+            }
+        } else {
+            Step::Done(last)
+        }
+    }
+}
+
 /// A client's retries: its policy, its jitter and the count of retries made.
 #[derive(Debug)]
 pub struct Retrier {
