@@ -15,6 +15,7 @@ use imb_testkit::immich::{DEFAULT_EMAIL, Fault, Seen, TestServer, TestServerOpti
 use serde_json::Value;
 
 use crate::util::{bin, code, write};
+use imb_testkit::fixtures::{jpg, jpg_with_exif, mp4};
 
 /// A device folder, a state directory and a server.
 struct Device {
@@ -99,68 +100,6 @@ fn run(mut c: impl BorrowMut<Command>, args: &[&str]) -> (i32, Value, String) {
         panic!("stdout is not one JSON object ({e}): {stdout}\nstderr: {stderr}")
     });
     (code(&out), v, stderr)
-}
-
-/// Distinct JPEG-looking bytes per `seed`.
-fn jpg(seed: u32, len: usize) -> Vec<u8> {
-    let mut v = vec![0xff, 0xd8, 0xff, 0xe0];
-    v.extend(seed.to_le_bytes());
-    v.extend((0..len).map(|i| (i as u32).wrapping_mul(seed | 1).rotate_right(3) as u8));
-    v
-}
-
-/// A JPEG whose EXIF says DateTimeOriginal 2023:07:14 18:30:05, offset +02:00.
-fn jpg_with_exif(seed: u32) -> Vec<u8> {
-    let le16 = |v: u16| v.to_le_bytes();
-    let le32 = |v: u32| v.to_le_bytes();
-    let mut t: Vec<u8> = b"II*\0".to_vec();
-    t.extend(le32(8));
-    // IFD0: one entry, the Exif IFD pointer.
-    t.extend(le16(1));
-    t.extend(le16(0x8769));
-    t.extend(le16(4));
-    t.extend(le32(1));
-    t.extend(le32(26));
-    t.extend(le32(0));
-    // Exif IFD at 26: DateTimeOriginal and OffsetTimeOriginal, values at 56.
-    t.extend(le16(2));
-    for (tag, count, at) in [(0x9003u16, 20u32, 56u32), (0x9011, 7, 76)] {
-        t.extend(le16(tag));
-        t.extend(le16(2));
-        t.extend(le32(count));
-        t.extend(le32(at));
-    }
-    t.extend(le32(0));
-    t.extend(b"2023:07:14 18:30:05\0+02:00\0");
-    let mut out = vec![0xff, 0xd8, 0xff, 0xe1];
-    out.extend(((t.len() + 8) as u16).to_be_bytes());
-    out.extend(b"Exif\0\0");
-    out.extend(t);
-    out.extend([0xff, 0xda, 0x00, 0x02]);
-    out.extend(jpg(seed, 3000));
-    out
-}
-
-/// An MP4 whose `mvhd` says 42 s.
-fn mp4(seed: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend(16u32.to_be_bytes());
-    out.extend(b"ftypisom");
-    out.extend(0u32.to_be_bytes());
-    let mut mvhd = vec![0u8; 12];
-    mvhd.extend(1000u32.to_be_bytes());
-    mvhd.extend(42_000u32.to_be_bytes());
-    mvhd.extend([0u8; 80]);
-    out.extend(((16 + mvhd.len()) as u32).to_be_bytes());
-    out.extend(b"moov");
-    out.extend(((8 + mvhd.len()) as u32).to_be_bytes());
-    out.extend(b"mvhd");
-    out.extend(mvhd);
-    let body = jpg(seed, 5000);
-    out.extend(((8 + body.len()) as u32).to_be_bytes());
-    out.extend(b"mdat");
-    out.extend(body);
-    out
 }
 
 fn sha1(b: &[u8]) -> String {

