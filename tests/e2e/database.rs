@@ -327,15 +327,12 @@ fn db_restore_fills_an_empty_database_and_refuses_a_full_one() {
     );
     assert!(!v.to_string().contains(pg.password()));
 
+    // A database with tables: could not run (exit 1), before any verify or load.
     let (out, v) = restore(false, true);
-    assert_eq!(code(&out), 2, "{v}");
-    assert!(
-        v["db_restore"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("not empty"),
-        "{v}"
-    );
+    assert_eq!(code(&out), 1, "{v}");
+    let err = v["error"].as_str().unwrap();
+    assert!(err.contains("not empty") && err.contains("--force"), "{v}");
+    assert!(v["verify"].is_null(), "nothing was checked: {v}");
     let (_, v) = restore(true, true);
     assert!(v["db_restore"]["error"].is_null(), "{v}");
     assert_eq!(

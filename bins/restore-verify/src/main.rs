@@ -191,6 +191,14 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     if on(cli.all) && (cli.sample.is_some() || cli.sample_bytes.is_some()) {
         bail!("--all and --sample/--sample-bytes are both set (one may come from --config)");
     }
+    // `--db-restore` into a database that cannot take it: could not run (exit 1),
+    // before anything is downloaded or loaded.
+    if on(cli.db_restore) {
+        let (conn, opts) = db_restore_settings(&cli)?;
+        imb_pgdump::check_restore_target(&conn, &opts)
+            .await
+            .context("--db-restore")?;
+    }
     let target = imb_targets::open(from, imb_targets::Options::default())
         .await
         .with_context(|| format!("--from {from}"))?;
@@ -345,9 +353,7 @@ async fn db_restore(
     store: &dyn imb_storage::ObjectRead,
     passed: Option<&str>,
 ) -> anyhow::Result<serde_json::Value> {
-    let conn = imb_pgdump::Connection::from_env()?.ok_or_else(|| {
-        anyhow!("--db-restore: set DB_URL or DB_HOSTNAME (and DB_PASSWORD…) to name the database")
-    })?;
+    let (conn, opts) = db_restore_settings(cli)?;
     let Some(passed) = passed else {
         bail!(
             "--db-restore loads only a dump that this run's database check loaded and did not refuse{}",
@@ -359,14 +365,24 @@ async fn db_restore(
         );
     };
     let key = Key::parse(passed)?;
+    tracing::info!(dump = %key, database = %conn, "restoring the database");
+    let r = imb_pgdump::restore_dump(store, &key, &conn, &opts).await?;
+    Ok(serde_json::to_value(&r)?)
+}
+
+/// The database Immich's settings name, and how to restore into it.
+fn db_restore_settings(
+    cli: &Cli,
+) -> anyhow::Result<(imb_pgdump::Connection, imb_pgdump::RestoreDbOptions)> {
+    let conn = imb_pgdump::Connection::from_env()?.ok_or_else(|| {
+        anyhow!("--db-restore: set DB_URL or DB_HOSTNAME (and DB_PASSWORD…) to name the database")
+    })?;
     let mut opts = imb_pgdump::RestoreDbOptions::default();
     opts.force = on(cli.force);
     if let Some(p) = &cli.psql {
         opts.psql = p.clone();
     }
-    tracing::info!(dump = %key, database = %conn, "restoring the database");
-    let r = imb_pgdump::restore_dump(store, &key, &conn, &opts).await?;
-    Ok(serde_json::to_value(&r)?)
+    Ok((conn, opts))
 }
 
 fn print_text(r: &serde_json::Value) {

@@ -56,7 +56,7 @@ pub use error::{Error, Result};
 // because a dump is named by them.
 pub use imb_layout::{DUMP_PREFIX, DumpName, list_dumps, list_dumps_at};
 pub use psql::Psql;
-pub use restore::{RestoreDbOptions, RestoreDbReport, restore_dump};
+pub use restore::{RestoreDbOptions, RestoreDbReport, check_restore_target, restore_dump};
 pub use retention::{RetentionReport, prune};
 
 #[cfg(test)]

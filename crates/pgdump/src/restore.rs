@@ -64,22 +64,7 @@ pub async fn restore_dump(
     let started = Instant::now();
     let auth = Auth::prepare(conn)?;
     if !opts.force {
-        let tables = crate::dump::query(
-            &opts.psql,
-            conn,
-            &auth,
-            "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
-        )
-        .await?;
-        let n: u64 = tables.trim().parse().unwrap_or(0);
-        if n > 0 {
-            return Err(Error::invalid(
-                "db-restore",
-                format!(
-                    "the database {conn} is not empty ({n} tables); use --force to restore over it"
-                ),
-            ));
-        }
+        refuse_tables(conn, &auth, &opts.psql).await?;
     }
     // psql restricted from its first byte with our own key (the dump's
     // `\restrict` lines are dropped), and every line through the guard first.
@@ -232,4 +217,40 @@ impl Lines {
         }
         Ok(out)
     }
+}
+
+/// Whether [`restore_dump`] would load into `conn`: it must be reachable and, unless
+/// `opts.force`, have no tables. A caller checks this before any other work, so a
+/// database that is not empty is "could not run", not a finding after a long verify.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] naming `db-restore` for a database with tables; the
+/// connection's error.
+pub async fn check_restore_target(conn: &Connection, opts: &RestoreDbOptions) -> Result<()> {
+    let auth = Auth::prepare(conn)?;
+    if opts.force {
+        crate::dump::query(&opts.psql, conn, &auth, "SELECT 1").await?;
+        return Ok(());
+    }
+    refuse_tables(conn, &auth, &opts.psql).await
+}
+
+async fn refuse_tables(conn: &Connection, auth: &Auth, psql: &std::path::Path) -> Result<()> {
+    let tables = crate::dump::query(
+        psql,
+        conn,
+        auth,
+        "SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+    )
+    .await?;
+    let n: u64 = tables.trim().parse().unwrap_or(0);
+    if n > 0 {
+        return Err(Error::invalid(
+            "db-restore",
+            format!(
+                "the database {conn} is not empty ({n} tables); use --force to restore over it"
+            ),
+        ));
+    }
+    Ok(())
 }

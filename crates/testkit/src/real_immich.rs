@@ -439,10 +439,7 @@ fn http(
         return (status, rest.to_vec());
     }
     let mut body = Vec::new();
-    loop {
-        let Some(nl) = rest.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(nl) = rest.windows(2).position(|w| w == b"\r\n") {
         let size = usize::from_str_radix(
             String::from_utf8_lossy(&rest[..nl])
                 .split(';')
