@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::util::{bin, clean_env, code};
 
 /// A scratch cluster with an empty `immich` database, and a server on it.
-fn server() -> (ScratchCluster, RealImmich) {
+fn server() -> (ScratchCluster, RealImmich, Db) {
     let pg = ScratchCluster::start().unwrap();
     pg.create_db("immich").unwrap();
     let db = Db {
@@ -26,7 +26,7 @@ fn server() -> (ScratchCluster, RealImmich) {
         database: "immich".into(),
     };
     let immich = RealImmich::start(&db);
-    (pg, immich)
+    (pg, immich, db)
 }
 
 fn sha1(b: &[u8]) -> String {
@@ -88,17 +88,24 @@ fn assets_of(immich: &RealImmich, user: &User) -> BTreeMap<String, (String, Stri
 /// device-sync's uploads as the real server's own API shows them: every photo and
 /// video once (a copy in a second album too), byte-identical, the excluded album
 /// and the text file left out, albums made with their members; a rerun uploads
-/// nothing.
+/// nothing. Then the server's library and database are backed up with Immich's
+/// own `DB_*` settings and no other flag, and `restore-verify --all` passes with
+/// its defaults: the dump says where the media location was (#12), and v3 keeps
+/// sidecars in `asset_file` (#22).
 #[test]
-fn device_sync_against_the_real_server() {
+fn device_sync_then_backup_and_verify_against_the_real_server() {
     let t = tempfile::tempdir().unwrap();
-    let (_pg, immich) = server();
+    let (pg, immich, db) = server();
     let alice = immich.user("alice@example.test");
     let root = t.path().join("DCIM");
     let state = t.path().join("state");
     let files: Vec<(&str, Vec<u8>)> = vec![
         ("Camera/IMG_0001.jpg", jpg_with_exif(1)),
         ("Camera/IMG_0002.jpg", jpg(2, 4000)),
+        (
+            "Camera/IMG_0002.xmp",
+            b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>".to_vec(),
+        ),
         ("Camera/notes.txt", b"not a photo".to_vec()),
         ("Trip/IMG_0100.jpg", jpg(3, 2000)),
         ("Trip/clip.mp4", mp4(4)),
@@ -146,4 +153,67 @@ fn device_sync_against_the_real_server() {
     let (_, again) = device_sync(&immich, &alice, &root, &state);
     assert_eq!(again["uploaded"], 0, "{again}");
     assert_eq!(assets_of(&immich, &alice).len(), 4);
+
+    // The library and the database, as an operator's nightly run would.
+    let dest = t.path().join("backup");
+    let mut c = crate::util::backup();
+    let out = c
+        .env("DB_HOSTNAME", "127.0.0.1")
+        .env("DB_PORT", db.port.to_string())
+        .env("DB_USERNAME", &db.user)
+        .env("DB_PASSWORD", &db.password)
+        .env("DB_DATABASE_NAME", &db.database)
+        .env("IMB_PG_DUMP", pg.bin("pg_dump"))
+        .arg("--source")
+        .arg(immich.media())
+        .arg("--dest")
+        .arg(&dest)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        code(&out),
+        0,
+        "{s}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump = s["database"]["object"].as_str().unwrap();
+    assert!(
+        dump.contains("-immich-v3.1.0.sql.gz"),
+        "named by the real version: {s}"
+    );
+
+    let mut c = crate::util::restore_verify();
+    let out = c
+        .env("IMB_PSQL", pg.bin("psql"))
+        .arg("--from")
+        .arg(&dest)
+        .args(["--all", "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        code(&out),
+        0,
+        "{v}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = &v["database"];
+    assert_eq!(
+        d["media_location"].as_str(),
+        immich.media().to_str(),
+        "the dump says where the library was: {d}"
+    );
+    assert_eq!(d["assets"], 4, "{d}");
+    assert_eq!(d["originals_checked"], 4, "{d}");
+    assert_eq!(
+        d["unreferenced_originals"], 0,
+        "the sidecar is referenced: {d}"
+    );
+    assert!(
+        d["schema"].as_str().unwrap().starts_with("v2.4 and later"),
+        "{d}"
+    );
+    assert!(d["findings"].as_array().unwrap().is_empty(), "{d}");
 }

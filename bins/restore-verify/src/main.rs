@@ -82,7 +82,8 @@ struct Cli {
     #[arg(long, env = "IMB_DUMP")]
     dump: Option<String>,
     /// Where Immich sees the library, stripped from asset paths (repeatable)
-    /// [default: /data and /usr/src/app/upload].
+    /// [default: where the dump says it was (Immich v3's MediaLocation), then /data
+    /// and /usr/src/app/upload].
     #[arg(long, env = "IMB_IMMICH_ROOT", value_delimiter = ',')]
     immich_root: Option<Vec<String>>,
     /// Treat this extension as unavailable in the database check (repeatable):

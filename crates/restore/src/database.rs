@@ -26,6 +26,10 @@ const VECTOR_TYPES: &[&str] = &[
     "vecf16",
 ];
 
+/// Where Immich's container sees the library: `/data` in v3, `/usr/src/app/upload`
+/// before.
+pub const DEFAULT_IMMICH_ROOTS: [&str; 2] = ["/data", "/usr/src/app/upload"];
+
 /// What to check.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -33,7 +37,8 @@ pub struct DbVerifyOptions {
     /// The dump to check (a `database/…` key); the newest when `None`.
     pub dump: Option<String>,
     /// Where Immich sees the library, stripped from `originalPath` to get the
-    /// backed-up path (`/data` in v3, `/usr/src/app/upload` before).
+    /// backed-up path. Empty: where the dump says it was (v3's `system_metadata`
+    /// key `MediaLocation`), then [`DEFAULT_IMMICH_ROOTS`].
     pub immich_roots: Vec<String>,
     /// A full server to load the dump into (a new database, dropped afterwards)
     /// instead of a scratch cluster: full fidelity when it has pgvector.
@@ -48,7 +53,7 @@ impl Default for DbVerifyOptions {
     fn default() -> Self {
         DbVerifyOptions {
             dump: None,
-            immich_roots: vec!["/data".into(), "/usr/src/app/upload".into()],
+            immich_roots: Vec::new(),
             server: None,
             psql: PathBuf::from("psql"),
             without_extensions: Vec::new(),
@@ -83,6 +88,11 @@ pub struct DbReport {
     pub version_in_database: Option<String>,
     /// The schema generation recognised (where sidecars are kept).
     pub schema: String,
+    /// Where the dump says the library was (`MediaLocation`), if it says.
+    pub media_location: Option<String>,
+    /// The library roots stripped from asset paths: the ones given, else the
+    /// dump's media location and the defaults.
+    pub immich_roots: Vec<String>,
     /// The version in the dump's name.
     pub version_in_name: Option<String>,
     /// Originals checked against the manifest.
@@ -530,6 +540,19 @@ fn table_of(s: &str) -> Option<String> {
     Some(rest.split([' ', '(']).next()?.to_owned())
 }
 
+/// The media location Immich v3 records (`{"location": …}` under the key
+/// `MediaLocation`); read back from the dump, so only ever a prefix to strip.
+fn media_location(pg: &Db) -> Option<String> {
+    first_table(pg, &["system_metadata"])?;
+    let v = query(
+        pg,
+        "SELECT value::text FROM system_metadata WHERE key = 'MediaLocation'",
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&v).ok()?;
+    let loc = v.get("location")?.as_str()?.trim_end_matches('/');
+    (loc.starts_with('/') && loc.len() > 1).then(|| loc.to_owned())
+}
+
 fn query(pg: &Db, sql: &str) -> Option<String> {
     pg.psql(sql).ok().map(|s| s.trim().to_owned())
 }
@@ -597,10 +620,22 @@ fn sanity(pg: &Db, report: &mut DbReport) {
 
 /// Every asset of the server's own libraries must have its original (and sidecar)
 /// in the manifest with the SHA-1 Immich recorded.
-fn consistency(pg: &Db, manifest: &Path, roots: &[String], report: &mut DbReport) -> Result<()> {
+fn consistency(pg: &Db, manifest: &Path, given: &[String], report: &mut DbReport) -> Result<()> {
     let Some(asset) = first_table(pg, &["asset", "assets"]) else {
         return Ok(());
     };
+    report.media_location = media_location(pg);
+    report.immich_roots = if given.is_empty() {
+        report
+            .media_location
+            .iter()
+            .cloned()
+            .chain(DEFAULT_IMMICH_ROOTS.map(String::from))
+            .collect()
+    } else {
+        given.to_vec()
+    };
+    let roots = &report.immich_roots.clone();
     // External libraries arrived with "libraryId"; older schemas have no such column.
     let table = asset
         .rsplit('.')

@@ -20,7 +20,7 @@ mod restore;
 mod snapshot;
 mod verify;
 
-pub use database::{DbReport, DbVerifyOptions, verify_database};
+pub use database::{DEFAULT_IMMICH_ROOTS, DbReport, DbVerifyOptions, verify_database};
 pub use restore::{RestoreOptions, RestoreReport, restore};
 pub use snapshot::Snapshot;
 pub use verify::{Finding, Level, VerifyOptions, VerifyReport, verify};
