@@ -216,4 +216,70 @@ fn device_sync_then_backup_and_verify_against_the_real_server() {
         "{d}"
     );
     assert!(d["findings"].as_array().unwrap().is_empty(), "{d}");
+
+    // The real dump against a damaged target (#22): a file no asset references is
+    // reported as such; a sidecar changed or gone in the target is named.
+    let verify = || {
+        let mut c = crate::util::restore_verify();
+        let out = c
+            .arg("--from")
+            .arg(&dest)
+            .args(["--all", "--json"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (code(&out), v)
+    };
+    let stray = immich.media().join("upload/stray.jpg");
+    fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    fs::write(&stray, jpg(77, 500)).unwrap();
+    let mut c = crate::util::backup();
+    let out = c
+        .arg("--source")
+        .arg(immich.media())
+        .arg("--dest")
+        .arg(&dest)
+        .args(["--no-database", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, v) = verify();
+    assert_eq!(v["database"]["unreferenced_originals"], 1, "{v}");
+    assert!(
+        v["database"]["unreferenced"]
+            .to_string()
+            .contains("stray.jpg"),
+        "{v}"
+    );
+    assert!(
+        v["verify"]["findings"].as_array().unwrap().is_empty(),
+        "{v}"
+    );
+    // Reported, not a problem: Immich may not have imported a file yet.
+    assert_eq!(status, 0, "{v}");
+
+    let library = dest.join("library");
+    let sidecar = crate::util::files(&library)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "xmp"))
+        .expect("the sidecar is backed up");
+    let object = library.join(&sidecar);
+    let name = sidecar.file_name().unwrap().to_string_lossy().into_owned();
+    let good = fs::read(&object).unwrap();
+    fs::remove_file(&object).unwrap(); // a hard link of its own: replace, not write through
+    fs::write(&object, b"<x:xmpmeta tampered/>").unwrap();
+    let (status, v) = verify();
+    assert_eq!(status, 2, "{v}");
+    assert!(
+        v["verify"]["findings"].to_string().contains(&name),
+        "changed: {v}"
+    );
+    fs::remove_file(&object).unwrap();
+    let (status, v) = verify();
+    assert_eq!(status, 2, "{v}");
+    assert!(
+        v["verify"]["findings"].to_string().contains(&name),
+        "gone: {v}"
+    );
+    fs::write(&object, good).unwrap();
 }
