@@ -347,20 +347,7 @@ fn read_secret_file(setting: &str, path: &Path) -> Result<String> {
 
 /// Percent-decodes a URL part; `None` on a bad escape or bytes that are not UTF-8.
 fn decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    String::from_utf8(imb_storage::percent_decode(s)?).ok()
 }
 
 /// How a child gets the password: the environment changes to make on its command.

@@ -91,6 +91,8 @@ fn bad_urls_name_db_url_and_never_the_password() {
         "postgres://u:hunter2@h/",
         "postgres://u:hunter2@/d",
         "postgres://u:hunter2%zz@h/d",
+        // A sign is no hex digit: "%+5" was once read as 0x05.
+        "postgres://u:hunter2%+5@h/d",
         "postgres://u:hunter2@h1,h2/d",
         "postgres://u:hunter2@[::1/d",
     ] {

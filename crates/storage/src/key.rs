@@ -122,22 +122,30 @@ fn push_escape(out: &mut String, b: u8) {
 /// # Errors
 /// [`KeyError::BadEscape`] for a `%` not followed by two hex digits.
 pub fn decode_path(encoded: &str) -> Result<PathBuf, KeyError> {
-    let bytes = encoded.as_bytes();
+    let out = percent_decode(encoded).ok_or_else(|| KeyError::BadEscape(encoded.to_owned()))?;
+    Ok(PathBuf::from(OsString::from_vec(out)))
+}
+
+/// Strict percent-decoding: every `%` must be followed by exactly two hex digits
+/// (`%+5`, which `u8::from_str_radix` would take for 5, is refused, as is a
+/// truncated `%2`). `None` on a bad escape. The `percent-encoding` crate decodes
+/// leniently (a bad escape passes through as text), which is wrong for names and
+/// credentials read back from a target or a URL.
+pub fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| KeyError::BadEscape(encoded.to_owned()))?;
-            out.push(hex);
+            let hi = hex(*bytes.get(i + 1)?)?;
+            let lo = hex(*bytes.get(i + 2)?)?;
+            out.push((hi * 16 + lo) as u8);
             i += 3;
         } else {
             out.push(bytes[i]);
             i += 1;
         }
     }
-    Ok(PathBuf::from(OsString::from_vec(out)))
+    Some(out)
 }

@@ -44,7 +44,7 @@ mod traits;
 pub mod conformance;
 
 pub use error::{Error, KeyError, Result};
-pub use key::{Key, MAX_KEY_LEN, decode_path, encode_path};
+pub use key::{Key, MAX_KEY_LEN, decode_path, encode_path, percent_decode};
 pub use local::LocalDir;
 pub use memory::InMemory;
 pub use payload::{Payload, PayloadReader};

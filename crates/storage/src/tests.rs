@@ -45,6 +45,10 @@ fn encoding_keeps_plain_names_and_escapes_the_rest() {
     assert!(encode_path(Path::new("/abs")).is_err());
     assert!(encode_path(Path::new("a/../b")).is_err());
     assert!(matches!(decode_path("a%2"), Err(KeyError::BadEscape(_))));
+    // A sign is not a hex digit (u8::from_str_radix would take "+5" for 5).
+    assert!(matches!(decode_path("a%+5"), Err(KeyError::BadEscape(_))));
+    assert!(matches!(decode_path("a%-1b"), Err(KeyError::BadEscape(_))));
+    assert_eq!(decode_path("a%2Fb%2fc").unwrap(), Path::new("a/b/c"));
 }
 
 proptest! {
