@@ -48,8 +48,9 @@ pub mod watch;
 
 pub use config::{SyncConfig, default_device_id, default_state_dir};
 pub use error::{Error, Result};
+pub use imb_storage::StopToken;
 pub use lock::{LOCK_FILE, RunLock};
-pub use progress::{NoProgress, Phase, Progress, StopToken};
+pub use progress::{NoProgress, Phase, Progress};
 pub use run::{DeviceSync, Retry};
 pub use selection::{AlbumChoice, RECENTS, Selection, album_of};
 pub use state::{FileRecord, FileStatus, RunRecord, STATE_FILE, StateDb, Totals, mtime_ns};

@@ -2,8 +2,6 @@
 //! the events (the seed's "12 of 50 • 2.4 MB / 5.1 MB"); the library never prints.
 
 use std::fmt::Debug;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The steps of a run, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,23 +53,3 @@ pub trait Progress: Send + Sync + Debug {
 pub struct NoProgress;
 
 impl Progress for NoProgress {}
-
-/// Asks a running sync to stop: uploads in flight finish and are recorded, the
-/// rest wait for the next run.
-#[derive(Debug, Clone, Default)]
-pub struct StopToken(Arc<AtomicBool>);
-
-impl StopToken {
-    /// A token that has not been triggered.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Ask the run to stop.
-    pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    /// Whether a stop was asked for.
-    pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}

@@ -17,8 +17,9 @@ use imb_immich::{
 use imb_storage::Payload;
 use tokio::task::JoinSet;
 
+use crate::StopToken;
 use crate::media;
-use crate::progress::{NoProgress, Phase, Progress, StopToken};
+use crate::progress::{NoProgress, Phase, Progress};
 use crate::scan::{self, Event, Found, Kind};
 use crate::state::{FileStatus, RunRecord, StateDb, mtime_ns, now};
 use crate::summary::{Quota, Summary, reason};

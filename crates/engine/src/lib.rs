@@ -30,7 +30,8 @@ mod walk;
 mod worker;
 
 pub use config::{BackupConfig, DedupMode, StorageClasses};
-pub use progress::{NoProgress, Progress, StopToken};
+pub use imb_storage::StopToken;
+pub use progress::{NoProgress, Progress};
 pub use run::Backup;
 pub use summary::{Failure, Summary};
 

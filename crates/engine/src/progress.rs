@@ -1,8 +1,6 @@
 //! How the engine reports progress and learns it should stop.
 
 use std::fmt::Debug;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Receives progress events. Every method has a no-op default; implementations
 /// must be cheap, as they are called from worker threads for every file.
@@ -30,23 +28,3 @@ pub trait Progress: Send + Sync + Debug {
 pub struct NoProgress;
 
 impl Progress for NoProgress {}
-
-/// Asks a running backup to stop gracefully: files in flight finish and are
-/// recorded, the manifest is saved, and the summary says `stopped`.
-#[derive(Debug, Clone, Default)]
-pub struct StopToken(Arc<AtomicBool>);
-
-impl StopToken {
-    /// A token that has not been triggered.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Ask the backup to stop.
-    pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    /// Whether a stop was asked for.
-    pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}

@@ -38,6 +38,7 @@ mod local;
 mod memory;
 mod payload;
 pub mod retry;
+mod stop;
 mod traits;
 
 #[cfg(any(test, feature = "testing"))]
@@ -48,6 +49,7 @@ pub use key::{Key, MAX_KEY_LEN, decode_path, encode_path, percent_decode};
 pub use local::LocalDir;
 pub use memory::InMemory;
 pub use payload::{Payload, PayloadReader};
+pub use stop::StopToken;
 pub use traits::{
     BackupStore, ByteChunks, CopyOptions, GetOptions, GetResult, ListOptions, ListPage,
     ObjectCreate, ObjectDelete, ObjectMeta, ObjectRead, ObjectReadExt, ObjectReplace, PutOptions,
