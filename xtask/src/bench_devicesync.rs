@@ -2,7 +2,7 @@
 //! --album` on the same folder trees, each against a fresh test Immich server.
 //!
 //! It installs the CLI and a Node 22 as `cargo xtask test` does, builds `device-sync`
-//! in release, and runs imb-devicesync's `bench` example, which generates the trees,
+//! in release, and runs imb-devicesync's `sync_bench` example, which generates the trees,
 //! runs both tools (first run, then a no-change rerun) under GNU time and checks the
 //! server's record after every run; this module reads its `key value` lines and
 //! writes the table.
@@ -43,7 +43,7 @@ pub(super) fn run(options: &Options) -> Result<Section> {
         "-p",
         "imb-devicesync",
         "--example",
-        "bench",
+        "sync_bench",
         "--",
         "--runs",
         RUNS,
@@ -79,7 +79,7 @@ fn report(out: &str) -> Result<Section> {
     let mut body = String::new();
     let _ = writeln!(
         body,
-        "`cargo xtask bench devicesync`: imb-devicesync's `bench` example generates two \
+        "`cargo xtask bench devicesync`: imb-devicesync's `sync_bench` example generates two \
          device trees, `photos` (phone-sized JPEGs of 1–4 MB, every 20th file a 20 MB \
          video, in 6 albums) and `small` (4–40 KB files in 40 albums, where per-file costs \
          dominate), all distinct content. On each, `device-sync sync --album-sync` (release \

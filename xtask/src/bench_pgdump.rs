@@ -1,7 +1,7 @@
 //! The `pgdump` bench: our database dump (pg_dump → multi-threaded gzip → storage)
 //! against `pg_dump … | gzip > file` on the same database.
 //!
-//! It runs imb-pgdump's `bench` example (release build), which starts a scratch
+//! It runs imb-pgdump's `dump_bench` example (release build), which starts a scratch
 //! PostgreSQL cluster, loads a few hundred MB of Immich-shaped tables (300 MB by
 //! default, times `--scale`), and times both sides, best of several runs after a
 //! warm-up; this module reads the example's `key value` lines and writes the table.
@@ -30,9 +30,7 @@ pub(super) fn run(options: &Options) -> Result<Section> {
             "-p",
             "imb-pgdump",
             "--example",
-            "bench",
-            "--features",
-            "testing",
+            "dump_bench",
             "--",
             "--mb",
             &mb,
@@ -66,7 +64,7 @@ pub(super) fn run(options: &Options) -> Result<Section> {
     let mut body = String::new();
     let _ = writeln!(
         body,
-        "`cargo xtask bench pgdump`: imb-pgdump's `bench` example (release build) loads \
+        "`cargo xtask bench pgdump`: imb-pgdump's `dump_bench` example (release build) loads \
          Immich-shaped tables (users, asset with paths and SHA-1 checksums, asset_exif, \
          album, album_asset, version_history; {assets:.0} assets) into a scratch PostgreSQL \
          cluster, {:.0} MB on disk with indexes (`pg_database_size`), and dumps it with \

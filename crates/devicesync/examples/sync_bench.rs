@@ -3,7 +3,7 @@
 //! each against a fresh test Immich server (imb-testkit's `immich::TestServer`, in
 //! this process), side by side.
 //!
-//! `cargo run --release -p imb-devicesync --example bench -- --device-sync PATH
+//! `cargo run --release -p imb-devicesync --example sync_bench -- --device-sync PATH
 //! --node PATH --cli PATH [--scale F] [--runs N] [--concurrency N]`
 //!
 //! Two trees are generated: `photos` (phone-sized JPEGs and a few videos in a handful

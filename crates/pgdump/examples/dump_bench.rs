@@ -3,7 +3,7 @@
 //! shell pipeline `pg_dump … | gzip > file`, on the same generated database in a
 //! [`ScratchCluster`], with the same `pg_dump` and the same connection.
 //!
-//! `cargo run --release -p imb-pgdump --example bench --features testing -- [--mb N]
+//! `cargo run --release -p imb-pgdump --example dump_bench -- [--mb N]
 //! [--runs N]`
 //!
 //! It loads Immich-shaped tables (users, asset, asset_exif, album, album_asset,
