@@ -26,6 +26,7 @@ mod lock;
 mod progress;
 mod run;
 mod summary;
+mod sync_store;
 mod walk;
 mod worker;
 

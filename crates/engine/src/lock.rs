@@ -15,13 +15,12 @@
 //! earlier one appears, or when `wait` runs out.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use imb_storage::{BackupStore, Error as StoreError, Key, ObjectReadExt, Payload, PutOptions};
+use imb_storage::{Error as StoreError, Key, Payload, PutOptions};
 use serde::{Deserialize, Serialize};
-use tokio::runtime::Handle;
 
+use crate::sync_store::SyncStore;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,7 +37,7 @@ struct LockInfo {
 /// A held lock. Release it with [`RunLock::release`]; a dropped lock expires.
 #[derive(Debug)]
 pub(crate) struct RunLock {
-    store: Arc<dyn BackupStore>,
+    store: SyncStore,
     run_id: String,
     heartbeat: tokio::task::JoinHandle<()>,
 }
@@ -67,10 +66,10 @@ fn process_alive(pid: u32, start: Option<u64>) -> bool {
     }
 }
 
-fn write_info(handle: &Handle, store: &dyn BackupStore, info: &LockInfo, n: u32) -> Result<()> {
+fn write_info(store: &SyncStore, info: &LockInfo, n: u32) -> Result<()> {
     let body = serde_json::to_vec(info).expect("lock info serialises");
     let k = imb_layout::lock_key(&info.run_id, n);
-    handle.block_on(store.put_opts(&k, Payload::from(body), PutOptions::default()))?;
+    store.put(&k, Payload::from(body), PutOptions::default())?;
     Ok(())
 }
 
@@ -119,8 +118,7 @@ impl RunLock {
     /// Takes the lock for `run_id` or says who holds it. Waits at most `wait` for
     /// later runs that started at the same time to back off.
     pub(crate) fn acquire(
-        handle: &Handle,
-        store: Arc<dyn BackupStore>,
+        store: &SyncStore,
         run_id: String,
         lease: Duration,
         wait: Duration,
@@ -133,19 +131,19 @@ impl RunLock {
             pid_start: pid_start(pid),
             expires: humantime::format_rfc3339_seconds(SystemTime::now() + lease).to_string(),
         };
-        write_info(handle, &*store, &me, 0)?;
+        write_info(store, &me, 0)?;
         let lock = RunLock {
-            heartbeat: spawn_heartbeat(handle, store.clone(), me.clone(), lease),
-            store,
+            heartbeat: spawn_heartbeat(store, me.clone(), lease),
+            store: store.clone(),
             run_id,
         };
         let deadline = std::time::Instant::now() + wait;
         let mut seen_live = BTreeSet::new();
         loop {
-            let view = match lock.view(handle) {
+            let view = match lock.view() {
                 Ok(v) => v,
                 Err(e) => {
-                    lock.end(handle, WITHDRAWN);
+                    lock.end(WITHDRAWN);
                     return Err(e);
                 }
             };
@@ -153,7 +151,7 @@ impl RunLock {
             match decide(&lock.run_id, &view, &seen_live, waited_out) {
                 Decision::Proceed => return Ok(lock),
                 Decision::BackOff(run) => {
-                    lock.end(handle, WITHDRAWN);
+                    lock.end(WITHDRAWN);
                     let holder = match view.live.get(&run) {
                         Some(shown) => shown.clone(),
                         None => format!("run {run}, which held the lock while this one started"),
@@ -170,8 +168,8 @@ impl RunLock {
     }
 
     /// The other runs as one listing shows them.
-    fn view(&self, handle: &Handle) -> Result<View> {
-        let objects = handle.block_on(self.store.list_all(imb_layout::LOCKS_PREFIX))?;
+    fn view(&self) -> Result<View> {
+        let objects = self.store.list_all(imb_layout::LOCKS_PREFIX)?;
         // run_id -> (ended, released, newest heartbeat key)
         let mut runs: BTreeMap<String, (bool, bool, Option<Key>)> = BTreeMap::new();
         for o in objects {
@@ -201,7 +199,7 @@ impl RunLock {
             if ended {
                 continue;
             }
-            let info: LockInfo = match handle.block_on(self.store.get_bytes(&newest)) {
+            let info: LockInfo = match self.store.get_bytes(&newest) {
                 Ok(b) => match serde_json::from_slice(&b) {
                     Ok(i) => i,
                     Err(e) => {
@@ -232,18 +230,17 @@ impl RunLock {
 
     /// Marks the lock released at the end of a run that held it. Failure only
     /// delays the next run until expiry.
-    pub(crate) fn release(self, handle: &Handle) {
-        self.end(handle, RELEASED);
+    pub(crate) fn release(self) {
+        self.end(RELEASED);
     }
 
-    fn end(self, handle: &Handle, marker: &str) {
+    fn end(self, marker: &str) {
         self.heartbeat.abort();
         let k = imb_layout::lock_marker_key(&self.run_id, marker);
-        if let Err(e) = handle.block_on(self.store.put_opts(
-            &k,
-            Payload::from(Vec::new()),
-            PutOptions::default(),
-        )) {
+        if let Err(e) = self
+            .store
+            .put(&k, Payload::from(Vec::new()), PutOptions::default())
+        {
             tracing::warn!(error = %e, "could not end the lock; it will expire");
         }
     }
@@ -255,12 +252,12 @@ const RELEASED: &str = "released";
 const WITHDRAWN: &str = "withdrawn";
 
 fn spawn_heartbeat(
-    handle: &Handle,
-    store: Arc<dyn BackupStore>,
+    on: &SyncStore,
     mut info: LockInfo,
     lease: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    handle.spawn(async move {
+    let store = on.shared();
+    on.spawn(async move {
         let every = (lease / 3).max(Duration::from_secs(1));
         let mut n = 0u32;
         loop {

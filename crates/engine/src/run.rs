@@ -13,6 +13,7 @@ use imb_storage::{BackupStore, ObjectReplace, Payload, PutOptions};
 use tokio::runtime::Handle;
 
 use crate::lock::RunLock;
+use crate::sync_store::SyncStore;
 use crate::walk::{self, Filter, WalkItem};
 use crate::worker::{Job, Kind, Outcome, RateLimiter, Shared, Worker};
 use crate::{BackupConfig, Error, NoProgress, Progress, Result, StopToken, Summary};
@@ -88,13 +89,13 @@ impl Backup {
     /// # Errors
     /// [`Error`] naming the setting, path or object that stopped the run.
     pub async fn run(self) -> Result<Summary> {
-        let handle = Handle::current();
-        tokio::task::spawn_blocking(move || self.run_blocking(&handle))
+        let target = SyncStore::new(self.store.clone(), Handle::current());
+        tokio::task::spawn_blocking(move || self.run_blocking(&target))
             .await
             .map_err(|e| Error::Internal(format!("backup task failed: {e}")))?
     }
 
-    fn run_blocking(self, handle: &Handle) -> Result<Summary> {
+    fn run_blocking(self, target: &SyncStore) -> Result<Summary> {
         let started = Instant::now();
         let cfg = &self.config;
         if cfg.workers == 0 {
@@ -137,31 +138,25 @@ impl Backup {
         );
         tracing::info!(source = %source_shown, run = %run_id, "backup starting");
 
-        let lock = RunLock::acquire(
-            handle,
-            self.store.clone(),
-            run_id,
-            cfg.lock_lease,
-            cfg.lock_wait,
-        )?;
+        let lock = RunLock::acquire(target, run_id, cfg.lock_lease, cfg.lock_wait)?;
         // The run's names are chosen under the lock, after every earlier holder's
         // manifests: two runs never write the same object name.
-        let result = handle
-            .block_on(layout::list_manifests(&*self.store))
+        let result = target
+            .run(layout::list_manifests(target.store()))
             .map_err(Error::from)
             .and_then(|names| {
                 let newest = names.last().map(|(n, _)| n.ts.clone());
                 let run_ts = layout::run_ts(SystemTime::now(), newest.as_deref());
-                self.locked(handle, &state, run_ts, filter, started)
+                self.locked(target, &state, run_ts, filter, started)
             });
-        lock.release(handle);
+        lock.release();
         drop(work);
         result
     }
 
     fn locked(
         &self,
-        handle: &Handle,
+        target: &SyncStore,
         state: &Path,
         run_ts: String,
         filter: Filter,
@@ -170,7 +165,7 @@ impl Backup {
         let cfg = &self.config;
         let mut summary = Summary::default();
         let work = state.join("manifest-work.db");
-        let fetched = handle.block_on(layout::fetch_manifest(&*self.store, &work, None, true))?;
+        let fetched = target.run(layout::fetch_manifest(target.store(), &work, None, true))?;
         match &fetched.base {
             Some(b) => tracing::info!(manifest = %b.name(), "loaded manifest"),
             None => tracing::info!("no manifest in the target: starting a fresh backup"),
@@ -183,8 +178,7 @@ impl Backup {
 
         let now = SystemTime::now();
         let shared = Arc::new(Shared {
-            store: self.store.clone(),
-            handle: handle.clone(),
+            store: target.clone(),
             small_file: cfg.small_file,
             dedup: cfg.dedup,
             library_class: cfg.storage_classes.library.clone(),
@@ -208,7 +202,7 @@ impl Backup {
 
         let mut co = Coordinator {
             backup: self,
-            handle,
+            target,
             state,
             run_ts: run_ts.clone(),
             manifest,
@@ -256,7 +250,7 @@ impl Backup {
 
 struct Coordinator<'a> {
     backup: &'a Backup,
-    handle: &'a Handle,
+    target: &'a SyncStore,
     state: &'a Path,
     run_ts: String,
     manifest: Manifest,
@@ -516,8 +510,7 @@ impl Coordinator<'_> {
         if let Some(c) = &self.backup.config.storage_classes.manifests {
             opts = opts.with_storage_class(c.clone());
         }
-        self.handle
-            .block_on(self.backup.store.put_opts(key, payload, opts))?;
+        self.target.put(key, payload, opts)?;
         Ok(())
     }
 
@@ -544,8 +537,8 @@ impl Coordinator<'_> {
                         file: Arc::new(f),
                         len,
                     };
-                    self.handle
-                        .block_on(replace.replace_opts(
+                    self.target
+                        .run(replace.replace_opts(
                             &layout::manifest_copy_key(),
                             payload,
                             PutOptions::default(),

@@ -10,11 +10,9 @@ use std::time::{Duration, Instant};
 
 use imb_hash::Digests;
 use imb_manifest::{FileRecord, HistoryRecord, ManifestReader};
-use imb_storage::{
-    BackupStore, CopyOptions, Error as StoreError, GetOptions, Key, Payload, PutOptions, PutResult,
-};
-use tokio::runtime::Handle;
+use imb_storage::{Error as StoreError, GetOptions, Key, Payload, PutOptions, PutResult};
 
+use crate::sync_store::SyncStore;
 use crate::{DedupMode, Progress};
 use imb_layout::{content_key, library_key, version_key};
 
@@ -50,8 +48,7 @@ pub(crate) struct Outcome {
 /// What every worker shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn BackupStore>,
-    pub(crate) handle: Handle,
+    pub(crate) store: SyncStore,
     pub(crate) small_file: u64,
     pub(crate) dedup: DedupMode,
     pub(crate) library_class: Option<String>,
@@ -374,9 +371,7 @@ impl Worker {
         match s.dedup {
             DedupMode::Reference => Some(record_for(&from, existing.generation)),
             _ => {
-                let res =
-                    s.handle
-                        .block_on(s.store.copy_opts(&from, target, CopyOptions::default()));
+                let res = s.store.copy(&from, target);
                 match res {
                     Ok(r) => {
                         tracing::debug!(path = %rel, from = %from, "deduplicated by server-side copy");
@@ -406,9 +401,7 @@ impl Worker {
         }
         let mut k = k;
         for _ in 0..2 {
-            let res = s
-                .handle
-                .block_on(s.store.put_opts(&k, rf.payload.clone(), opts.clone()));
+            let res = s.store.put(&k, rf.payload.clone(), opts.clone());
             match res {
                 Ok(r) => return Ok(Ok(Stored::Created(k, r))),
                 Err(StoreError::ChecksumMismatch { .. }) => return Err(Retry::Changed),
@@ -440,7 +433,7 @@ impl Worker {
     /// Whether the object at `k` holds exactly the content `d` describes.
     fn same_content(&self, k: &Key, d: &Digests) -> bool {
         let s = &self.shared;
-        let Ok(meta) = s.handle.block_on(s.store.head(k)) else {
+        let Ok(meta) = s.store.head(k) else {
             return false;
         };
         if meta.size != d.len || meta.crc32c.is_some_and(|c| c != d.crc32c) {
@@ -450,8 +443,8 @@ impl Worker {
             return *h == d.sha256_hex();
         }
         // No recorded hash: read the object back, streaming, and compare.
-        let hashed = s.handle.block_on(async {
-            let mut res = s.store.get_opts(k, GetOptions::default()).await?;
+        let hashed = s.store.run(async {
+            let mut res = s.store.store().get_opts(k, GetOptions::default()).await?;
             let mut h = imb_hash::Hasher::new();
             while let Some(chunk) = res.body.next_chunk().await? {
                 h.update(&chunk);
