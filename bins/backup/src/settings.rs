@@ -296,7 +296,12 @@ mod tests {
         assert_eq!(parse_rate("1.5k").unwrap(), 1536);
         assert_eq!(parse_rate("100").unwrap(), 100);
         assert!(parse_rate("10X").unwrap_err().to_string().contains("unit"));
-        assert!(parse_rate("-1").is_err());
+        assert!(
+            parse_rate("-1")
+                .unwrap_err()
+                .to_string()
+                .contains("must be positive")
+        );
     }
 
     #[test]

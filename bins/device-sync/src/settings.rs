@@ -416,7 +416,14 @@ mod tests {
         assert!(err.contains("--root"), "{err}");
         // Listing failures needs no roots.
         assert!(parse(&["failed", "--state-dir", "/s"]).is_ok());
-        assert!(parse(&["--api", "v9", "--root", "/r"]).is_err());
-        assert!(parse(&["--api-key", "k", "--root", "/r"]).is_err());
+        // Which error: the bad value, and a key on the command line is no flag.
+        let err = parse(&["--api", "v9", "--root", "/r"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("v9") && err.contains("--api"), "{err}");
+        let err = parse(&["--api-key", "k", "--root", "/r"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unexpected argument '--api-key'"), "{err}");
     }
 }
