@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::cmd::cmd;
-use crate::prepare::tools_dir;
+use crate::prepare::{npm_install, tools_dir};
 
 const IMMICH_TARBALL: &str = "immich-server-v3.1.0.tar.gz";
 const IMMICH_SHA256: &str = "9040342b980e8031ac517826f3d9d613dbb1858f489754351560d61b7a7c4e0e";
@@ -131,15 +131,7 @@ fn node() -> Result<PathBuf> {
     let dir = tools_dir().join(format!("node-{NODE_VERSION}"));
     let bin = dir.join("node_modules").join(pkg).join("bin/node");
     if !bin.is_file() {
-        std::fs::create_dir_all(&dir)?;
-        let spec = format!("{pkg}@{NODE_VERSION}");
-        let d = dir.to_str().context("target/tools path is not UTF-8")?;
-        cmd(
-            "npm",
-            ["install", "--prefix", d, "--no-audit", "--no-fund", &spec],
-        )
-        .run()
-        .context("installing Node from npm")?;
+        npm_install(&dir, &format!("{pkg}@{NODE_VERSION}"))?;
     }
     Ok(bin)
 }
@@ -169,15 +161,7 @@ fn server(src: &Path, node: &Path) -> Result<PathBuf> {
     let pnpm_dir = tools_dir().join(format!("pnpm-{PNPM_VERSION}"));
     let pnpm = pnpm_dir.join("node_modules/pnpm/bin/pnpm.cjs");
     if !pnpm.is_file() {
-        std::fs::create_dir_all(&pnpm_dir)?;
-        let d = pnpm_dir.to_str().context("not UTF-8")?;
-        let spec = format!("pnpm@{PNPM_VERSION}");
-        cmd(
-            "npm",
-            ["install", "--prefix", d, "--no-audit", "--no-fund", &spec],
-        )
-        .run()
-        .context("installing pnpm from npm")?;
+        npm_install(&pnpm_dir, &format!("pnpm@{PNPM_VERSION}"))?;
     }
     let node_bin = node.parent().context("node has a directory")?;
     let path = format!(

@@ -157,15 +157,7 @@ pub(crate) fn node_cli() -> Result<(PathBuf, PathBuf)> {
     let installed = std::fs::read_to_string(&pkg)
         .is_ok_and(|s| s.contains(&format!("\"version\": \"{version}\"")));
     if !installed {
-        std::fs::create_dir_all(&cli_dir).context("creating target/tools/immich-cli")?;
-        let dir = cli_dir.to_str().context("target/tools path is not UTF-8")?;
-        let spec = format!("{name}@{version}");
-        cmd(
-            "npm",
-            ["install", "--prefix", dir, "--no-audit", "--no-fund", &spec],
-        )
-        .run()
-        .context("installing @immich/cli needs npm")?;
+        npm_install(&cli_dir, &format!("{name}@{version}"))?;
     }
     eprintln!("{name} {version}: {}", cli_dir.display());
     let script = cli_dir
@@ -196,21 +188,23 @@ pub(crate) fn node_cli() -> Result<(PathBuf, PathBuf)> {
         .join(node_pkg)
         .join("bin/node");
     if !bin.is_file() {
-        std::fs::create_dir_all(&node_dir).context("creating target/tools/node22")?;
-        let dir = node_dir
-            .to_str()
-            .context("target/tools path is not UTF-8")?;
-        let spec = format!("{node_pkg}@{NODE_MAJOR}");
-        cmd(
-            "npm",
-            ["install", "--prefix", dir, "--no-audit", "--no-fund", &spec],
-        )
-        .run()
-        .context("installing Node 22 from npm")?;
+        npm_install(&node_dir, &format!("{node_pkg}@{NODE_MAJOR}"))?;
     }
     if !bin.is_file() {
         bail!("npm installed {node_pkg} but {} is missing", bin.display());
     }
     eprintln!("node {NODE_MAJOR}: {}", bin.display());
     Ok((bin, script))
+}
+
+/// `npm install SPEC` into `dir` (its own `node_modules`), creating `dir`.
+pub(crate) fn npm_install(dir: &Path, spec: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let d = dir.to_str().context("target/tools path is not UTF-8")?;
+    cmd(
+        "npm",
+        ["install", "--prefix", d, "--no-audit", "--no-fund", spec],
+    )
+    .run()
+    .with_context(|| format!("installing {spec} from npm"))
 }
