@@ -625,7 +625,7 @@ fn consistency(pg: &Db, manifest: &Path, given: &[String], report: &mut DbReport
         return Ok(());
     };
     report.media_location = media_location(pg);
-    report.immich_roots = if given.is_empty() {
+    let roots: Vec<String> = if given.is_empty() {
         report
             .media_location
             .iter()
@@ -635,7 +635,8 @@ fn consistency(pg: &Db, manifest: &Path, given: &[String], report: &mut DbReport
     } else {
         given.to_vec()
     };
-    let roots = &report.immich_roots.clone();
+    report.immich_roots = roots.clone();
+    let roots = &roots;
     // External libraries arrived with "libraryId"; older schemas have no such column.
     let table = asset
         .rsplit('.')

@@ -11,14 +11,6 @@ use std::time::Duration;
 
 use crate::tools_dir;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn missing(what: &str) -> ! {
     panic!(
         "{what} is not installed: run `cargo xtask test` (it installs the emulators into target/tools)"
@@ -115,7 +107,7 @@ fn start_on_free_port(
 ) -> (Child, u16) {
     let mut last = String::new();
     for _ in 0..PORT_ATTEMPTS {
-        let port = free_port();
+        let port = crate::free_port();
         let mut child = spawn(port);
         let Err(not_ready) = wait_for_line(&mut child, needle, what) else {
             return (child, port);
@@ -363,11 +355,6 @@ impl FaultProxy {
     pub fn requests(&self) -> Vec<Seen> {
         self.seen.lock().expect("proxy log").clone()
     }
-}
-
-/// A port for a proxy that will be started later (the emulator must know it first).
-pub fn reserve_port() -> u16 {
-    free_port()
 }
 
 fn read_request(r: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>, usize)> {

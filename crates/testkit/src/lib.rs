@@ -24,6 +24,14 @@ pub fn tools_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tools")
 }
 
+/// A port free on 127.0.0.1 now (the listener is closed before it returns).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
 /// One HTTP/1.1 request to 127.0.0.1:`port` over a fresh connection,
 /// `Connection: close`, read to the end: the status and the body (de-chunked).
 pub fn http_request(

@@ -218,14 +218,14 @@ impl RealImmich {
         let dir = std::env::temp_dir().join(format!(
             "imb-immich-{}-{}",
             std::process::id(),
-            crate::gcs::reserve_port()
+            crate::free_port()
         ));
         std::fs::create_dir_all(&dir).expect("server dir");
         let media = media.map_or_else(|| dir.join("media"), Path::to_owned);
         std::fs::create_dir_all(&media).expect("media dir");
         build_data(&dir.join("build"));
 
-        let redis_port = crate::gcs::reserve_port();
+        let redis_port = crate::free_port();
         let mut redis = Command::new("redis-server");
         redis
             .args(["--bind", "127.0.0.1", "--port", &redis_port.to_string()])
@@ -234,7 +234,7 @@ impl RealImmich {
             .arg(&dir);
         let (redis, _) = spawn_until(redis, "Ready to accept connections", "redis-server");
 
-        let port = crate::gcs::reserve_port();
+        let port = crate::free_port();
         let mut cmd = Command::new(&node);
         cmd.process_group(0)
             .arg("dist/main.js")
