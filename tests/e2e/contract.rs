@@ -66,6 +66,25 @@ fn json(out: &std::process::Output) -> Value {
     })
 }
 
+/// For parts a run needs a real server for (`--immich-url`): the fields of
+/// `part` in `v` against the document's table `name`.
+pub(crate) fn assert_documented(name: &str, part: &str, v: &Value) {
+    let doc = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md"))
+        .expect("docs/cli.md");
+    let mut problems = Vec::new();
+    check(
+        &doc,
+        name,
+        &[&serde_json::json!({ part: v[part].clone() })],
+        &mut problems,
+    );
+    assert!(
+        problems.is_empty(),
+        "docs/cli.md is out of date:\n{}",
+        problems.join("\n")
+    );
+}
+
 #[test]
 fn every_json_field_is_documented_in_docs_cli_md() {
     let doc = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md"))

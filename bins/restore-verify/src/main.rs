@@ -104,6 +104,25 @@ struct Cli {
     /// The psql to run for --db-restore [default: psql].
     #[arg(long, env = "IMB_PSQL")]
     psql: Option<PathBuf>,
+    /// Check the restored Immich server running at this URL through its own API:
+    /// every asset of the dump served (originals byte-identical, thumbnails
+    /// present), every album as in the dump. Needs the database check.
+    #[arg(long, env = "IMB_IMMICH_URL")]
+    immich_url: Option<String>,
+    /// For --immich-url: a file holding one user's API key (repeatable; else
+    /// IMMICH_API_KEY, one key). Assets of users without a key are not checked;
+    /// an administrator's key queues the regeneration.
+    #[arg(long, env = "IMB_KEY_FILE", value_delimiter = ',')]
+    key_file: Option<Vec<PathBuf>>,
+    /// For --immich-url: queue Immich's forced regeneration of the thumbnails (and
+    /// transcodes) the backup left out, and wait for it [default: true].
+    #[arg(long, env = "IMB_REGENERATE", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    regenerate: Option<bool>,
+    /// For --immich-url: a certificate authority to trust besides the system's
+    /// (PEM; repeatable).
+    #[arg(long, env = "IMB_CA_CERT", value_delimiter = ',')]
+    ca_cert: Option<Vec<PathBuf>>,
     /// Requests in flight [default: 16].
     #[arg(long, env = "IMB_CONCURRENCY")]
     concurrency: Option<usize>,
@@ -192,6 +211,21 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     if on(cli.all) && (cli.sample.is_some() || cli.sample_bytes.is_some()) {
         bail!("--all and --sample/--sample-bytes are both set (one may come from --config)");
     }
+    // Keys for `--immich-url`, and a database check to take the inventory from:
+    // without them it could not run (exit 1), known before anything is downloaded.
+    let immich = match &cli.immich_url {
+        Some(url) => {
+            if !cli.database.unwrap_or(true) {
+                bail!("--immich-url compares the server with the dump: drop --no-database");
+            }
+            let mut o = imb_restore::ImmichCheckOptions::new(url.clone(), immich_keys(&cli)?);
+            o.regenerate = cli.regenerate.unwrap_or(true);
+            o.concurrency = cli.concurrency().min(32);
+            o.ca_certs = cli.ca_cert.clone().unwrap_or_default();
+            Some(o)
+        }
+        None => None,
+    };
     // `--db-restore` into a database that cannot take it: could not run (exit 1),
     // before anything is downloaded or loaded.
     if on(cli.db_restore) {
@@ -252,6 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     // The dump the database check loaded without refusing it: the only one
     // `--db-restore` may load into a real server.
     let mut passed_dump: Option<String> = None;
+    let mut inventory: Option<PathBuf> = None;
     if cli.database.unwrap_or(true) {
         let mut dopts = imb_restore::DbVerifyOptions::default();
         dopts.dump = cli.dump.clone();
@@ -259,6 +294,7 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
             dopts.immich_roots = roots;
         }
         dopts.without_extensions = cli.without_extension.clone().unwrap_or_default();
+        dopts.inventory = immich.is_some();
         // A full server to load the dump into. Environment only: a URL holds a password.
         if let Some(url) = std::env::var("IMB_VERIFY_DB_URL")
             .ok()
@@ -277,12 +313,30 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
                     passed_dump = Some(db.dump.clone());
                 }
                 report["database"] = serde_json::to_value(&db)?;
+                inventory = db.inventory.clone();
             }
             None => {
                 tracing::warn!("no database dump in the target");
                 report["database"] = json!(null);
             }
         }
+    }
+
+    if let Some(opts) = &immich {
+        report["immich"] = match &inventory {
+            Some(inv) => {
+                tracing::info!(server = %opts.url, "checking the restored server");
+                let r = imb_restore::verify_immich(inv, opts)
+                    .await
+                    .with_context(|| format!("--immich-url {}", opts.url))?;
+                problems |= !r.ok();
+                serde_json::to_value(&r)?
+            }
+            None => {
+                problems = true;
+                json!({ "error": "the database check did not load a dump, so there is nothing to compare the server with" })
+            }
+        };
     }
 
     if on(cli.db_restore) {
@@ -371,6 +425,23 @@ async fn db_restore(
     Ok(serde_json::to_value(&r)?)
 }
 
+/// The API keys for `--immich-url`: each `--key-file`, else `IMMICH_API_KEY`.
+fn immich_keys(cli: &Cli) -> anyhow::Result<Vec<imb_immich::ApiKey>> {
+    let files = cli.key_file.clone().unwrap_or_default();
+    if files.is_empty() {
+        return match imb_immich::ApiKey::from_env("IMMICH_API_KEY") {
+            Ok(k) => Ok(vec![k]),
+            Err(_) => bail!(
+                "--immich-url needs API keys: --key-file FILE per user (repeatable), or IMMICH_API_KEY for one"
+            ),
+        };
+    }
+    files
+        .iter()
+        .map(|f| imb_immich::ApiKey::from_file(f).context("--key-file"))
+        .collect()
+}
+
 /// The database Immich's settings name, and how to restore into it.
 fn db_restore_settings(
     cli: &Cli,
@@ -417,6 +488,29 @@ fn print_text(r: &serde_json::Value) {
                 "  {}: {}",
                 f["path"].as_str().unwrap_or(""),
                 f["problem"].as_str().unwrap_or("")
+            );
+        }
+    }
+    if let Some(im) = r.get("immich") {
+        println!(
+            "  immich {}: {} assets checked ({} originals identical, {} with thumbnails), {} albums identical of {}, {} assets not checked (no key)",
+            im["server_version"].as_str().unwrap_or("?"),
+            im["assets_checked"],
+            im["originals_identical"],
+            im["thumbnails_present"],
+            im["albums_identical"],
+            im["albums_checked"],
+            im["not_checked"]
+        );
+        if let Some(e) = im["error"].as_str() {
+            println!("  immich: {e}");
+        }
+        for f in im["findings"].as_array().into_iter().flatten() {
+            println!(
+                "  {}: {} ({})",
+                f["path"].as_str().unwrap_or(""),
+                f["problem"].as_str().unwrap_or(""),
+                f["object"].as_str().unwrap_or("")
             );
         }
     }

@@ -53,7 +53,7 @@ struct CheckResponse {
 /// server. One that may not (creating an album) is retried only when it cannot
 /// have reached it: a failed connect, or a 429.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Idempotent {
+pub(crate) enum Idempotent {
     Yes,
     No,
 }
@@ -106,7 +106,7 @@ impl ImmichClient {
         format!("{}{path}", self.root)
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, self.url(path))
             .header("x-api-key", self.key.header())
@@ -116,7 +116,7 @@ impl ImmichClient {
     /// Sends what `build` makes, retrying per the policy. Returns the final response
     /// whatever its status, with the number of attempts; transport failures that
     /// outlast the retries are [`Error::Transient`].
-    async fn send(
+    pub(crate) async fn send(
         &self,
         endpoint: &str,
         idem: Idempotent,
@@ -156,7 +156,7 @@ impl ImmichClient {
     }
 
     /// Reads a JSON answer, or maps a non-success status to an error.
-    async fn json<T: DeserializeOwned>(
+    pub(crate) async fn json<T: DeserializeOwned>(
         &self,
         endpoint: &str,
         (resp, attempts, elapsed): (Response, u32, Duration),
@@ -185,7 +185,7 @@ impl ImmichClient {
         })
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let endpoint = format!("GET {path}");
         let sent = self
             .send(&endpoint, Idempotent::Yes, &|| {
@@ -195,7 +195,7 @@ impl ImmichClient {
         self.json(&endpoint, sent).await
     }
 
-    async fn send_json<T: DeserializeOwned>(
+    pub(crate) async fn send_json<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

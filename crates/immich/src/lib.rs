@@ -32,6 +32,7 @@ mod client;
 mod config;
 mod error;
 mod multipart;
+mod served;
 mod store;
 mod types;
 
@@ -39,6 +40,7 @@ pub use client::{ALBUM_BATCH, CHECK_BATCH, CHECKSUM_HEADER, ImmichClient};
 pub use config::{ApiKey, ApiVersion, ClientConfig};
 pub use error::{Error, Result};
 pub use imb_storage::retry::RetryPolicy;
+pub use served::{Queue, QueueStatistics, Served};
 pub use store::{
     ImmichStore, META_DEVICE_ASSET_ID, META_DEVICE_ID, META_DURATION_MS, META_FILE_CREATED_AT,
     META_FILE_MODIFIED_AT, META_IS_FAVORITE, META_SHA1, rfc3339,

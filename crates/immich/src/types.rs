@@ -98,6 +98,9 @@ pub struct User {
     /// Bytes used so far (`None` on servers that do not track it).
     #[serde(default)]
     pub quota_usage_in_bytes: Option<u64>,
+    /// Whether the user is an administrator (may queue jobs, read queues).
+    #[serde(default)]
+    pub is_admin: bool,
 }
 
 impl User {

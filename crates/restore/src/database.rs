@@ -47,6 +47,9 @@ pub struct DbVerifyOptions {
     pub psql: PathBuf,
     /// Extensions to treat as unavailable even where the server has them.
     pub without_extensions: Vec<String>,
+    /// Also write what a restored server must serve (assets, albums, users) into
+    /// [`DbReport::inventory`], for [`crate::verify_immich`].
+    pub inventory: bool,
 }
 
 impl Default for DbVerifyOptions {
@@ -57,6 +60,7 @@ impl Default for DbVerifyOptions {
             server: None,
             psql: PathBuf::from("psql"),
             without_extensions: Vec::new(),
+            inventory: false,
         }
     }
 }
@@ -105,6 +109,9 @@ pub struct DbReport {
     pub findings: Vec<Finding>,
     /// Problems not listed.
     pub findings_omitted: u64,
+    /// The inventory file, when asked for (in the snapshot's private directory).
+    #[serde(skip)]
+    pub inventory: Option<PathBuf>,
 }
 
 impl DbReport {
@@ -182,8 +189,9 @@ pub async fn verify_database(
     let roots = opts.immich_roots.clone();
     let server = opts.server.clone().map(|c| (c, opts.psql.clone()));
     let without = opts.without_extensions.clone();
+    let inventory = opts.inventory.then(|| snap.dir().join("inventory.db"));
     tokio::task::spawn_blocking(move || {
-        load_and_check(&gz, &manifest, &roots, server, &without, report)
+        load_and_check(&gz, &manifest, &roots, server, &without, inventory, report)
     })
     .await
     .map_err(|e| crate::Error::Io {
@@ -207,13 +215,13 @@ const LOAD_ROLE: &str = "imb_restore";
 
 /// The database the dump went into. Every query after the load runs as the same
 /// role: the restored database's functions and views are the dump's code.
-struct Db {
+pub(crate) struct Db {
     server: Server,
     name: String,
 }
 
 impl Db {
-    fn psql_command(&self) -> std::process::Command {
+    pub(crate) fn psql_command(&self) -> std::process::Command {
         match &self.server {
             Server::Scratch(pg) => pg.psql_command_as(&self.name, LOAD_ROLE),
             Server::Named(p, _) => p.command(&self.name),
@@ -230,6 +238,14 @@ impl Db {
 
     fn psql(&self, sql: &str) -> std::io::Result<String> {
         run_sql(self.psql_command(), sql, &self.server)
+    }
+
+    /// psql's error output, with a named server's connection details taken out.
+    pub(crate) fn redact(&self, err: &str) -> String {
+        match &self.server {
+            Server::Named(p, _) => p.redact(err),
+            Server::Scratch(_) => err.to_owned(),
+        }
     }
 }
 
@@ -345,6 +361,7 @@ fn load_and_check(
     roots: &[String],
     server: Option<(imb_pgdump::Connection, PathBuf)>,
     without: &[String],
+    inventory: Option<PathBuf>,
     mut report: DbReport,
 ) -> Result<DbReport> {
     // The whole dump through the guard first: a refused one is never loaded at all
@@ -398,6 +415,21 @@ fn load_and_check(
     }
     sanity(&pg, &mut report);
     consistency(&pg, manifest, roots, &mut report)?;
+    if let Some(path) = inventory {
+        match crate::inventory::export(&pg, &path, manifest, &report) {
+            Ok(()) => report.inventory = Some(path),
+            Err(e) => {
+                let dump = report.dump.clone();
+                report.add(
+                    &dump,
+                    &dump,
+                    format!(
+                        "what the restored server must serve cannot be read from the dump: {e}"
+                    ),
+                );
+            }
+        }
+    }
     Ok(report)
 }
 
@@ -553,11 +585,11 @@ fn media_location(pg: &Db) -> Option<String> {
     (loc.starts_with('/') && loc.len() > 1).then(|| loc.to_owned())
 }
 
-fn query(pg: &Db, sql: &str) -> Option<String> {
+pub(crate) fn query(pg: &Db, sql: &str) -> Option<String> {
     pg.psql(sql).ok().map(|s| s.trim().to_owned())
 }
 
-fn first_table(pg: &Db, names: &[&str]) -> Option<String> {
+pub(crate) fn first_table(pg: &Db, names: &[&str]) -> Option<String> {
     names
         .iter()
         .find(|n| {

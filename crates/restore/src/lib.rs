@@ -16,11 +16,14 @@
 //! concurrent requests, so memory stays flat however many files there are.
 
 mod database;
+mod immich;
+mod inventory;
 mod restore;
 mod snapshot;
 mod verify;
 
 pub use database::{DEFAULT_IMMICH_ROOTS, DbReport, DbVerifyOptions, verify_database};
+pub use immich::{ImmichCheckOptions, ImmichError, ImmichReport, verify_immich};
 pub use restore::{RestoreOptions, RestoreReport, restore};
 pub use snapshot::Snapshot;
 pub use verify::{Finding, Level, VerifyOptions, VerifyReport, verify};

@@ -62,3 +62,68 @@ pub fn mp4(seed: u32) -> Vec<u8> {
     out.extend(body);
     out
 }
+
+/// Runs a media tool (ffmpeg, exiftool: `cargo xtask immich` installs both, the
+/// real server needs them) and panics with its output when it fails.
+fn tool(program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} (`cargo xtask immich` installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A real, decodable picture or video of one colour per `seed`, 64×48, made by
+/// ffmpeg in the format `ext` names (`jpg`, `png`, `mp4`), so a real server can
+/// make thumbnails of it.
+fn real(seed: u32, ext: &str, extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(format!("f.{ext}"));
+    let colour = format!(
+        "color=c=0x{:06x}:s=64x48{}",
+        seed.wrapping_mul(2_654_435_761) & 0xff_ffff,
+        if ext == "mp4" { ":d=1:r=5" } else { "" }
+    );
+    let mut args = vec!["-loglevel", "error", "-f", "lavfi", "-i", &colour];
+    args.extend_from_slice(extra);
+    let p = path.to_str().expect("utf-8 temp path");
+    args.extend_from_slice(&["-y", p]);
+    tool("ffmpeg", &args);
+    (dir, path)
+}
+
+/// A real JPEG; with `date` (`("2023:07:14 18:30:05", "+02:00")`) its EXIF has
+/// that DateTimeOriginal and OffsetTimeOriginal.
+pub fn real_jpg(seed: u32, date: Option<(&str, &str)>) -> Vec<u8> {
+    let (_dir, path) = real(seed, "jpg", &["-frames:v", "1"]);
+    if let Some((when, offset)) = date {
+        let p = path.to_str().expect("utf-8 temp path");
+        tool(
+            "exiftool",
+            &[
+                "-q",
+                "-overwrite_original",
+                &format!("-DateTimeOriginal={when}"),
+                &format!("-OffsetTimeOriginal={offset}"),
+                p,
+            ],
+        );
+    }
+    std::fs::read(path).expect("read the picture")
+}
+
+/// A real PNG.
+pub fn real_png(seed: u32) -> Vec<u8> {
+    let (_dir, path) = real(seed, "png", &["-frames:v", "1"]);
+    std::fs::read(path).expect("read the picture")
+}
+
+/// A real one-second H.264 MP4.
+pub fn real_mp4(seed: u32) -> Vec<u8> {
+    let (_dir, path) = real(seed, "mp4", &["-pix_fmt", "yuv420p"]);
+    std::fs::read(path).expect("read the video")
+}

@@ -353,6 +353,40 @@ impl RealImmich {
         &self.media
     }
 
+    /// Waits until none of the server's running job queues has work left (the
+    /// metadata and thumbnails of new uploads), seen twice in a row: polling a
+    /// condition, not a timer.
+    pub fn wait_idle(&self) {
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        let mut zero = 0;
+        loop {
+            let queues = self.get("/api/queues", &self.admin.key);
+            let pending: u64 = queues
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|q| q["isPaused"] != true)
+                .flat_map(|q| {
+                    ["active", "waiting", "delayed"]
+                        .map(|k| q["statistics"][k].as_u64().unwrap_or(0))
+                })
+                .sum();
+            if pending == 0 {
+                zero += 1;
+                if zero == 2 {
+                    return;
+                }
+            } else {
+                zero = 0;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server's queues are still busy: {queues}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// What the server and its workers printed so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
