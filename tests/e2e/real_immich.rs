@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use imb_pgdump::scratch::ScratchCluster;
-use imb_testkit::fixtures::{jpg, jpg_with_exif, mp4, real_jpg, real_mp4, real_png};
+use imb_testkit::fixtures::{jpg, real_jpg, real_mp4, real_png};
 use imb_testkit::real_immich::{Db, RealImmich, User};
 use serde_json::{Value, json};
 
@@ -123,10 +123,11 @@ fn assets_of(immich: &RealImmich, user: &User) -> BTreeMap<String, (String, Stri
     out
 }
 
-/// device-sync's uploads as the real server's own API shows them: every photo and
-/// video once (a copy in a second album too), byte-identical, the excluded album
-/// and the text file left out, albums made with their members; a rerun uploads
-/// nothing. Then the server's library and database are backed up with Immich's
+/// device-sync's uploads as the real server's own API shows them: every photo
+/// (real JPEGs with EXIF dates in two time zones, a PNG) and the video once (a copy
+/// in a second album too), byte-identical, the excluded album and the text file
+/// left out, albums made with their members, dates and time zones as EXIF says,
+/// the sidecar's description read by the server; a rerun uploads nothing. Then the server's library and database are backed up with Immich's
 /// own `DB_*` settings and no other flag, and `restore-verify --all` passes with
 /// its defaults: the dump says where the media location was (#12), and v3 keeps
 /// sidecars in `asset_file` (#22).
@@ -137,42 +138,51 @@ fn device_sync_then_backup_and_verify_against_the_real_server() {
     let alice = immich.user("alice@example.test");
     let root = t.path().join("DCIM");
     let state = t.path().join("state");
+    let summer = Some(("2023:07:14 18:30:05", "+02:00"));
+    let xmas = Some(("2021:12:24 20:00:00", "-05:00"));
+    let sidecar = "<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'>\
+        <rdf:Description xmlns:dc='http://purl.org/dc/elements/1.1/'><dc:description><rdf:Alt>\
+        <rdf:li xml:lang='x-default'>from the sidecar</rdf:li></rdf:Alt></dc:description>\
+        </rdf:Description></rdf:RDF></x:xmpmeta>";
     let files: Vec<(&str, Vec<u8>)> = vec![
-        ("Camera/IMG_0001.jpg", jpg_with_exif(1)),
-        ("Camera/IMG_0002.jpg", jpg(2, 4000)),
-        (
-            "Camera/IMG_0002.xmp",
-            b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>".to_vec(),
-        ),
+        ("Camera/IMG_0001.jpg", real_jpg(1, summer)),
+        ("Camera/IMG_0002.jpg", real_jpg(2, None)),
+        ("Camera/IMG_0002.xmp", sidecar.as_bytes().to_vec()),
+        ("Camera/IMG_0003.png", real_png(3)),
         ("Camera/notes.txt", b"not a photo".to_vec()),
-        ("Trip/IMG_0100.jpg", jpg(3, 2000)),
-        ("Trip/clip.mp4", mp4(4)),
+        ("Trip/IMG_0100.jpg", real_jpg(4, xmas)),
+        ("Trip/clip.mp4", real_mp4(5)),
         // The same photo in a second album: one asset, in both albums.
-        ("Trip/IMG_0001-copy.jpg", jpg_with_exif(1)),
-        ("Private/IMG_9999.jpg", jpg(9, 1000)),
+        ("Trip/IMG_0001-copy.jpg", real_jpg(1, summer)),
+        ("Private/IMG_9999.jpg", real_jpg(9, None)),
     ];
     for (p, bytes) in &files {
-        let p = root.join(p);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, bytes).unwrap();
+        crate::util::write(&root.join(p), bytes);
     }
 
     let (status, first) = device_sync(&immich, &alice, &root, &state);
     assert_eq!(status, 0, "{first}");
-    assert_eq!(first["uploaded"], 4, "{first}");
+    assert_eq!(first["uploaded"], 5, "{first}");
     assert_eq!(first["duplicates"], 1, "the copy in Trip: {first}");
     assert_eq!(first["skipped"]["unsupported"], 1, "notes.txt: {first}");
     assert_eq!(first["skipped"]["excluded_album"], 1, "Private: {first}");
 
-    let want: std::collections::BTreeSet<String> =
-        [jpg_with_exif(1), jpg(2, 4000), jpg(3, 2000), mp4(4)]
-            .iter()
-            .map(|b| sha1(b))
-            .collect();
+    let uploaded = [
+        "Camera/IMG_0001.jpg",
+        "Camera/IMG_0002.jpg",
+        "Camera/IMG_0003.png",
+        "Trip/IMG_0100.jpg",
+        "Trip/clip.mp4",
+    ];
+    let want: std::collections::BTreeSet<String> = files
+        .iter()
+        .filter(|(p, _)| uploaded.contains(p))
+        .map(|(_, b)| sha1(b))
+        .collect();
     let assets = assets_of(&immich, &alice);
     let got: std::collections::BTreeSet<String> = assets.values().map(|(s, _)| s.clone()).collect();
     assert_eq!(got, want, "every asset once, byte-identical: {assets:?}");
-    assert_eq!(assets.len(), 4, "{assets:?}");
+    assert_eq!(assets.len(), 5, "{assets:?}");
 
     let albums = immich.get("/api/albums", &alice.key);
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
@@ -184,13 +194,39 @@ fn device_sync_then_backup_and_verify_against_the_real_server() {
     }
     assert_eq!(
         counts,
-        BTreeMap::from([("Camera".to_owned(), 2), ("Trip".to_owned(), 3)]),
+        BTreeMap::from([("Camera".to_owned(), 3), ("Trip".to_owned(), 3)]),
         "{albums}"
     );
 
+    // Dates and time zones from EXIF, and the sidecar's metadata, as the server's
+    // own metadata extraction read them.
+    immich.wait_idle();
+    let info = |name: &str| {
+        let id = assets
+            .iter()
+            .find(|(_, (_, n))| n == name)
+            .map(|(id, _)| id.clone())
+            .unwrap_or_else(|| panic!("{name} in {assets:?}"));
+        immich.get(&format!("/api/assets/{id}"), &alice.key)
+    };
+    let a = info("IMG_0001.jpg");
+    assert_eq!(
+        a["exifInfo"]["dateTimeOriginal"], "2023-07-14T16:30:05+00:00",
+        "{a}"
+    );
+    assert_eq!(a["localDateTime"], "2023-07-14T18:30:05.000Z", "{a}");
+    let a = info("IMG_0100.jpg");
+    assert_eq!(
+        a["exifInfo"]["dateTimeOriginal"], "2021-12-25T01:00:00+00:00",
+        "{a}"
+    );
+    assert_eq!(a["localDateTime"], "2021-12-24T20:00:00.000Z", "{a}");
+    let a = info("IMG_0002.jpg");
+    assert_eq!(a["exifInfo"]["description"], "from the sidecar", "{a}");
+
     let (_, again) = device_sync(&immich, &alice, &root, &state);
     assert_eq!(again["uploaded"], 0, "{again}");
-    assert_eq!(assets_of(&immich, &alice).len(), 4);
+    assert_eq!(assets_of(&immich, &alice).len(), 5);
 
     // The library and the database, as an operator's nightly run would.
     let dest = t.path().join("backup");
@@ -221,8 +257,8 @@ fn device_sync_then_backup_and_verify_against_the_real_server() {
         immich.media().to_str(),
         "the dump says where the library was: {d}"
     );
-    assert_eq!(d["assets"], 4, "{d}");
-    assert_eq!(d["originals_checked"], 4, "{d}");
+    assert_eq!(d["assets"], 5, "{d}");
+    assert_eq!(d["originals_checked"], 5, "{d}");
     assert_eq!(
         d["unreferenced_originals"], 0,
         "the sidecar is referenced: {d}"
@@ -243,7 +279,7 @@ fn device_sync_then_backup_and_verify_against_the_real_server() {
         "{d}"
     );
     assert!(skipped.contains("smart_search"), "{d}");
-    assert_eq!(d["originals_checked"], 4, "{d}");
+    assert_eq!(d["originals_checked"], 5, "{d}");
     assert_eq!(d["unreferenced_originals"], 0, "{d}");
 
     // The real dump against a damaged target (#22): a file no asset references is

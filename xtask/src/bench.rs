@@ -9,7 +9,8 @@
 //! fake-gcs-server side by side with rclone, and `pgdump` (in `bench_pgdump.rs`) times
 //! our database dump against `pg_dump | gzip > file`, and `devicesync` (in
 //! `bench_devicesync.rs`) runs `device-sync` and `@immich/cli upload` on the same
-//! folder trees against the test Immich server.
+//! folder trees against the test Immich server, and `drill` (in `bench_drill.rs`)
+//! the same against the real Immich, then times the restore drill's phases.
 
 use std::fmt::Write as _;
 
@@ -21,6 +22,8 @@ use crate::project_root;
 
 #[path = "bench_devicesync.rs"]
 mod devicesync;
+#[path = "bench_drill.rs"]
+mod drill;
 #[path = "bench_gcs.rs"]
 mod gcs;
 #[path = "bench_pgdump.rs"]
@@ -60,13 +63,17 @@ const BENCHES: &[Bench] = &[
         name: "devicesync",
         run: devicesync::run,
     },
+    Bench {
+        name: "drill",
+        run: drill::run,
+    },
 ];
 
 /// Options some benches take.
 struct Options {
     /// `--files N,M,...`: the file counts `rss` measures.
     files: Option<Vec<u64>>,
-    /// `--scale F`: multiplies the data `gcs`, `pgdump` and `devicesync` generate (default 1).
+    /// `--scale F`: multiplies the data `gcs`, `pgdump`, `devicesync` and `drill` generate (default 1).
     scale: Option<f64>,
     /// `--keep`: `gcs` leaves `target/bench-gcs` in place.
     keep: bool,
@@ -100,9 +107,11 @@ pub(crate) fn run(mut args: Args) -> Result<()> {
         }
         if !matches!(
             name.as_deref(),
-            None | Some("all" | "gcs" | "pgdump" | "devicesync")
+            None | Some("all" | "gcs" | "pgdump" | "devicesync" | "drill")
         ) {
-            bail!("--scale applies only to `bench gcs`, `bench pgdump` and `bench devicesync`");
+            bail!(
+                "--scale applies only to `bench gcs`, `bench pgdump`, `bench devicesync` and `bench drill`"
+            );
         }
     }
     if keep && !matches!(name.as_deref(), None | Some("all" | "gcs")) {

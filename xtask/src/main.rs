@@ -40,6 +40,9 @@ Tasks:
                         gcs       upload to fake-gcs-server vs rclone (--scale: data
                                   size factor; --keep: leave target/bench-gcs)
                         pgdump    database dump vs pg_dump | gzip (--scale)
+                        devicesync  device-sync vs @immich/cli upload, test server (--scale)
+                        drill     the restore drill's phases, and device-sync vs
+                                  @immich/cli, on the real Immich server (--scale)
                       --write replaces the matching section of docs/benchmarks.md
   sample --out DIR [--files N] [--seed S] [--force]
                       generate a deterministic Immich-shaped library (default 200 files)
