@@ -311,25 +311,21 @@ fn remove_dir(dir: &Path) -> Result<()> {
     }
 }
 
-/// splitmix64: fast, deterministic bytes and sizes.
-struct Rng(u64);
+/// Seeded `fastrand`: deterministic bytes and sizes.
+struct Rng(fastrand::Rng);
 
 impl Rng {
     fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03)
+        Self(fastrand::Rng::with_seed(seed))
     }
 
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.u64(..)
     }
 
-    /// Uniform enough in `low..=high`.
+    /// Uniform in `low..=high`.
     fn between(&mut self, (low, high): (u64, u64)) -> u64 {
-        low + self.next() % (high - low + 1)
+        self.0.u64(low..=high)
     }
 }
 

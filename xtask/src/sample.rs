@@ -4,7 +4,7 @@
 //! storage template, `<label>/<year>/<date>/IMG_0001.jpg`, with `.xmp` sidecars),
 //! `upload/` (originals not yet templated, `<user>/<ab>/<cd>/<asset>.jpg`), `thumbs/`,
 //! `encoded-video/`, `profile/` and `backups/`, each holding an empty `.immich` marker.
-//! Bytes come from a seeded xorshift generator, so the same `--files` and `--seed` always
+//! Bytes come from a seeded `fastrand` generator, so the same `--files` and `--seed` always
 //! give byte-identical trees and no dependency is needed.
 
 use std::fmt::Write as _;
@@ -265,24 +265,16 @@ fn xmp(original: &str) -> String {
     text
 }
 
-/// xorshift64*: tiny, fast, and plenty for filler bytes and layout choices.
-struct Rng(u64);
+/// Seeded `fastrand`, with the helpers the library shape needs.
+struct Rng(fastrand::Rng);
 
 impl Rng {
     fn new(seed: u64) -> Self {
-        // splitmix64 of the seed, so nearby seeds diverge and zero is a valid seed.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        Self(if z == 0 { 1 } else { z })
+        Self(fastrand::Rng::with_seed(seed))
     }
 
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.u64(..)
     }
 
     /// A number in `0..n` (`n > 0`); the modulo bias is irrelevant here.
@@ -298,11 +290,9 @@ impl Rng {
 
     /// Appends noise to `bytes` until it is `size` long.
     fn fill(&mut self, bytes: &mut Vec<u8>, size: usize) {
-        while bytes.len() < size {
-            let word = self.next().to_le_bytes();
-            let take = (size - bytes.len()).min(word.len());
-            bytes.extend_from_slice(&word[..take]);
-        }
+        let from = bytes.len();
+        bytes.resize(size.max(from), 0);
+        self.0.fill(&mut bytes[from..]);
     }
 
     /// A random (version 4) UUID in its usual lowercase text form.

@@ -185,7 +185,7 @@ fn parse_args() -> Result<Options> {
 }
 
 /// Writes the tree: distinct content per file (a JPEG or MP4 header, then bytes from
-/// a per-file xorshift stream, which neither tool can dedup or compress away).
+/// a per-file seeded random stream, which neither tool can dedup or compress away).
 fn generate(tree: &Tree, root: &Path) -> Result<(usize, u64)> {
     let mut bytes = 0u64;
     let mut buf = Vec::new();
@@ -206,13 +206,9 @@ fn generate(tree: &Tree, root: &Path) -> Result<(usize, u64)> {
         } else {
             b"\xff\xd8\xff\xe0\0\x10JFIF"
         });
-        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64 + 1);
-        while buf.len() < len {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            buf.extend_from_slice(&x.to_le_bytes());
-        }
+        let head = buf.len();
+        buf.resize(len.max(head), 0);
+        fastrand::Rng::with_seed(i as u64 + 1).fill(&mut buf[head..]);
         buf.truncate(len);
         fs::File::create(album.join(name))?.write_all(&buf)?;
         bytes += len as u64;

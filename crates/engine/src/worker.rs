@@ -115,9 +115,22 @@ enum Stored {
     Existing(Key),
 }
 
-/// Why an attempt must be repeated.
-enum Retry {
+/// Why reading or storing a file did not give its result.
+enum Fail {
+    /// The file changed while it was read (or its upload's checksum did not
+    /// match what was read): worth one more try.
     Changed,
+    /// It failed, for this reason.
+    Failed(String),
+}
+
+fn failed(rel: String, why: String) -> Outcome {
+    Outcome {
+        rel,
+        kind: Kind::Failed(why),
+        record: None,
+        history: None,
+    }
 }
 
 fn mtime_ns(md: &std::fs::Metadata) -> i64 {
@@ -152,23 +165,27 @@ impl Worker {
                     out = Some(o);
                     break;
                 }
-                Err(Retry::Changed) if attempt == 0 => {
+                Err(Fail::Changed) if attempt == 0 => {
                     tracing::info!(path = %job.rel, "file changed while being read; trying once more");
                 }
-                Err(Retry::Changed) => {}
+                Err(Fail::Changed) => {}
+                Err(Fail::Failed(e)) => {
+                    out = Some(failed(job.rel.clone(), e));
+                    break;
+                }
             }
         }
-        let out = out.unwrap_or_else(|| Outcome {
-            rel: job.rel.clone(),
-            kind: Kind::Failed("changed while being read (tried twice)".into()),
-            record: None,
-            history: None,
+        let out = out.unwrap_or_else(|| {
+            failed(
+                job.rel.clone(),
+                "changed while being read (tried twice)".into(),
+            )
         });
         s.progress.finished(&job.rel, job.size);
         out
     }
 
-    fn read(&self, job: &Job) -> Result<Result<ReadFile, String>, Retry> {
+    fn read(&self, job: &Job) -> Result<ReadFile, Fail> {
         let (give_back, take) = &self.shared.hash_slots;
         take.recv().expect("hash slots outlive the workers");
         let res = self.read_unlimited(job);
@@ -176,67 +193,58 @@ impl Worker {
         res
     }
 
-    fn read_unlimited(&self, job: &Job) -> Result<Result<ReadFile, String>, Retry> {
+    fn read_unlimited(&self, job: &Job) -> Result<ReadFile, Fail> {
         let file = match File::open(&job.abs) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Err("vanished before it could be read".into()));
+                return Err(Fail::Failed("vanished before it could be read".into()));
             }
-            Err(e) => return Ok(Err(format!("cannot open: {e}"))),
+            Err(e) => return Err(Fail::Failed(format!("cannot open: {e}"))),
         };
         let md0 = match file.metadata() {
             Ok(m) if m.is_file() => m,
-            Ok(_) => return Ok(Err("not a regular file".into())),
-            Err(e) => return Ok(Err(format!("cannot stat: {e}"))),
+            Ok(_) => return Err(Fail::Failed("not a regular file".into())),
+            Err(e) => return Err(Fail::Failed(format!("cannot stat: {e}"))),
         };
         let len = md0.len();
         let (payload, digests) = if len <= self.shared.small_file {
             let mut buf = Vec::with_capacity(len as usize);
             if let Err(e) = (&file).take(len + 1).read_to_end(&mut buf) {
-                return Ok(Err(format!("read failed: {e}")));
+                return Err(Fail::Failed(format!("read failed: {e}")));
             }
             let d = imb_hash::digest(&buf);
             (Payload::from(buf), d)
         } else {
             let payload = Payload::File {
-                file: Arc::new(file.try_clone().map_err(|_| Retry::Changed)?),
+                file: Arc::new(file.try_clone().map_err(|_| Fail::Changed)?),
                 len,
             };
             match imb_hash::hash_reader(payload.reader(0)) {
                 Ok(d) => (payload, d),
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    return Err(Retry::Changed);
+                    return Err(Fail::Changed);
                 }
-                Err(e) => return Ok(Err(format!("read failed: {e}"))),
+                Err(e) => return Err(Fail::Failed(format!("read failed: {e}"))),
             }
         };
         let md1 = match file.metadata() {
             Ok(m) => m,
-            Err(e) => return Ok(Err(format!("cannot stat: {e}"))),
+            Err(e) => return Err(Fail::Failed(format!("cannot stat: {e}"))),
         };
         if md1.len() != len || mtime_ns(&md1) != mtime_ns(&md0) || digests.len != len {
-            return Err(Retry::Changed);
+            return Err(Fail::Changed);
         }
-        Ok(Ok(ReadFile {
+        Ok(ReadFile {
             digests,
             payload,
             mtime_ns: mtime_ns(&md0),
-        }))
+        })
     }
 
-    fn attempt(&self, job: &Job) -> Result<Outcome, Retry> {
+    fn attempt(&self, job: &Job) -> Result<Outcome, Fail> {
         let s = &self.shared;
         let rel = job.rel.clone();
-        let fail = |rel: String, e: String| Outcome {
-            rel,
-            kind: Kind::Failed(e),
-            record: None,
-            history: None,
-        };
-        let rf = match self.read(job)? {
-            Ok(rf) => rf,
-            Err(e) => return Ok(fail(rel, e)),
-        };
+        let rf = self.read(job)?;
         let d = rf.digests;
         #[cfg(test)]
         if let Some(hook) = &s.after_hash {
@@ -276,24 +284,19 @@ impl Worker {
                 // Keep the backed-up copy current; store what we read as evidence.
                 tracing::warn!(path = %rel, "content changed but size and mtime did not: suspected corruption");
                 let k = version_key(&rel, &s.run_ts);
-                return Ok(match self.store_at(&rel, k, &rf)? {
-                    Ok(stored) => {
-                        let (k, generation, bytes) = match stored {
-                            Stored::Created(k, r) => (k, r.generation, d.len),
-                            Stored::Existing(k) => (k, None, 0),
-                        };
-                        Outcome {
-                            history: Some(HistoryRecord {
-                                file: record_for(&k, generation),
-                                replaced_at: s.now_rfc3339.clone(),
-                                reason: "suspect".into(),
-                            }),
-                            rel,
-                            kind: Kind::Suspect(bytes),
-                            record: None,
-                        }
-                    }
-                    Err(e) => fail(rel, e),
+                let (k, generation, bytes) = match self.store_at(&rel, k, &rf)? {
+                    Stored::Created(k, r) => (k, r.generation, d.len),
+                    Stored::Existing(k) => (k, None, 0),
+                };
+                return Ok(Outcome {
+                    history: Some(HistoryRecord {
+                        file: record_for(&k, generation),
+                        replaced_at: s.now_rfc3339.clone(),
+                        reason: "suspect".into(),
+                    }),
+                    rel,
+                    kind: Kind::Suspect(bytes),
+                    record: None,
                 });
             }
         }
@@ -324,13 +327,13 @@ impl Worker {
             l.acquire(d.len);
         }
         Ok(match self.store_at(&rel, target, &rf)? {
-            Ok(Stored::Created(k, r)) => Outcome {
+            Stored::Created(k, r) => Outcome {
                 record: Some(record_for(&k, r.generation)),
                 rel,
                 kind: Kind::Uploaded(d.len),
                 history,
             },
-            Ok(Stored::Existing(k)) => {
+            Stored::Existing(k) => {
                 tracing::info!(path = %rel, key = %k, "content already in the target; recorded without uploading");
                 Outcome {
                     record: Some(record_for(&k, None)),
@@ -339,7 +342,6 @@ impl Worker {
                     history,
                 }
             }
-            Err(e) => fail(rel, e),
         })
     }
 
@@ -390,7 +392,7 @@ impl Worker {
     }
 
     /// Creates the content at `k`; if something else is there, at a version key.
-    fn store_at(&self, rel: &str, k: Key, rf: &ReadFile) -> Result<Result<Stored, String>, Retry> {
+    fn store_at(&self, rel: &str, k: Key, rf: &ReadFile) -> Result<Stored, Fail> {
         let s = &self.shared;
         let d = &rf.digests;
         let mut opts = PutOptions::default()
@@ -403,15 +405,15 @@ impl Worker {
         for _ in 0..2 {
             let res = s.store.put(&k, rf.payload.clone(), opts.clone());
             match res {
-                Ok(r) => return Ok(Ok(Stored::Created(k, r))),
-                Err(StoreError::ChecksumMismatch { .. }) => return Err(Retry::Changed),
+                Ok(r) => return Ok(Stored::Created(k, r)),
+                Err(StoreError::ChecksumMismatch { .. }) => return Err(Fail::Changed),
                 Err(StoreError::AlreadyExists { .. }) => {
                     if self.same_content(&k, d) {
-                        return Ok(Ok(Stored::Existing(k)));
+                        return Ok(Stored::Existing(k));
                     }
                     let v = version_key(rel, &s.run_ts);
                     if v == k {
-                        return Ok(Err(format!("{k} already holds other content")));
+                        return Err(Fail::Failed(format!("{k} already holds other content")));
                     }
                     tracing::warn!(path = %rel, key = %k, "target key holds other content; storing as a version");
                     k = v;
@@ -423,11 +425,11 @@ impl Worker {
                     ) {
                         self.halt(format!("{e}"));
                     }
-                    return Ok(Err(e.to_string()));
+                    return Err(Fail::Failed(e.to_string()));
                 }
             }
         }
-        Ok(Err(format!("{k} already holds other content")))
+        Err(Fail::Failed(format!("{k} already holds other content")))
     }
 
     /// Whether the object at `k` holds exactly the content `d` describes.

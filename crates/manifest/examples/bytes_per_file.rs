@@ -9,7 +9,7 @@
 //! Then it takes [`Manifest::snapshot`], the compact copy that gets uploaded, and prints
 //! `key value` lines: `rows`, `avg_path_bytes`, `snapshot_bytes`, `bytes_per_file`,
 //! `index_bytes_per_file` (what the content index adds to the snapshot, 0 without one) and
-//! `working_bytes` (the working database plus its WAL). Deterministic: a seeded xorshift
+//! `working_bytes` (the working database plus its WAL). Deterministic: a seeded `fastrand`
 //! generator decides everything. Run with
 //! `cargo run --release -p imb-manifest --example bytes_per_file [-- ROWS]`.
 
@@ -40,7 +40,7 @@ fn main() {
     let working = dir.path().join("manifest.db");
     let mut manifest = Manifest::open(&working).expect("a new manifest");
 
-    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    let mut rng = Rng(fastrand::Rng::with_seed(0x1234_5678_9ABC_DEF1));
     let mut library = Library::new(&mut rng);
     let mut path_bytes = 0u64;
     for row in 1..=rows {
@@ -207,15 +207,12 @@ impl Library {
     }
 }
 
-/// xorshift64*: tiny, deterministic, and plenty for layout choices and fake hashes.
-struct Rng(u64);
+/// Seeded `fastrand`, with the layout helpers the library shape needs.
+struct Rng(fastrand::Rng);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.u64(..)
     }
 
     /// A number in `0..n` (`n > 0`); the modulo bias is irrelevant here.
@@ -229,10 +226,7 @@ impl Rng {
     }
 
     fn fill(&mut self, bytes: &mut [u8]) {
-        for chunk in bytes.chunks_mut(8) {
-            let word = self.next().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
+        self.0.fill(bytes);
     }
 
     /// A random (version 4) UUID in its usual lowercase text form.

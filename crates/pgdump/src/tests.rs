@@ -359,16 +359,13 @@ fn gunzip_one_member(gz: &[u8]) -> Vec<u8> {
 
 fn sample(len: usize) -> Vec<u8> {
     // SQL-ish text with some incompressible bytes, like a dump with hashes in it.
-    let mut x = 0x9e37_79b9_u32;
+    let mut rng = fastrand::Rng::with_seed(0x9e37_79b9);
     (0..len)
         .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
             if i % 64 < 40 {
                 b"INSERT INTO asset VALUES ('upload/x.jpg');\n"[i % 43]
             } else {
-                x as u8
+                rng.u8(..)
             }
         })
         .collect()

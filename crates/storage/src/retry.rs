@@ -12,7 +12,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How requests are retried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,10 +255,10 @@ pub fn retry_after(value: Option<&str>) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
-/// A small xorshift for jitter (and other unpredictable-enough numbers, such as
-/// multipart boundaries); seeded per client from the clock, no dependency.
+/// Random numbers for jitter (and other unpredictable-enough numbers, such as
+/// multipart boundaries): `fastrand`, seeded per client.
 #[derive(Debug)]
-pub struct Jitter(Mutex<u64>);
+pub struct Jitter(Mutex<fastrand::Rng>);
 
 impl Default for Jitter {
     fn default() -> Self {
@@ -267,23 +267,14 @@ impl Default for Jitter {
 }
 
 impl Jitter {
-    /// A generator seeded from the clock.
+    /// A generator with a seed of its own.
     pub fn new() -> Self {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9e37_79b9_7f4a_7c15)
-            | 1;
-        Jitter(Mutex::new(seed))
+        Jitter(Mutex::new(fastrand::Rng::new()))
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&self) -> u64 {
-        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *s ^= *s << 13;
-        *s ^= *s >> 7;
-        *s ^= *s << 17;
-        *s
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).u64(..)
     }
 
     /// A random number in [0, 1), for [`RetryPolicy::backoff`].
