@@ -291,9 +291,12 @@ fn an_excluded_album_is_skipped_even_when_selected() {
 #[test]
 fn album_sync_adds_to_the_existing_same_name_album() {
     let d = Device::new(TestServerOptions::v3());
-    let older = d.server.add_album(DEFAULT_EMAIL, "Trip");
-    std::thread::sleep(std::time::Duration::from_millis(5));
-    let newer = d.server.add_album(DEFAULT_EMAIL, "Trip");
+    let older = d
+        .server
+        .add_album(DEFAULT_EMAIL, "Trip", "2024-01-01T00:00:00.000Z");
+    let newer = d
+        .server
+        .add_album(DEFAULT_EMAIL, "Trip", "2024-06-01T00:00:00.000Z");
     device_files(&d);
     // Content already on the server (uploaded from another device) is added too.
     let elsewhere = d.server.add_asset(

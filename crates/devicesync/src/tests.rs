@@ -479,9 +479,12 @@ async fn a_dry_run_uploads_and_records_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn album_sync_uses_the_oldest_same_name_album_and_creates_missing_ones() {
     let fx = Fixture::new(TestServerOptions::v3());
-    let first = fx.server.add_album(DEFAULT_EMAIL, "Trip");
-    std::thread::sleep(Duration::from_millis(5));
-    let _second = fx.server.add_album(DEFAULT_EMAIL, "Trip");
+    let first = fx
+        .server
+        .add_album(DEFAULT_EMAIL, "Trip", "2024-01-01T00:00:00.000Z");
+    let _second = fx
+        .server
+        .add_album(DEFAULT_EMAIL, "Trip", "2024-06-01T00:00:00.000Z");
     write(&fx.root.join("Trip/a.jpg"), &jpg(1, 500));
     write(&fx.root.join("Trip/b.jpg"), &jpg(2, 500));
     write(&fx.root.join("Camera/c.jpg"), &jpg(3, 500));

@@ -185,6 +185,8 @@ impl Backup {
             run_ts: run_ts.clone(),
             now_rfc3339: humantime::format_rfc3339_seconds(now).to_string(),
             halt: AtomicBool::new(false),
+            stop: self.stop.clone(),
+            deadline: cfg.max_duration.and_then(|m| started.checked_add(m)),
             fatal: Mutex::new(None),
             limiter: cfg.bwlimit.map(RateLimiter::new),
             progress: self.progress.clone(),
@@ -410,6 +412,10 @@ impl Coordinator<'_> {
         let s = &mut self.summary;
         match o.kind {
             Kind::Skipped => return Ok(()),
+            Kind::Stopped => {
+                s.stopped = true;
+                return Ok(());
+            }
             Kind::Uploaded(bytes) => {
                 s.files_scanned += 1;
                 s.files_uploaded += 1;

@@ -522,37 +522,91 @@ async fn missing_source_and_bad_globs_are_named() {
     assert!(err.to_string().contains("exclude"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn stop_token_stops_gracefully_and_the_next_run_resumes() {
-    let f = fixture();
-    let store = Arc::new(InMemory::new());
-    let stop = crate::StopToken::new();
-    stop.stop();
-    let s = Backup::new(BackupConfig::new(&f.src), store.clone())
-        .with_stop(stop)
-        .run()
-        .await
-        .unwrap();
-    assert!(s.stopped);
-    assert!(
-        s.manifest.is_some(),
-        "a stopped run still saves its manifest"
+/// A run stopped while `first` files are in flight: a hook on the first hashed
+/// file triggers `stop` (the signal handler's token, or the `--max-duration`
+/// deadline when `wait_for` is set, which the hook waits out).
+fn stopping_on_the_first_file(
+    b: &mut Backup,
+    stop: Option<crate::StopToken>,
+    wait_for: Option<std::time::Instant>,
+) -> Arc<std::sync::Mutex<Option<PathBuf>>> {
+    let first = Arc::new(std::sync::Mutex::new(None::<PathBuf>));
+    let seen = first.clone();
+    b.after_hash = Some(crate::run::TestHook(Arc::new(move |p: &Path| {
+        let mut f = seen.lock().unwrap();
+        if f.is_none() {
+            *f = Some(p.to_owned());
+            if let Some(stop) = &stop {
+                stop.stop();
+            }
+            // Waiting for a condition (the deadline has passed), not for a guess.
+            while wait_for.is_some_and(|t| std::time::Instant::now() < t) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    })));
+    first
+}
+
+/// After a stop, what was in flight is finished and recorded; the next run does
+/// the rest, and only the rest.
+async fn in_flight_finished_then_resumed(
+    f: &Fixture,
+    s: &Summary,
+    first: &Option<PathBuf>,
+    store: Arc<LocalDir>,
+) {
+    assert!(s.stopped, "{s:?}");
+    assert_eq!(
+        s.files_uploaded + s.files_deduplicated,
+        1,
+        "the file in flight finished; none was started after the stop: {s:?}"
     );
-    let s = Backup::new(BackupConfig::new(&f.src), store.clone())
+    assert_eq!(s.files_archived, 0, "a stopped run marks nothing archived");
+    let rel = first
+        .as_ref()
+        .expect("a file was hashed")
+        .strip_prefix(&f.src)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let saved = ManifestReader::open(&f.dst.join(s.manifest.as_deref().unwrap())).unwrap();
+    assert!(
+        saved.get(&rel).unwrap().is_some(),
+        "the finished file is in the saved manifest"
+    );
+    let s = Backup::new(BackupConfig::new(&f.src), store)
         .run()
         .await
         .unwrap();
     assert!(!s.stopped);
     assert_eq!(s.files_scanned, 10);
     assert_eq!(s.files_failed, 0);
-    let listed = store.list_all("library/").await.unwrap();
-    assert_eq!(listed.len(), 10);
-    assert!(
-        store
-            .head(&Key::parse("library/library/.immich").unwrap())
-            .await
-            .is_ok()
+    assert_eq!(
+        s.files_uploaded + s.files_deduplicated,
+        9,
+        "the rest, and not the finished one again: {s:?}"
     );
+    assert!(f.dst.join("library/library/.immich").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_lets_the_file_in_flight_finish_and_the_next_run_does_the_rest() {
+    let f = fixture();
+    let store = Arc::new(LocalDir::new(&f.dst).unwrap());
+    let stop = crate::StopToken::new();
+    let mut cfg = BackupConfig::new(&f.src);
+    cfg.workers = 1;
+    let mut b = Backup::new(cfg, store.clone()).with_stop(stop.clone());
+    let first = stopping_on_the_first_file(&mut b, Some(stop), None);
+    let s = b.run().await.unwrap();
+    assert!(
+        s.manifest.is_some(),
+        "a stopped run still saves its manifest"
+    );
+    let first = first.lock().unwrap().clone();
+    in_flight_finished_then_resumed(&f, &s, &first, store).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -601,20 +655,29 @@ async fn reference_dedup_records_the_existing_object_instead_of_copying() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn max_duration_stops_and_saves() {
+async fn max_duration_lets_the_file_in_flight_finish_and_the_next_run_does_the_rest() {
     let f = fixture();
-    let store = Arc::new(InMemory::new());
+    let store = Arc::new(LocalDir::new(&f.dst).unwrap());
     let mut cfg = BackupConfig::new(&f.src);
-    cfg.max_duration = Some(std::time::Duration::ZERO);
-    let s = Backup::new(cfg, store.clone()).run().await.unwrap();
-    assert!(s.stopped && s.has_problems(), "{s:?}");
-    assert_eq!(s.files_archived, 0, "a stopped run marks nothing archived");
-    assert!(
-        store
-            .head(&Key::parse(s.manifest.unwrap()).unwrap())
-            .await
-            .is_ok()
-    );
+    cfg.workers = 1;
+    // Long enough that the first file is surely started before it (a run of ten
+    // small files starts in milliseconds); the hook holds that file past it.
+    let limit = std::time::Duration::from_secs(2);
+    cfg.max_duration = Some(limit);
+    let deadline = std::time::Instant::now() + limit + std::time::Duration::from_millis(100);
+    let mut b = Backup::new(cfg, store.clone());
+    let first = stopping_on_the_first_file(&mut b, None, Some(deadline));
+    let s = b.run().await.unwrap();
+    assert!(s.has_problems(), "stopping early is reported: {s:?}");
+    let saved = Key::parse(
+        s.manifest
+            .clone()
+            .expect("a stopped run still saves its manifest"),
+    )
+    .unwrap();
+    assert!(store.head(&saved).await.is_ok());
+    let first = first.lock().unwrap().clone();
+    in_flight_finished_then_resumed(&f, &s, &first, store).await;
 }
 
 fn rewrite_keeping_size_and_mtime(p: &Path, byte: u8) {

@@ -32,8 +32,12 @@ pub(crate) enum Kind {
     Unchanged,
     Suspect(u64),
     Failed(String),
-    /// Not started because the run is stopping.
+    /// Not started because the run is halting (a fatal error, or the coordinator
+    /// stopping).
     Skipped,
+    /// Not started because a stop was asked for or `--max-duration` passed while
+    /// it waited in the queue.
+    Stopped,
 }
 
 /// What happened to a job, and what to record.
@@ -55,6 +59,10 @@ pub(crate) struct Shared {
     pub(crate) run_ts: String,
     pub(crate) now_rfc3339: String,
     pub(crate) halt: AtomicBool,
+    /// Checked before each file: a stop asked for, or the `--max-duration`
+    /// deadline, after the walk has queued its last file still stops the run.
+    pub(crate) stop: crate::StopToken,
+    pub(crate) deadline: Option<std::time::Instant>,
     pub(crate) fatal: Mutex<Option<String>>,
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) progress: Arc<dyn Progress>,
@@ -149,13 +157,17 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) fn process(&self, job: Job) -> Outcome {
         let s = &self.shared;
+        let not_started = |kind| Outcome {
+            rel: job.rel.clone(),
+            kind,
+            record: None,
+            history: None,
+        };
         if s.halt.load(Ordering::SeqCst) {
-            return Outcome {
-                rel: job.rel,
-                kind: Kind::Skipped,
-                record: None,
-                history: None,
-            };
+            return not_started(Kind::Skipped);
+        }
+        if s.stop.is_stopped() || s.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return not_started(Kind::Stopped);
         }
         s.progress.started(&job.rel, job.size);
         let mut out = None;

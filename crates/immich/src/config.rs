@@ -183,18 +183,21 @@ impl ClientConfig {
     /// # Errors
     /// [`Error::InvalidConfig`] unless the URL is `http://` or `https://` with a host.
     pub fn api_root(&self) -> Result<String> {
-        let url = self.base_url.trim().trim_end_matches('/');
+        let given = self.base_url.trim();
         let bad = |message: &str| Error::InvalidConfig {
             setting: "server url",
-            message: format!("{url:?}: {message}"),
+            message: format!("{given:?}: {message}"),
         };
-        let rest = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"))
+        // The scheme first, so that "http://" is said to lack a host.
+        let scheme = ["https://", "http://"]
+            .into_iter()
+            .find(|s| given.starts_with(s))
             .ok_or_else(|| bad("must start with http:// or https://"))?;
+        let rest = given[scheme.len()..].trim_end_matches('/');
         if rest.is_empty() || rest.starts_with('/') {
             return Err(bad("has no host"));
         }
+        let url = &format!("{scheme}{rest}");
         if url.contains(['?', '#']) || url.chars().any(char::is_whitespace) {
             return Err(bad("must not have a query, fragment or spaces"));
         }

@@ -51,16 +51,29 @@ fn api_root_is_normalised() {
         root("http://10.0.0.2:2283/immich").unwrap(),
         "http://10.0.0.2:2283/immich/api"
     );
-    assert!(root("ftp://x").is_err());
-    assert!(root("http://").is_err());
-    assert!(root("http://h/api?x=1").is_err());
+    let why = |u: &str| match root(u) {
+        Err(crate::Error::InvalidConfig { setting, message }) => format!("{setting}: {message}"),
+        other => panic!("{u}: {other:?}"),
+    };
+    assert_eq!(
+        why("ftp://x"),
+        r#"server url: "ftp://x": must start with http:// or https://"#
+    );
+    assert_eq!(why("http://"), r#"server url: "http://": has no host"#);
+    assert_eq!(
+        why("http://h/api?x=1"),
+        r#"server url: "http://h/api?x=1": must not have a query, fragment or spaces"#
+    );
 }
 
 #[test]
 fn api_versions() {
     assert_eq!("v2".parse::<ApiVersion>().unwrap(), ApiVersion::V2);
     assert_eq!("V3".parse::<ApiVersion>().unwrap(), ApiVersion::V3);
-    assert!("v4".parse::<ApiVersion>().is_err());
+    assert!(matches!(
+        "v4".parse::<ApiVersion>(),
+        Err(crate::Error::InvalidConfig { setting: "api", .. })
+    ));
     assert_eq!(ApiVersion::for_major(1), ApiVersion::V2);
     assert_eq!(ApiVersion::for_major(2), ApiVersion::V2);
     assert_eq!(ApiVersion::for_major(3), ApiVersion::V3);

@@ -42,8 +42,10 @@ fn encoding_keeps_plain_names_and_escapes_the_rest() {
     );
     let raw = Path::new(OsStr::from_bytes(b"bad\xff\xfename.jpg"));
     assert_eq!(encode_path(raw).unwrap(), "bad%FF%FEname.jpg");
-    assert!(encode_path(Path::new("/abs")).is_err());
-    assert!(encode_path(Path::new("a/../b")).is_err());
+    assert!(matches!(encode_path(Path::new("/abs")), Err(KeyError::BadSegment(p)) if p == "/abs"));
+    assert!(
+        matches!(encode_path(Path::new("a/../b")), Err(KeyError::BadSegment(p)) if p == "a/../b")
+    );
     assert!(matches!(decode_path("a%2"), Err(KeyError::BadEscape(_))));
     // A sign is not a hex digit (u8::from_str_radix would take "+5" for 5).
     assert!(matches!(decode_path("a%+5"), Err(KeyError::BadEscape(_))));

@@ -348,9 +348,9 @@ impl TestServer {
         self.api.set_quota(email, quota);
     }
 
-    /// Creates an album directly (an album the user made elsewhere).
-    pub fn add_album(&self, email: &str, name: &str) -> String {
-        self.api.add_album(email, name)
+    /// Creates an album directly (one the user made elsewhere, at `created_at`, RFC 3339).
+    pub fn add_album(&self, email: &str, name: &str, created_at: &str) -> String {
+        self.api.add_album(email, name, created_at)
     }
 
     /// Stores an asset directly (one uploaded from another device).

@@ -708,7 +708,7 @@ impl Api {
         }
     }
 
-    pub(crate) fn add_album(&self, email: &str, name: &str) -> String {
+    pub(crate) fn add_album(&self, email: &str, name: &str, created_at: &str) -> String {
         let mut st = self.lock();
         let id = st.id(0xbbbb_bbbb);
         st.albums.push(RecordedAlbum {
@@ -716,7 +716,7 @@ impl Api {
             name: name.to_owned(),
             owner: email.to_owned(),
             assets: Vec::new(),
-            created_at: now(),
+            created_at: created_at.to_owned(),
         });
         id
     }
