@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use imb_manifest::ManifestReader;
-use imb_storage::{InMemory, Key, LocalDir, ObjectRead, ObjectReadExt};
+use imb_storage::{InMemory, Key, LocalDir, ObjectRead};
 
 use crate::{Backup, BackupConfig, Summary};
 
