@@ -357,29 +357,6 @@ impl FaultProxy {
     }
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> Option<(String, Vec<u8>, usize)> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let len = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    Some((head, Vec::new(), len))
-}
-
 fn serve(
     conn: TcpStream,
     port: u16,
@@ -390,24 +367,14 @@ fn serve(
 ) {
     let mut reader = BufReader::new(conn.try_clone().expect("clone"));
     let mut conn = conn;
-    while let Some((head, mut body, len)) = read_request(&mut reader) {
-        let mut lines = head.lines();
-        let first = lines.next().unwrap_or_default().to_owned();
-        let mut parts = first.split(' ');
-        let method = parts.next().unwrap_or_default().to_owned();
-        let target = parts.next().unwrap_or_default().to_owned();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| {
-                l.split_once(':')
-                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            })
-            .collect();
+    while let Ok(Some(head)) = crate::http::read_head(&mut reader) {
+        let len = usize::try_from(head.content_length().unwrap_or(0)).unwrap_or(usize::MAX);
         let n = counter.fetch_add(1, Ordering::SeqCst);
         let mut record = Seen {
             n,
-            method,
-            target,
-            headers,
+            method: head.method.clone(),
+            target: head.target.clone(),
+            headers: head.headers.clone(),
             body_len: len,
             status: 0,
         };
@@ -419,8 +386,8 @@ fn serve(
             let _ = conn.shutdown(Shutdown::Both);
             return;
         }
-        body.resize(len, 0);
-        if reader.read_exact(&mut body).is_err() {
+        let mut body = Vec::with_capacity(len);
+        if crate::http::read_body(&mut reader, &head, Some(&mut body)).is_err() {
             return;
         }
         match fault {
@@ -455,19 +422,15 @@ fn serve(
     }
 }
 
-fn forward(head: &str, body: &[u8], port: u16, upstream: u16) -> Option<(u16, Vec<u8>)> {
+fn forward(
+    head: &crate::http::Head,
+    body: &[u8],
+    port: u16,
+    upstream: u16,
+) -> Option<(u16, Vec<u8>)> {
     let mut up = TcpStream::connect(("127.0.0.1", upstream)).ok()?;
-    let mut out = String::new();
-    for l in head.split("\r\n") {
-        let lower = l.to_ascii_lowercase();
-        if lower.starts_with("connection:") || lower.starts_with("keep-alive:") || l.is_empty() {
-            continue;
-        }
-        out.push_str(l);
-        out.push_str("\r\n");
-    }
-    out.push_str("Connection: close\r\n\r\n");
-    up.write_all(out.as_bytes()).ok()?;
+    up.write_all(head.to_wire_closing(body.len()).as_bytes())
+        .ok()?;
     up.write_all(body).ok()?;
     let mut resp = Vec::new();
     up.read_to_end(&mut resp).ok()?;
@@ -498,9 +461,8 @@ pub fn token_server(token: &'static str) -> (String, Arc<AtomicUsize>) {
             let Ok(conn) = conn else { continue };
             let mut r = BufReader::new(conn.try_clone().expect("clone"));
             let mut conn = conn;
-            if let Some((_, _, len)) = read_request(&mut r) {
-                let mut body = vec![0; len];
-                let _ = r.read_exact(&mut body);
+            if let Ok(Some(head)) = crate::http::read_head(&mut r) {
+                let _ = crate::http::read_body(&mut r, &head, None);
                 h.fetch_add(1, Ordering::SeqCst);
                 let json = format!(
                     r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":3600}}"#

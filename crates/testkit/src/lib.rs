@@ -12,6 +12,7 @@
 pub mod exec;
 pub mod fixtures;
 pub mod gcs;
+mod http;
 pub mod immich;
 pub mod real_immich;
 

@@ -3,7 +3,7 @@
 //! faults, an answer before the body is read (Immich's checksum short-circuit), and
 //! a log of every request.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::EarlyAnswer;
 use super::api::Api;
+use crate::http::{Head, read_body, read_head};
 
 /// A request as the server saw it, and how it was answered.
 #[derive(Debug, Clone)]
@@ -108,123 +109,6 @@ fn reason(status: u16) -> &'static str {
         504 => "Gateway Timeout",
         _ => "Status",
     }
-}
-
-struct Head {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-    fn chunked(&self) -> bool {
-        self.header("transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    }
-    fn content_length(&self) -> Option<u64> {
-        self.header("content-length")
-            .and_then(|v| v.trim().parse().ok())
-    }
-    fn wants_close(&self) -> bool {
-        self.header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-    }
-}
-
-fn read_head(r: &mut BufReader<TcpStream>) -> io::Result<Option<Head>> {
-    let mut line = String::new();
-    // Tolerate blank lines between requests (RFC 9112 §2.2).
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        if !line.trim().is_empty() {
-            break;
-        }
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_owned();
-    let target = parts.next().unwrap_or_default().to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let h = h.trim_end_matches(['\r', '\n']);
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
-    }
-    Ok(Some(Head {
-        method,
-        target,
-        headers,
-    }))
-}
-
-/// Reads the body into `keep` (or just counts it when `keep` is `None`). Returns
-/// the bytes read.
-fn read_body(
-    r: &mut BufReader<TcpStream>,
-    head: &Head,
-    mut keep: Option<&mut Vec<u8>>,
-) -> io::Result<u64> {
-    let mut total = 0u64;
-    let mut take = |r: &mut BufReader<TcpStream>, n: u64, total: &mut u64| -> io::Result<()> {
-        let mut left = n;
-        let mut buf = vec![0u8; 64 * 1024];
-        while left > 0 {
-            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let got = r.read(&mut buf[..want])?;
-            if got == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            if let Some(k) = keep.as_deref_mut() {
-                k.extend_from_slice(&buf[..got]);
-            }
-            left -= got as u64;
-            *total += got as u64;
-        }
-        Ok(())
-    };
-    if head.chunked() {
-        loop {
-            let mut size = String::new();
-            if r.read_line(&mut size)? == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            let hex = size.trim().split(';').next().unwrap_or("").trim();
-            let n = u64::from_str_radix(hex, 16)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
-            if n == 0 {
-                // Trailers, then the blank line.
-                loop {
-                    let mut t = String::new();
-                    if r.read_line(&mut t)? == 0 || t.trim().is_empty() {
-                        break;
-                    }
-                }
-                return Ok(total);
-            }
-            take(r, n, &mut total)?;
-            let mut crlf = String::new();
-            r.read_line(&mut crlf)?;
-        }
-    }
-    let len = head.content_length().unwrap_or(0);
-    take(r, len, &mut total)?;
-    Ok(total)
 }
 
 fn write_answer(w: &mut TcpStream, a: &Answer, close: bool) -> io::Result<()> {
