@@ -24,6 +24,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use imb_pgdump::scratch::ScratchCluster;
+use imb_testkit::measure;
 use imb_testkit::real_immich::{Db, RealImmich, User};
 use serde_json::{Value, json};
 
@@ -337,68 +338,56 @@ fn timed(
     immich: &RealImmich,
     user: &User,
 ) -> Result<(f64, f64, f64)> {
-    let times = home.join("time.txt");
-    let mut c = Command::new("/usr/bin/time");
-    c.arg("-f")
-        .arg("%e %U %S %M")
-        .arg("-o")
-        .arg(&times)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("IMMICH_API_KEY", &user.key)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
     let concurrency = opts.concurrency.to_string();
-    if tool == "ours" {
-        c.arg(opts.bins.join("device-sync"))
-            .arg("--server")
-            .arg(immich.url())
-            .arg("--root")
-            .arg(root)
-            .arg("--state-dir")
-            .arg(home.join("state"))
-            .args([
+    let (program, args): (PathBuf, Vec<std::ffi::OsString>) = if tool == "ours" {
+        let mut a: Vec<std::ffi::OsString> =
+            vec!["--server".into(), immich.url().into(), "--root".into()];
+        a.push(root.into());
+        a.push("--state-dir".into());
+        a.push(home.join("state").into());
+        a.extend(
+            [
                 "--concurrency",
                 &concurrency,
                 "--album-sync",
                 "--json",
                 "sync",
-            ]);
+            ]
+            .map(Into::into),
+        );
+        (opts.bins.join("device-sync"), a)
     } else {
-        c.arg(&opts.node)
-            .arg(&opts.cli)
-            .env("IMMICH_INSTANCE_URL", format!("{}/api", immich.url()))
-            .env("IMMICH_CONFIG_DIR", home.join("config"))
-            .env("NO_COLOR", "1")
-            .args(["upload", "--recursive", "--album", "--no-progress"])
-            .args(["--concurrency", &concurrency])
-            .arg(root);
-    }
-    let started = Instant::now();
-    let out = c.output()?;
-    let wall = started.elapsed().as_secs_f64();
-    if !out.status.success() {
-        return Err(format!(
-            "{tool} exited with {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    let text = fs::read_to_string(&times)?;
-    let line = text
-        .lines()
-        .rfind(|l| !l.trim().is_empty())
-        .ok_or("GNU time wrote nothing")?;
-    let n: Vec<f64> = line
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<std::result::Result<_, _>>()?;
-    let [_, user_s, sys_s, rss_kib] = n[..] else {
-        return Err(format!("GNU time's line {line:?}").into());
+        let mut a: Vec<std::ffi::OsString> = vec![opts.cli.clone().into()];
+        a.extend(
+            [
+                "upload",
+                "--recursive",
+                "--album",
+                "--no-progress",
+                "--concurrency",
+                &concurrency,
+            ]
+            .map(Into::into),
+        );
+        a.push(root.into());
+        (opts.node.clone(), a)
     };
-    Ok((wall, user_s + sys_s, rss_kib / 1024.0))
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let (_, u) = measure::timed(&program, &args, &home.join("time.txt"), |c| {
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home)
+            .env("IMMICH_API_KEY", &user.key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if tool != "ours" {
+            c.env("IMMICH_INSTANCE_URL", format!("{}/api", immich.url()))
+                .env("IMMICH_CONFIG_DIR", home.join("config"))
+                .env("NO_COLOR", "1");
+        }
+    })
+    .map_err(|e| format!("{tool}: {e}"))?;
+    Ok((u.wall_s, u.cpu_s, u.rss_mib()))
 }
 
 /// What `program args… --version` prints.

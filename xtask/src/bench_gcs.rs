@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::{Options, Section, cpu_model};
+use imb_testkit::measure;
+
 use crate::cmd::cmd;
 use crate::project_root;
 
@@ -135,7 +137,7 @@ pub(super) fn run(options: &Options) -> Result<Section> {
     };
     cmd("cargo", ["build", "--release", "--bin", "backup"]).run()?;
     let backup = project_root().join("target/release/backup");
-    let ticks = clock_ticks()?;
+    let ticks = measure::clock_ticks()?;
 
     let work = Scratch::new(&project_root().join("target/bench-gcs"), options.keep)?;
     let started = Instant::now();
@@ -271,14 +273,6 @@ fn fake_gcs_binary() -> Option<PathBuf> {
         );
         bin.is_file().then_some(bin)
     })
-}
-
-/// Clock ticks per second, the unit of `/proc/PID/stat`'s CPU times.
-fn clock_ticks() -> Result<f64> {
-    let out = cmd("getconf", ["CLK_TCK"]).read()?;
-    out.trim()
-        .parse()
-        .with_context(|| format!("getconf CLK_TCK printed {out:?}"))
 }
 
 /// A working directory, emptied on creation and removed on drop unless kept.
@@ -531,14 +525,7 @@ impl Emulator {
 
     /// User plus system CPU seconds so far.
     fn cpu_s(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
-        let fields = stat_fields(&stat);
-        // After the command name: state is field 3, utime 14 and stime 15.
-        let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-        match (tick(11), tick(12)) {
-            (Some(user), Some(sys)) => (user + sys) / self.ticks,
-            _ => f64::NAN,
-        }
+        measure::process_cpu_s(&self.pid.to_string(), self.ticks).unwrap_or(f64::NAN)
     }
 
     fn host(&self) -> String {
@@ -593,28 +580,18 @@ fn timed(
     args: Vec<OsString>,
 ) -> Result<(String, Usage)> {
     cmd("sync", [""; 0]).run()?;
-    let mut full: Vec<OsString> = vec![
-        "-f".into(),
-        "%e %U %S %M".into(),
-        "-o".into(),
-        times.into(),
-        program.into(),
-    ];
-    full.extend(args);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
     let cpu_before = emulator.cpu_s();
-    let machine_before = machine_busy_s(emulator.ticks)?;
-    let started = Instant::now();
-    let out = cmd("/usr/bin/time", full).read()?;
-    let wall_s = started.elapsed().as_secs_f64();
+    let machine_before = measure::machine_busy_s(emulator.ticks)?;
+    let (out, run) = measure::timed(Path::new(program), &args, times, |_| {})?;
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let wall_s = run.wall_s;
     let emulator_cpu_s = emulator.cpu_s() - cpu_before;
-    let machine_cpu_s = machine_busy_s(emulator.ticks)? - machine_before;
-    let text =
-        std::fs::read_to_string(times).with_context(|| format!("reading {}", times.display()))?;
-    let (user, sys, rss) = parse_time(&text)
-        .with_context(|| format!("no `%e %U %S %M` line from GNU time in {text:?}"))?;
+    let machine_cpu_s = measure::machine_busy_s(emulator.ticks)? - machine_before;
+    let rss = run.max_rss_kib;
     let usage = Usage {
         wall_s,
-        cpu_s: user + sys,
+        cpu_s: run.cpu_s,
         max_rss_kib: rss,
         emulator_cpu_s,
         machine_cpu_s,
@@ -626,37 +603,6 @@ fn timed(
         rss / 1024.0
     );
     Ok((out, usage))
-}
-
-/// Busy CPU seconds of the whole machine so far: everything but idle and iowait in
-/// the `cpu` line of `/proc/stat`.
-fn machine_busy_s(ticks: f64) -> Result<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    let line = stat.lines().next().unwrap_or_default();
-    let mut busy = 0.0;
-    // user nice system idle iowait irq softirq steal (guest time is inside user).
-    for (index, field) in line.split_whitespace().skip(1).take(8).enumerate() {
-        if index != 3 && index != 4 {
-            busy += field
-                .parse::<f64>()
-                .with_context(|| format!("/proc/stat: {line}"))?;
-        }
-    }
-    Ok(busy / ticks)
-}
-
-/// User seconds, system seconds and max RSS (KiB) from GNU time's last line.
-fn parse_time(text: &str) -> Option<(f64, f64, f64)> {
-    let line = text.lines().rfind(|line| !line.trim().is_empty())?;
-    let numbers: Vec<f64> = line
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    match numbers[..] {
-        [_, user, sys, rss] => Some((user, sys, rss)),
-        _ => None,
-    }
 }
 
 /// One run of our binary; returns its cost and its JSON summary.
@@ -777,7 +723,7 @@ fn measure_ceiling(
         std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
         cmd("sync", [""; 0]).run()?;
         let cpu_before = emulator.cpu_s();
-        let machine_before = machine_busy_s(emulator.ticks)?;
+        let machine_before = measure::machine_busy_s(emulator.ticks)?;
         let started = Instant::now();
         cmd(
             "curl",
@@ -794,7 +740,7 @@ fn measure_ceiling(
         .run()?;
         let wall_s = started.elapsed().as_secs_f64();
         let emulator_cpu_s = emulator.cpu_s() - cpu_before;
-        let machine_cpu_s = machine_busy_s(emulator.ticks)? - machine_before;
+        let machine_cpu_s = measure::machine_busy_s(emulator.ticks)? - machine_before;
         eprintln!(
             "ceiling, {}: {files} uploads in {wall_s:.2} s ({:.0} MB/s, {:.0} files/s), \
              emulator CPU {emulator_cpu_s:.2} s, machine CPU {machine_cpu_s:.2} s",
@@ -1142,19 +1088,6 @@ fn rclone_version() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_gnu_time_output() {
-        assert_eq!(
-            parse_time("12.50 3.20 0.80 45678\n"),
-            Some((3.2, 0.8, 45678.0))
-        );
-        assert_eq!(
-            parse_time("Command exited with non-zero status 1\n1.00 0.10 0.00 2000\n"),
-            Some((0.1, 0.0, 2000.0))
-        );
-        assert_eq!(parse_time("garbage\n"), None);
-    }
 
     #[test]
     fn reads_proc_stat() {

@@ -24,9 +24,9 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Instant;
 
 use imb_testkit::immich::{TestServer, TestServerOptions};
+use imb_testkit::measure;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -53,12 +53,10 @@ struct Tree {
     video: usize,
 }
 
-/// What one run of a client cost.
+/// What one run of a client cost, and the server's CPU meanwhile.
 #[derive(Clone, Copy, Default)]
 struct Usage {
-    wall_s: f64,
-    cpu_s: f64,
-    rss_mib: f64,
+    run: measure::Usage,
     server_cpu_s: f64,
 }
 
@@ -94,7 +92,7 @@ fn run() -> Result<()> {
             video: 0,
         },
     ];
-    let ticks = clock_ticks()?;
+    let ticks = measure::clock_ticks()?;
     let work = tempfile::Builder::new()
         .prefix("imb-devicesync-bench-")
         .tempdir()?;
@@ -122,15 +120,17 @@ fn run() -> Result<()> {
                     eprintln!(
                         "{} round {round} {tool} {label}: wall {:.2} s, CPU {:.2} s, \
                          peak RSS {:.1} MiB, server CPU {:.2} s",
-                        tree.name, usage.wall_s, usage.cpu_s, usage.rss_mib, usage.server_cpu_s
+                        tree.name,
+                        usage.run.wall_s,
+                        usage.run.cpu_s,
+                        usage.run.rss_mib(),
+                        usage.server_cpu_s
                     );
                     let kept = &mut best[slot][pass];
                     *kept = Some(match *kept {
                         None => usage,
                         Some(b) => Usage {
-                            wall_s: b.wall_s.min(usage.wall_s),
-                            cpu_s: b.cpu_s.min(usage.cpu_s),
-                            rss_mib: b.rss_mib.min(usage.rss_mib),
+                            run: b.run.best(usage.run),
                             server_cpu_s: b.server_cpu_s.min(usage.server_cpu_s),
                         },
                     });
@@ -142,9 +142,9 @@ fn run() -> Result<()> {
             for (pass, label) in [(0, "first"), (1, "rerun")] {
                 let u = best[slot][pass].ok_or("no runs")?;
                 let key = format!("{}_{tool}_{label}", tree.name);
-                println!("{key}_wall_s {:.3}", u.wall_s);
-                println!("{key}_cpu_s {:.3}", u.cpu_s);
-                println!("{key}_rss_mib {:.1}", u.rss_mib);
+                println!("{key}_wall_s {:.3}", u.run.wall_s);
+                println!("{key}_cpu_s {:.3}", u.run.cpu_s);
+                println!("{key}_rss_mib {:.1}", u.run.rss_mib());
                 println!("{key}_server_cpu_s {:.3}", u.server_cpu_s);
             }
         }
@@ -254,7 +254,8 @@ fn check(
     Ok(())
 }
 
-/// Runs one tool once under GNU time.
+/// Runs one tool once under GNU time; the server's CPU is this process's own
+/// during the run (the test server runs on its threads).
 fn timed(
     opts: &Options,
     tool: &str,
@@ -263,101 +264,62 @@ fn timed(
     server: &TestServer,
     ticks: f64,
 ) -> Result<Usage> {
-    let times = home.join("time.txt");
-    let mut c = Command::new("/usr/bin/time");
-    c.arg("-f")
-        .arg("%e %U %S %M")
-        .arg("-o")
-        .arg(&times)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
     let concurrency = opts.concurrency.to_string();
-    if tool == "ours" {
-        c.arg(&opts.device_sync)
-            .env("IMMICH_API_KEY", server.key())
-            .arg("--server")
-            .arg(server.url())
-            .arg("--root")
-            .arg(root)
-            .arg("--state-dir")
-            .arg(home.join("state"))
-            .args([
+    let (program, args): (&Path, Vec<std::ffi::OsString>) = if tool == "ours" {
+        let mut a: Vec<std::ffi::OsString> =
+            vec!["--server".into(), server.url().into(), "--root".into()];
+        a.push(root.into());
+        a.push("--state-dir".into());
+        a.push(home.join("state").into());
+        a.extend(
+            [
                 "--concurrency",
                 &concurrency,
                 "--album-sync",
                 "--json",
                 "sync",
-            ]);
+            ]
+            .map(Into::into),
+        );
+        (&opts.device_sync, a)
     } else {
-        // The CLI takes the server and key from the environment, as its docs show
-        // for scripts; it needs no `login` then.
-        c.arg(&opts.node)
-            .arg(&opts.cli)
-            .env("IMMICH_INSTANCE_URL", server.api_url())
-            .env("IMMICH_API_KEY", server.key())
-            .env("IMMICH_CONFIG_DIR", home.join("config"))
-            .env("NO_COLOR", "1")
-            .args(["upload", "--recursive", "--album", "--no-progress"])
-            .args(["--concurrency", &concurrency])
-            .arg(root);
-    }
-    let server_before = self_cpu_s(ticks)?;
-    let started = Instant::now();
-    let out = c.output()?;
-    let wall_s = started.elapsed().as_secs_f64();
-    let server_cpu_s = self_cpu_s(ticks)? - server_before;
-    if !out.status.success() {
-        return Err(format!(
-            "{tool} exited with {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    let text = fs::read_to_string(&times)?;
-    let line = text
-        .lines()
-        .rfind(|l| !l.trim().is_empty())
-        .ok_or("GNU time wrote nothing")?;
-    let n: Vec<f64> = line
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| format!("GNU time's line {line:?}: {e}"))?;
-    let [_, user, sys, rss_kib] = n[..] else {
-        return Err(format!("GNU time's line {line:?}").into());
+        let mut a: Vec<std::ffi::OsString> = vec![opts.cli.clone().into()];
+        a.extend(
+            [
+                "upload",
+                "--recursive",
+                "--album",
+                "--no-progress",
+                "--concurrency",
+                &concurrency,
+            ]
+            .map(Into::into),
+        );
+        a.push(root.into());
+        (&opts.node, a)
     };
-    Ok(Usage {
-        wall_s,
-        cpu_s: user + sys,
-        rss_mib: rss_kib / 1024.0,
-        server_cpu_s,
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let server_before = measure::process_cpu_s("self", ticks)?;
+    let (_, usage) = measure::timed(program, &args, &home.join("time.txt"), |c| {
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home)
+            .env("IMMICH_API_KEY", server.key())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if tool != "ours" {
+            // The CLI takes the server and key from the environment, as its docs
+            // show for scripts; it needs no `login` then.
+            c.env("IMMICH_INSTANCE_URL", server.api_url())
+                .env("IMMICH_CONFIG_DIR", home.join("config"))
+                .env("NO_COLOR", "1");
+        }
     })
-}
-
-/// This process's own CPU seconds (the test server's threads; children excluded).
-fn self_cpu_s(ticks: f64) -> Result<f64> {
-    let stat = fs::read_to_string("/proc/self/stat")?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // After the command name: utime and stime are fields 14 and 15.
-    let total: f64 = fields
-        .get(11..13)
-        .ok_or("short /proc/self/stat")?
-        .iter()
-        .map(|f| f.parse::<f64>())
-        .sum::<std::result::Result<f64, _>>()?;
-    Ok(total / ticks)
-}
-
-fn clock_ticks() -> Result<f64> {
-    let out = Command::new("getconf").arg("CLK_TCK").output()?;
-    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+    .map_err(|e| format!("{tool}: {e}"))?;
+    Ok(Usage {
+        run: usage,
+        server_cpu_s: measure::process_cpu_s("self", ticks)? - server_before,
+    })
 }
 
 /// What `program args… --version` prints.

@@ -14,6 +14,7 @@ pub mod fixtures;
 pub mod gcs;
 mod http;
 pub mod immich;
+pub mod measure;
 pub mod real_immich;
 
 use std::io::{Read, Write};
