@@ -254,6 +254,10 @@ fn backup_to_gcs_survives_faults_and_counts_retries() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(s["retries"].as_u64().unwrap() >= 3, "{s}");
+    assert!(
+        s["concurrency"]["congestion"].as_u64().unwrap() >= 1,
+        "the 503 and the 429 reached the uploads-in-flight controller: {s}"
+    );
     assert_eq!(assert_manifest_matches(&emu, &src), 26, "nothing lost");
     assert_eq!(
         s["files_uploaded"].as_u64().unwrap() + s["files_deduplicated"].as_u64().unwrap(),
@@ -406,4 +410,69 @@ fn a_tampered_bucket_manifest_cannot_write_outside_the_restore_directory() {
     );
     assert!(!t.path().join("a/outside.jpg").exists() && !t.path().join("outside.jpg").exists());
     assert_eq!(v["restore"]["files_restored"], 9, "{v}");
+}
+
+/// With 30 ms added to every request (a home server's distance to Cloud Storage),
+/// the uploads in flight grow past where they start, and the emulator sees them:
+/// more than 16 requests at once at the proxy. `--uploads 4` keeps it at 4. (How
+/// much faster that is lives in `cargo xtask bench wan`, not in a timed assertion.)
+#[test]
+fn uploads_in_flight_grow_to_fill_a_slow_link_and_a_fixed_setting_holds() {
+    let emu = Emulator::fake_gcs();
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("upload");
+    library(&src, 600, 3000);
+    let run = |bucket: &str, extra: &[&str]| {
+        let proxy = FaultProxy::start(0, emu.port(), |s| {
+            if s.target.starts_with("/upload/") {
+                Fault::Delay(std::time::Duration::from_millis(30))
+            } else {
+                Fault::Forward
+            }
+        });
+        let mut c = backup();
+        c.env(
+            "STORAGE_EMULATOR_HOST",
+            proxy.endpoint().trim_start_matches("http://"),
+        )
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GCS_CREDENTIALS")
+        .arg("--source")
+        .arg(&src)
+        .args(["--dest", &format!("gs://bk1/{bucket}"), "--no-database"])
+        .args(extra);
+        let (out, s) = run_json(c);
+        assert_eq!(
+            code(&out),
+            0,
+            "{s}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            s["files_uploaded"].as_u64().unwrap() + s["files_deduplicated"].as_u64().unwrap(),
+            606,
+            "{s}"
+        );
+        (s, proxy.peak_concurrent())
+    };
+    let (s, peak) = run("wan-adaptive", &[]);
+    let c = &s["concurrency"];
+    assert_eq!(c["mode"], "adaptive", "{c}");
+    assert_eq!(c["initial"], 16, "{c}");
+    assert!(c["max"].as_u64().unwrap() > 16, "it grew: {c}");
+    assert!(c["changes"].to_string().contains("throughput_grew"), "{c}");
+    assert!(peak > 16, "the proxy saw {peak} uploads at once: {c}");
+
+    let (s, peak) = run("wan-fixed", &["--uploads", "4"]);
+    let c = &s["concurrency"];
+    assert_eq!(
+        (c["mode"].as_str(), c["max"].as_u64()),
+        (Some("fixed"), Some(4)),
+        "{c}"
+    );
+    assert!(c["peak_in_flight"].as_u64().unwrap() <= 4, "{c}");
+    assert!(
+        peak <= 4 + 1,
+        "the proxy saw {peak} at once (4 uploads, and the lock or manifest)"
+    );
 }

@@ -42,7 +42,8 @@ fn main() -> ExitCode {
         let database = database::run(&target, &settings.database, &mut settings.config).await;
         let backup = Backup::new(settings.config.clone(), target.store)
             .with_progress(ui::progress(&term))
-            .with_stop(stop);
+            .with_stop(stop)
+            .with_congestion_signal(target.congestion.clone());
         let backup = match target.replace {
             Some(r) => backup.with_replace(r),
             None => backup,

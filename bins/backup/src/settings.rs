@@ -36,7 +36,8 @@ struct Options {
     /// Hash-and-upload workers [default: 4].
     #[arg(long, env = "IMB_WORKERS")]
     workers: Option<usize>,
-    /// Uploads in flight at once, independent of hashing threads [default: workers].
+    /// Uploads in flight at once, fixed, independent of hashing threads [default:
+    /// adapted to the link, from 16 up to 64, backing off on 429/503].
     #[arg(long, env = "IMB_UPLOADS")]
     uploads: Option<usize>,
     /// Upload queue capacity [default: workers × 10].

@@ -20,6 +20,8 @@ pub(crate) struct Opened {
     pub(crate) database_class: Option<String>,
     /// Requests the backend retried, read after the run.
     pub(crate) retries: Box<dyn Fn() -> u64 + Send>,
+    /// Retries after 429, 503 or a timeout, for the uploads in flight.
+    pub(crate) congestion: imb_storage::adaptive::Signal,
 }
 
 /// Storage classes where reading back (and so copying) costs a retrieval fee.
@@ -58,7 +60,11 @@ pub(crate) async fn open(
             Some(asked.manifests.clone().unwrap_or_else(|| "STANDARD".into()));
         // Dumps are pruned and read by every verify: Standard, not Archive.
         database_class = Some(asked.database.clone().unwrap_or_else(|| "STANDARD".into()));
+        // Google's ramp-up rule: a bucket takes about 1,000 object writes a second
+        // at first; double no faster than every 20 minutes.
+        config.upload_start_rate = Some(1000.0);
     }
+    let congestion = t.congestion();
     let t = Arc::new(t);
     let r = t.clone();
     Ok(Opened {
@@ -67,6 +73,7 @@ pub(crate) async fn open(
         delete: Some(t.delete.clone()),
         database_class,
         retries: Box::new(move || r.retries()),
+        congestion,
     })
 }
 

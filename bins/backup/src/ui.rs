@@ -168,6 +168,22 @@ pub(crate) fn print_summary(s: &Summary) {
         s.files_failed,
         s.files_archived
     ));
+    if let Some(c) = &s.concurrency
+        && s.files_uploaded > 0
+    {
+        out.push_str(&format!(
+            "  uploads in flight: {} ({}; from {}, up to {}{})\n",
+            c.last,
+            c.mode,
+            c.initial,
+            c.max,
+            if c.congestion > 0 {
+                format!(", backed off on {} congestion signals", c.congestion)
+            } else {
+                String::new()
+            }
+        ));
+    }
     match (&s.database, db_error) {
         (None, _) => out.push_str("  database: not configured\n"),
         (Some(_), Some(e)) => out.push_str(&format!("  database: FAILED: {e}\n")),

@@ -115,7 +115,8 @@ struct Common {
     #[arg(long, global = true)]
     #[merge(skip)]
     no_album_sync: bool,
-    /// Uploads in flight at once [default: 4].
+    /// Uploads in flight at once, fixed [default: adapted, from 4 up to 32,
+    /// backing off on 429/503].
     #[arg(long, global = true, env = "IMB_SYNC_CONCURRENCY")]
     concurrency: Option<usize>,
     /// Hash and ask the server, but upload and record nothing.
@@ -242,7 +243,7 @@ impl Settings {
             if n == 0 {
                 bail!("--concurrency must be at least 1");
             }
-            sync.concurrency = n;
+            sync.concurrency = Some(n);
         }
         sync.dry_run = c.dry_run.unwrap_or(false);
         if let Some(d) = c.device_id {
@@ -334,7 +335,7 @@ mod tests {
         .unwrap();
         let c = cfg.to_str().unwrap();
         let s = parse(&["--config", c, "--concurrency", "2", "--state-dir", "/s"]).unwrap();
-        assert_eq!(s.sync.concurrency, 2);
+        assert_eq!(s.sync.concurrency, Some(2));
         assert_eq!(s.sync.roots, vec![PathBuf::from("/from/file")]);
         assert!(s.sync.album_sync);
         assert!(!s.sync.selection.includes("Screenshots"));

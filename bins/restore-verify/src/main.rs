@@ -123,7 +123,8 @@ struct Cli {
     /// (PEM; repeatable).
     #[arg(long, env = "IMB_CA_CERT", value_delimiter = ',')]
     ca_cert: Option<Vec<PathBuf>>,
-    /// Requests in flight [default: 16].
+    /// Requests in flight, fixed [default: adapted to the link, from 16 up to 64,
+    /// backing off on 429/503].
     #[arg(long, env = "IMB_CONCURRENCY")]
     concurrency: Option<usize>,
     /// Print one JSON report on stdout.
@@ -152,8 +153,12 @@ impl Cli {
             .ok_or_else(|| anyhow!("--from is required (or IMB_FROM, or `from` in --config)"))
     }
 
-    fn concurrency(&self) -> usize {
-        self.concurrency.unwrap_or(16)
+    /// Requests in flight: fixed when given, else adapted to the link.
+    fn flow(&self) -> imb_storage::adaptive::Limits {
+        match self.concurrency {
+            Some(n) => imb_storage::adaptive::Limits::fixed(n, imb_restore::FLOW_MEMORY),
+            None => imb_restore::default_flow(),
+        }
     }
 }
 
@@ -220,7 +225,7 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
             }
             let mut o = imb_restore::ImmichCheckOptions::new(url.clone(), immich_keys(&cli)?);
             o.regenerate = cli.regenerate.unwrap_or(true);
-            o.concurrency = cli.concurrency().min(32);
+            o.concurrency = cli.concurrency.unwrap_or(8).min(32);
             o.ca_certs = cli.ca_cert.clone().unwrap_or_default();
             Some(o)
         }
@@ -260,7 +265,8 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
         Level::Metadata
     };
     let mut vopts = VerifyOptions::new(level.clone());
-    vopts.concurrency = cli.concurrency();
+    vopts.flow = cli.flow();
+    vopts.congestion = Some(target.congestion());
     vopts.prefix = cli.prefix.clone();
     let verified = imb_restore::verify(store.clone(), &snap, &vopts).await?;
     // A damaged manifest or journal is a finding too, even though an older one served.
@@ -379,7 +385,8 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     if let Some(dir) = &cli.restore_to {
         let mut ropts = RestoreOptions::new(dir);
         ropts.prefix = cli.prefix.clone();
-        ropts.concurrency = cli.concurrency().min(32);
+        ropts.flow = cli.flow();
+        ropts.congestion = Some(target.congestion());
         let restored = imb_restore::restore(store.clone(), &snap, &ropts).await?;
         problems |= !restored.ok();
         report["restore"] = serde_json::to_value(&restored)?;

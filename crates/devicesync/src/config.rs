@@ -15,8 +15,9 @@ pub struct SyncConfig {
     pub selection: Selection,
     /// Where the state database and the lock live.
     pub state_dir: PathBuf,
-    /// Uploads in flight at once.
-    pub concurrency: usize,
+    /// Uploads in flight at once, fixed; `None` adapts them (from 4 up to 32; an
+    /// Immich server's CPU, not the link, is usually the bound).
+    pub concurrency: Option<usize>,
     /// Files hashed at once (blocking threads).
     pub hash_workers: usize,
     /// After uploading, add each album's assets to the server album of the same name.
@@ -28,14 +29,24 @@ pub struct SyncConfig {
 }
 
 impl SyncConfig {
-    /// Settings for `roots` with state in `state_dir`: every album, 4 uploads at
-    /// once, hashing on up to 2 threads, no album sync.
+    /// The uploads in flight: fixed, or adapted from 4 up to 32.
+    pub(crate) fn flow(&self) -> imb_storage::adaptive::Limits {
+        // Uploads stream from their files: each buffers a chunk at most.
+        const MEMORY: u64 = 256 << 20;
+        match self.concurrency {
+            Some(n) => imb_storage::adaptive::Limits::fixed(n, MEMORY),
+            None => imb_storage::adaptive::Limits::adaptive(4, 32, MEMORY),
+        }
+    }
+
+    /// Settings for `roots` with state in `state_dir`: every album, uploads in
+    /// flight adapted, hashing on up to 4 threads, no album sync.
     pub fn new(roots: Vec<PathBuf>, state_dir: PathBuf) -> SyncConfig {
         SyncConfig {
             roots,
             selection: Selection::recents(),
             state_dir,
-            concurrency: 4,
+            concurrency: None,
             hash_workers: std::thread::available_parallelism()
                 .map_or(2, |n| n.get())
                 .min(4),
@@ -59,7 +70,7 @@ impl SyncConfig {
         if self.roots.is_empty() {
             return bad("root", "at least one root folder is needed");
         }
-        if self.concurrency == 0 {
+        if self.concurrency == Some(0) {
             return bad("concurrency", "must be at least 1");
         }
         if self.hash_workers == 0 {

@@ -121,6 +121,9 @@ pub struct Summary {
     pub failures: Vec<Failure>,
     /// HTTP requests retried.
     pub retries: u64,
+    /// The uploads in flight: how many, and why that changed (absent when
+    /// nothing was uploaded).
+    pub concurrency: Option<imb_storage::adaptive::Report>,
     /// Wall time in seconds.
     pub duration_s: f64,
 }

@@ -26,6 +26,11 @@ pub struct StorageClasses {
     pub manifests: Option<String>,
 }
 
+/// Uploads in flight where an adaptive run starts.
+pub const ADAPTIVE_INITIAL: usize = 16;
+/// The most uploads in flight an adaptive run tries.
+pub const ADAPTIVE_MAX: usize = 64;
+
 /// What a backup run does. Build with [`BackupConfig::new`] and set fields.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -34,9 +39,16 @@ pub struct BackupConfig {
     pub source: PathBuf,
     /// Threads hashing at once (CPU and disk bound).
     pub workers: usize,
-    /// Uploads in flight at once (latency bound); `None` means `workers`. Many
-    /// small files over a high-latency link want more uploads than hashers.
+    /// Uploads in flight at once, fixed; `None` adapts them to the link (from
+    /// [`ADAPTIVE_INITIAL`] up to [`ADAPTIVE_MAX`], see `imb_storage::adaptive`).
+    /// Many small files over a high-latency link want more uploads than hashers.
     pub uploads: Option<usize>,
+    /// Bytes that uploads in flight may hold in memory (a file counts by what it
+    /// buffers: all of a small file, a streamed one's [`Self::small_file`]).
+    pub upload_memory: u64,
+    /// Starts of uploads per second at most, doubling every 20 minutes: Cloud
+    /// Storage's ramp-up rule for a bucket's writes. `None`: no cap.
+    pub upload_start_rate: Option<f64>,
     /// Capacity of the upload queue; `None` means `workers × 10`, as in the seed.
     pub queue_size: Option<usize>,
     /// Glob patterns (relative to the source) to leave out. A pattern that matches
@@ -79,6 +91,8 @@ impl BackupConfig {
             source: source.into(),
             workers: 4,
             uploads: None,
+            upload_memory: 256 << 20,
+            upload_start_rate: None,
             queue_size: None,
             excludes: Self::default_excludes(),
             includes: Vec::new(),
@@ -105,9 +119,25 @@ impl BackupConfig {
 
     pub(crate) fn upload_threads(&self) -> usize {
         self.uploads
-            .unwrap_or(self.workers)
+            .unwrap_or(ADAPTIVE_MAX)
             .max(self.workers)
             .max(1)
+    }
+
+    /// The bounds of the uploads in flight.
+    pub(crate) fn upload_limits(&self) -> imb_storage::adaptive::Limits {
+        let limits = match self.uploads {
+            Some(n) => imb_storage::adaptive::Limits::fixed(n.max(1), self.upload_memory),
+            None => imb_storage::adaptive::Limits::adaptive(
+                ADAPTIVE_INITIAL,
+                ADAPTIVE_MAX,
+                self.upload_memory,
+            ),
+        };
+        match self.upload_start_rate {
+            Some(r) => limits.with_start_rate(r),
+            None => limits,
+        }
     }
 
     pub(crate) fn queue_capacity(&self) -> usize {

@@ -22,6 +22,7 @@
 //!   never prints, and the caller owns the runtime and the signals ([`StopToken`]).
 
 mod config;
+mod gate;
 mod lock;
 mod progress;
 mod run;
@@ -30,7 +31,7 @@ mod sync_store;
 mod walk;
 mod worker;
 
-pub use config::{BackupConfig, DedupMode, StorageClasses};
+pub use config::{ADAPTIVE_INITIAL, ADAPTIVE_MAX, BackupConfig, DedupMode, StorageClasses};
 pub use imb_storage::StopToken;
 pub use progress::{NoProgress, Progress};
 pub use run::Backup;

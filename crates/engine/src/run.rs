@@ -45,6 +45,7 @@ pub struct Backup {
     replace: Option<Arc<dyn ObjectReplace>>,
     progress: Arc<dyn Progress>,
     stop: StopToken,
+    congestion: Option<imb_storage::adaptive::Signal>,
     #[cfg(test)]
     pub(crate) after_hash: Option<TestHook>,
 }
@@ -59,6 +60,7 @@ impl Backup {
             replace: None,
             progress: Arc::new(NoProgress),
             stop: StopToken::new(),
+            congestion: None,
             #[cfg(test)]
             after_hash: None,
         }
@@ -80,6 +82,13 @@ impl Backup {
     /// Stops gracefully when `stop` is triggered.
     pub fn with_stop(mut self, stop: StopToken) -> Self {
         self.stop = stop;
+        self
+    }
+
+    /// Backs the uploads in flight off when `signal` (the target client's count of
+    /// retries after 429, 503 or a timeout) moves.
+    pub fn with_congestion_signal(mut self, signal: imb_storage::adaptive::Signal) -> Self {
+        self.congestion = Some(signal);
         self
     }
 
@@ -187,6 +196,7 @@ impl Backup {
             halt: AtomicBool::new(false),
             stop: self.stop.clone(),
             deadline: cfg.max_duration.and_then(|m| started.checked_add(m)),
+            gate: crate::gate::Gate::new(cfg.upload_limits(), self.congestion.clone()),
             fatal: Mutex::new(None),
             limiter: cfg.bwlimit.map(RateLimiter::new),
             progress: self.progress.clone(),
@@ -236,6 +246,7 @@ impl Backup {
         co.save(true)?;
         co.publish()?;
         co.summary.retries += shared.retries.load(Ordering::Relaxed);
+        co.summary.concurrency = Some(shared.gate.report());
         co.summary.duration_s = started.elapsed().as_secs_f64();
         if let Some(why) = fatal {
             return Err(Error::Internal(format!("backup aborted: {why}")));

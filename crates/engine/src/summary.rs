@@ -50,6 +50,8 @@ pub struct Summary {
     pub warnings: Vec<String>,
     /// The database part of the run; `null` when no database is configured.
     pub database: Option<serde_json::Value>,
+    /// The uploads in flight: how many, and why that changed.
+    pub concurrency: Option<imb_storage::adaptive::Report>,
     /// Wall time in seconds.
     pub duration_s: f64,
 }

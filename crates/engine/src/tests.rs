@@ -660,6 +660,9 @@ async fn max_duration_lets_the_file_in_flight_finish_and_the_next_run_does_the_r
     let store = Arc::new(LocalDir::new(&f.dst).unwrap());
     let mut cfg = BackupConfig::new(&f.src);
     cfg.workers = 1;
+    // One upload in flight: the others wait while the hook holds the first past
+    // the deadline (with more, they would be read, so in flight, meanwhile).
+    cfg.uploads = Some(1);
     // Long enough that the first file is surely started before it (a run of ten
     // small files starts in milliseconds); the hook holds that file past it.
     let limit = std::time::Duration::from_secs(2);

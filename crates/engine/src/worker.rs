@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     /// deadline, after the walk has queued its last file still stops the run.
     pub(crate) stop: crate::StopToken,
     pub(crate) deadline: Option<std::time::Instant>,
+    /// Uploads in flight.
+    pub(crate) gate: crate::gate::Gate,
     pub(crate) fatal: Mutex<Option<String>>,
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) progress: Arc<dyn Progress>,
@@ -130,6 +132,8 @@ enum Fail {
     Changed,
     /// It failed, for this reason.
     Failed(String),
+    /// The run began stopping before the file was read: left for the next run.
+    Stopped,
 }
 
 fn failed(rel: String, why: String) -> Outcome {
@@ -166,8 +170,22 @@ impl Worker {
         if s.halt.load(Ordering::SeqCst) {
             return not_started(Kind::Skipped);
         }
-        if s.stop.is_stopped() || s.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+        let stopping =
+            || s.stop.is_stopped() || s.deadline.is_some_and(|d| std::time::Instant::now() >= d);
+        if stopping() {
             return not_started(Kind::Stopped);
+        }
+        // A permit before the file is read: what waits to upload is bounded.
+        let buffered = job.size.min(s.small_file).max(1);
+        if s.gate
+            .acquire(buffered, || s.halt.load(Ordering::SeqCst) || stopping())
+            .is_none()
+        {
+            return not_started(if s.halt.load(Ordering::SeqCst) {
+                Kind::Skipped
+            } else {
+                Kind::Stopped
+            });
         }
         s.progress.started(&job.rel, job.size);
         let mut out = None;
@@ -185,6 +203,10 @@ impl Worker {
                     out = Some(failed(job.rel.clone(), e));
                     break;
                 }
+                Err(Fail::Stopped) => {
+                    out = Some(not_started(Kind::Stopped));
+                    break;
+                }
             }
         }
         let out = out.unwrap_or_else(|| {
@@ -193,6 +215,11 @@ impl Worker {
                 "changed while being read (tried twice)".into(),
             )
         });
+        let sent = match out.kind {
+            Kind::Uploaded(b) | Kind::Suspect(b) => Some(b),
+            _ => None,
+        };
+        s.gate.release(buffered, sent);
         s.progress.finished(&job.rel, job.size);
         out
     }
@@ -200,7 +227,15 @@ impl Worker {
     fn read(&self, job: &Job) -> Result<ReadFile, Fail> {
         let (give_back, take) = &self.shared.hash_slots;
         take.recv().expect("hash slots outlive the workers");
-        let res = self.read_unlimited(job);
+        // Reading is what starts a file: a stop that came while this one waited
+        // for its turn leaves it for the next run.
+        let s = &self.shared;
+        let res =
+            if s.stop.is_stopped() || s.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                Err(Fail::Stopped)
+            } else {
+                self.read_unlimited(job)
+            };
         give_back.send(()).expect("hash slots outlive the workers");
         res
     }

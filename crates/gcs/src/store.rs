@@ -42,6 +42,11 @@ impl GcsStore {
         self.client.retrier.retries()
     }
 
+    /// Of those, retries after 429, 503 or a timeout.
+    pub fn congestion(&self) -> u64 {
+        self.client.retrier.congestion()
+    }
+
     /// The settings.
     pub fn config(&self) -> &GcsConfig {
         &self.client.cfg

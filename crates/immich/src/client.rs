@@ -102,6 +102,11 @@ impl ImmichClient {
         self.retrier.retries()
     }
 
+    /// Of those, retries after 429, 503 or a timeout.
+    pub fn congestion(&self) -> u64 {
+        self.retrier.congestion()
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.root)
     }

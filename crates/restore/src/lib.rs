@@ -73,6 +73,64 @@ impl From<imb_layout::Error> for Error {
     }
 }
 
+/// Transfers in flight by default: adapted to the link, from 16 up to 64.
+pub fn default_flow() -> imb_storage::adaptive::Limits {
+    imb_storage::adaptive::Limits::adaptive(16, 64, FLOW_MEMORY)
+}
+
+/// What transfers in flight may buffer: downloads stream, so each counts by a
+/// chunk at most.
+pub const FLOW_MEMORY: u64 = 256 << 20;
+pub(crate) const CHUNK: u64 = 8 << 20;
+
+/// A task's result with what the flow needs back: the bytes it buffered and the
+/// bytes it moved (`None`: nothing worth timing).
+pub(crate) type Flowed<T> = (u64, Option<u64>, T);
+
+/// Waits until `flow` lets a transfer buffering `bytes` start, handing every task
+/// that finishes meanwhile to `done`.
+pub(crate) async fn admit<T: Send + 'static>(
+    flow: &mut imb_storage::adaptive::Flow,
+    tasks: &mut tokio::task::JoinSet<Flowed<T>>,
+    bytes: u64,
+    mut done: impl FnMut(std::result::Result<T, tokio::task::JoinError>),
+) {
+    while !flow.try_start(bytes) {
+        match tasks.join_next().await {
+            Some(r) => done(settle(flow, r)),
+            None => tokio::time::sleep_until(flow.next_start().into()).await,
+        }
+    }
+}
+
+/// Every task left, handed to `done`.
+pub(crate) async fn drain<T: Send + 'static>(
+    flow: &mut imb_storage::adaptive::Flow,
+    tasks: &mut tokio::task::JoinSet<Flowed<T>>,
+    mut done: impl FnMut(std::result::Result<T, tokio::task::JoinError>),
+) {
+    while let Some(r) = tasks.join_next().await {
+        done(settle(flow, r));
+    }
+}
+
+fn settle<T>(
+    flow: &mut imb_storage::adaptive::Flow,
+    r: std::result::Result<Flowed<T>, tokio::task::JoinError>,
+) -> std::result::Result<T, tokio::task::JoinError> {
+    match r {
+        Ok((bytes, moved, t)) => {
+            flow.finish(bytes, moved);
+            Ok(t)
+        }
+        Err(e) => {
+            // A panicked task's permit: given back, its bytes unknown.
+            flow.finish(0, None);
+            Err(e)
+        }
+    }
+}
+
 /// Findings listed in a report before the rest are only counted.
 pub(crate) const MAX_LISTED: usize = 1000;
 

@@ -21,17 +21,20 @@ pub struct RestoreOptions {
     pub dest: PathBuf,
     /// Only paths starting with this.
     pub prefix: Option<String>,
-    /// Files in flight.
-    pub concurrency: usize,
+    /// Files in flight: adapted to the link ([`crate::default_flow`]) or fixed.
+    pub flow: imb_storage::adaptive::Limits,
+    /// The target client's congestion count, to back off on.
+    pub congestion: Option<imb_storage::adaptive::Signal>,
 }
 
 impl RestoreOptions {
-    /// Restore everything into `dest`, 8 files at a time.
+    /// Restore everything into `dest`, files in flight adapted to the link.
     pub fn new(dest: impl Into<PathBuf>) -> Self {
         RestoreOptions {
             dest: dest.into(),
             prefix: None,
-            concurrency: 8,
+            flow: crate::default_flow(),
+            congestion: None,
         }
     }
 }
@@ -54,6 +57,8 @@ pub struct RestoreReport {
     pub refused: Vec<Finding>,
     /// Problems not listed.
     pub omitted: u64,
+    /// Files in flight: how many, and why that changed.
+    pub concurrency: Option<imb_storage::adaptive::Report>,
     /// Wall time in seconds.
     pub duration_s: f64,
 }
@@ -97,17 +102,28 @@ pub async fn restore(
     };
     let mut rows = stream_rows(snap.path().to_owned(), opts.prefix.clone());
     let mut tasks = JoinSet::new();
+    let mut flow = imb_storage::adaptive::Flow::new(opts.flow, opts.congestion.clone());
     while let Some(row) = rows.recv().await {
         let row = row?;
-        while tasks.len() >= opts.concurrency.max(1) {
-            tally(&mut report, tasks.join_next().await);
-        }
+        let buffered = row.size.min(crate::CHUNK);
+        crate::admit(&mut flow, &mut tasks, buffered, |r| {
+            tally(&mut report, Some(r))
+        })
+        .await;
         let (store, root) = (store.clone(), root.clone());
-        tasks.spawn(async move { one(&*store, &root, row).await });
+        tasks.spawn(async move {
+            let done = one(&*store, &root, row).await;
+            // A file already in place moved nothing worth timing.
+            let moved = match &done {
+                Done::Restored(b) => Some(*b),
+                Done::Present => None,
+                _ => Some(0),
+            };
+            (buffered, moved, done)
+        });
     }
-    while let Some(r) = tasks.join_next().await {
-        tally(&mut report, Some(r));
-    }
+    crate::drain(&mut flow, &mut tasks, |r| tally(&mut report, Some(r))).await;
+    report.concurrency = Some(flow.report());
     report.duration_s = started.elapsed().as_secs_f64();
     Ok(report)
 }

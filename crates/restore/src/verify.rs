@@ -39,18 +39,21 @@ pub enum Level {
 pub struct VerifyOptions {
     /// How thoroughly.
     pub level: Level,
-    /// Requests in flight.
-    pub concurrency: usize,
+    /// Requests in flight: adapted to the link ([`crate::default_flow`]) or fixed.
+    pub flow: imb_storage::adaptive::Limits,
+    /// The target client's congestion count, to back off on.
+    pub congestion: Option<imb_storage::adaptive::Signal>,
     /// Only paths starting with this.
     pub prefix: Option<String>,
 }
 
 impl VerifyOptions {
-    /// Options at `level`, 16 requests in flight.
+    /// Options at `level`, requests in flight adapted to the link.
     pub fn new(level: Level) -> Self {
         VerifyOptions {
             level,
-            concurrency: 16,
+            flow: crate::default_flow(),
+            congestion: None,
             prefix: None,
         }
     }
@@ -85,6 +88,8 @@ pub struct VerifyReport {
     pub findings: Vec<Finding>,
     /// Problems not listed.
     pub findings_omitted: u64,
+    /// Requests in flight: how many, and why that changed.
+    pub concurrency: Option<imb_storage::adaptive::Report>,
     /// Wall time in seconds.
     pub duration_s: f64,
 }
@@ -146,6 +151,7 @@ pub async fn verify(
     let mut sample_bytes = 0u64;
     let mut rows = stream_rows(snap.path().to_owned(), opts.prefix.clone());
     let mut tasks = JoinSet::new();
+    let mut flow = imb_storage::adaptive::Flow::new(opts.flow, opts.congestion.clone());
     while let Some(row) = rows.recv().await {
         let row = row?;
         report.files_checked += 1;
@@ -165,15 +171,19 @@ pub async fn verify(
                 }
             }
         }
-        while tasks.len() >= opts.concurrency.max(1) {
-            collect(&mut report, tasks.join_next().await);
-        }
+        let buffered = if hash_all {
+            row.size.min(crate::CHUNK)
+        } else {
+            0
+        };
+        crate::admit(&mut flow, &mut tasks, buffered, |r| {
+            collect(&mut report, Some(r))
+        })
+        .await;
         let store = store.clone();
-        tasks.spawn(async move { check(&*store, row, hash_all).await });
+        tasks.spawn(async move { flowed(buffered, check(&*store, row, hash_all).await) });
     }
-    while let Some(r) = tasks.join_next().await {
-        collect(&mut report, Some(r));
-    }
+    crate::drain(&mut flow, &mut tasks, |r| collect(&mut report, Some(r))).await;
     // Pass 2: the sample, looked up by path.
     if !sample.is_empty() {
         let reader = imb_manifest::ManifestReader::open(snap.path())?;
@@ -181,21 +191,31 @@ pub async fn verify(
             let Some(row) = reader.get(&path)? else {
                 continue;
             };
-            while tasks.len() >= opts.concurrency.max(1) {
-                collect_hashed(&mut report, tasks.join_next().await);
-            }
+            let buffered = row.size.min(crate::CHUNK);
+            crate::admit(&mut flow, &mut tasks, buffered, |r| {
+                collect_hashed(&mut report, Some(r));
+            })
+            .await;
             let store = store.clone();
-            tasks.spawn(async move { check(&*store, row, true).await });
+            tasks.spawn(async move { flowed(buffered, check(&*store, row, true).await) });
         }
-        while let Some(r) = tasks.join_next().await {
-            collect_hashed(&mut report, Some(r));
-        }
+        crate::drain(&mut flow, &mut tasks, |r| {
+            collect_hashed(&mut report, Some(r))
+        })
+        .await;
     }
+    report.concurrency = Some(flow.report());
     report.duration_s = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
 type Checked = (Option<Finding>, Option<u64>);
+
+/// A check's result with what the flow needs: a lookup moves no bytes but is a
+/// request like any other; a download moves what it hashed.
+fn flowed(buffered: u64, c: Checked) -> crate::Flowed<Checked> {
+    (buffered, Some(c.1.unwrap_or(0)), c)
+}
 
 fn collect(
     report: &mut VerifyReport,

@@ -32,6 +32,7 @@
 //! # });
 //! ```
 
+pub mod adaptive;
 mod error;
 mod key;
 mod local;

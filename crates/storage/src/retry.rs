@@ -126,6 +126,7 @@ pub struct Retrier {
     policy: RetryPolicy,
     jitter: Jitter,
     retries: AtomicU64,
+    congestion: AtomicU64,
 }
 
 impl Retrier {
@@ -135,6 +136,7 @@ impl Retrier {
             policy,
             jitter: Jitter::new(),
             retries: AtomicU64::new(0),
+            congestion: AtomicU64::new(0),
         }
     }
 
@@ -146,6 +148,12 @@ impl Retrier {
     /// Retries made so far, over every [`Retrier::run`].
     pub fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Of those, retries after a congestion signal (`HTTP 429`, `HTTP 503`, a
+    /// timeout): what [`crate::adaptive`] backs off on.
+    pub fn congestion(&self) -> u64 {
+        self.congestion.load(Ordering::Relaxed)
     }
 
     /// The random numbers the waits use (also good for multipart boundaries).
@@ -227,6 +235,9 @@ impl Tries<'_> {
             return false;
         }
         r.retries.fetch_add(1, Ordering::Relaxed);
+        if is_congestion(cause) {
+            r.congestion.fetch_add(1, Ordering::Relaxed);
+        }
         tracing::warn!(request = %self.what, attempt = self.number + 1, delay_ms = wait.as_millis() as u64, cause = %cause, "retrying");
         tokio::time::sleep(wait).await;
         self.number += 1;
@@ -238,6 +249,15 @@ impl Tries<'_> {
         self.start = tokio::time::Instant::now();
         self.number = 1;
     }
+}
+
+/// Whether a retry's cause is the server or the path asking for less: the
+/// causes the clients give are `HTTP {status}` or the transport's error text.
+fn is_congestion(cause: &str) -> bool {
+    cause == "HTTP 429"
+        || cause == "HTTP 503"
+        || cause.contains("timed out")
+        || cause.contains("timeout")
 }
 
 /// Whether an HTTP status is worth retrying.

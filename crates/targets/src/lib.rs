@@ -76,6 +76,7 @@ pub struct Target {
     /// The local directory, for a local target.
     pub local_path: Option<PathBuf>,
     retries: Box<dyn Fn() -> u64 + Send + Sync>,
+    congestion: imb_storage::adaptive::Signal,
 }
 
 impl std::fmt::Debug for Target {
@@ -91,6 +92,12 @@ impl Target {
     /// Requests retried so far.
     pub fn retries(&self) -> u64 {
         (self.retries)()
+    }
+
+    /// Of those, retries after 429, 503 or a timeout: a count that only grows,
+    /// for backing transfers in flight off (`imb_storage::adaptive`).
+    pub fn congestion(&self) -> imb_storage::adaptive::Signal {
+        self.congestion.clone()
     }
 }
 
@@ -125,7 +132,7 @@ pub async fn open(url: &str, opts: Options) -> Result<Target, Error> {
             cfg.retry.jitter = cfg.retry.jitter.min(d);
         }
         let s = Arc::new(GcsStore::new(cfg)?);
-        let r = s.clone();
+        let (r, c) = (s.clone(), s.clone());
         return Ok(Target {
             store: s.clone(),
             replace: s.clone(),
@@ -133,6 +140,7 @@ pub async fn open(url: &str, opts: Options) -> Result<Target, Error> {
             kind: Kind::Gcs,
             local_path: None,
             retries: Box::new(move || r.retries()),
+            congestion: imb_storage::adaptive::Signal(Arc::new(move || c.congestion())),
         });
     }
     let path = match url.strip_prefix("file://") {
@@ -148,6 +156,7 @@ pub async fn open(url: &str, opts: Options) -> Result<Target, Error> {
         kind: Kind::Local,
         local_path: Some(path),
         retries: Box::new(|| 0),
+        congestion: imb_storage::adaptive::Signal(Arc::new(|| 0)),
     })
 }
 

@@ -313,6 +313,31 @@ pub struct FaultProxy {
     pub port: u16,
     /// Every request, in order.
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    load: Arc<Load>,
+}
+
+/// Requests being handled now, and the most at once.
+#[derive(Debug, Default)]
+struct Load {
+    active: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// One request being handled; counted out when dropped.
+struct Handling<'a>(&'a Load);
+
+impl Load {
+    fn enter(&self) -> Handling<'_> {
+        let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        Handling(self)
+    }
+}
+
+impl Drop for Handling<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for FaultProxy {
@@ -335,15 +360,24 @@ impl FaultProxy {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let script: Arc<Script> = Arc::new(script);
         let counter = Arc::new(AtomicUsize::new(0));
-        let s2 = seen.clone();
+        let load = Arc::new(Load::default());
+        let (s2, l2) = (seen.clone(), load.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let (seen, script, counter) = (s2.clone(), script.clone(), counter.clone());
-                std::thread::spawn(move || serve(conn, port, upstream, &seen, &*script, &counter));
+                let (seen, script, counter, load) =
+                    (s2.clone(), script.clone(), counter.clone(), l2.clone());
+                std::thread::spawn(move || {
+                    serve(conn, port, upstream, &seen, &*script, &counter, &load);
+                });
             }
         });
-        FaultProxy { port, seen }
+        FaultProxy { port, seen, load }
+    }
+
+    /// The most requests the proxy was handling at once (its own latency included).
+    pub fn peak_concurrent(&self) -> usize {
+        self.load.peak.load(Ordering::SeqCst)
     }
 
     /// The endpoint URL.
@@ -364,10 +398,12 @@ fn serve(
     seen: &Mutex<Vec<Seen>>,
     script: &Script,
     counter: &AtomicUsize,
+    load: &Load,
 ) {
     let mut reader = BufReader::new(conn.try_clone().expect("clone"));
     let mut conn = conn;
     while let Ok(Some(head)) = crate::http::read_head(&mut reader) {
+        let _handling = load.enter();
         let len = usize::try_from(head.content_length().unwrap_or(0)).unwrap_or(usize::MAX);
         let n = counter.fetch_add(1, Ordering::SeqCst);
         let mut record = Seen {

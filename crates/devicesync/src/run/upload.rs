@@ -98,6 +98,11 @@ async fn upload_one(client: Arc<ImmichClient>, c: Candidate, device_id: String) 
     }
 }
 
+/// What an upload holds in memory: it streams from the file, a chunk at a time.
+fn buffered(c: &Candidate) -> u64 {
+    c.size.min(8 << 20)
+}
+
 impl DeviceSync {
     /// Uploads `todo`, `concurrency` at a time; stops launching on a quota answer,
     /// a refused key, or a stop request.
@@ -109,14 +114,17 @@ impl DeviceSync {
         self.progress
             .queued(todo.len() as u64, todo.iter().map(|c| c.size).sum());
         let mut set = JoinSet::new();
-        let mut next = todo.into_iter();
+        let mut next = todo.into_iter().peekable();
         let mut fatal: Option<imb_immich::Error> = None;
+        let client = self.client.clone();
+        let signal = imb_storage::adaptive::Signal(Arc::new(move || client.congestion()));
+        let mut flow = imb_storage::adaptive::Flow::new(self.config.flow(), Some(signal));
         loop {
-            while set.len() < self.config.concurrency
-                && !l.s.quota_exceeded
-                && fatal.is_none()
-                && !self.stop.is_stopped()
-            {
+            while !l.s.quota_exceeded && fatal.is_none() && !self.stop.is_stopped() {
+                let Some(c) = next.peek() else { break };
+                if !flow.try_start(buffered(c)) {
+                    break;
+                }
                 let Some(c) = next.next() else { break };
                 self.progress.started(&c.shown(), c.size);
                 let client = self.client.clone();
@@ -134,6 +142,14 @@ impl DeviceSync {
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             };
             self.progress.finished(&c.shown(), c.size);
+            // A duplicate answered from the checksum is a request like any other;
+            // a file gone or changed moved nothing worth timing.
+            let moved = match &out {
+                Upload::Done(o) if o.status == UploadStatus::Created => Some(c.size),
+                Upload::Deleted | Upload::Changed => None,
+                _ => Some(0),
+            };
+            flow.finish(buffered(&c), moved);
             match out {
                 Upload::Done(o) => {
                     let status = match o.status {
@@ -185,6 +201,7 @@ impl DeviceSync {
                 "stopped before every file was uploaded; the next run continues"
             );
         }
+        l.s.concurrency = Some(flow.report());
         match fatal {
             Some(e) => Err(e.into()),
             None => Ok(()),
