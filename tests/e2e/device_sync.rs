@@ -436,6 +436,11 @@ fn a_5xx_burst_is_retried() {
     assert_eq!(rc, 0, "{s}\n{err}");
     assert_eq!((&s["uploaded"], &s["failed"]), (&4.into(), &0.into()));
     assert_eq!(s["retries"], 3, "{s}");
+    assert_eq!(
+        (&s["concurrency"]["mode"], &s["concurrency"]["congestion"]),
+        (&"fixed".into(), &3.into()),
+        "each 503 reached the uploads-in-flight controller: {s}"
+    );
     assert!(err.contains("retrying"), "{err}");
     let statuses: Vec<u16> = d
         .server

@@ -463,6 +463,34 @@ fn uploads_in_flight_grow_to_fill_a_slow_link_and_a_fixed_setting_holds() {
     assert!(c["changes"].to_string().contains("throughput_grew"), "{c}");
     assert!(peak > 16, "the proxy saw {peak} uploads at once: {c}");
 
+    // restore-verify's downloads on the same link: every object re-hashed.
+    let proxy = FaultProxy::start(0, emu.port(), |s| {
+        if s.target.contains("alt=media") {
+            Fault::Delay(std::time::Duration::from_millis(30))
+        } else {
+            Fault::Forward
+        }
+    });
+    let mut c = crate::util::restore_verify();
+    c.env(
+        "STORAGE_EMULATOR_HOST",
+        proxy.endpoint().trim_start_matches("http://"),
+    )
+    .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+    .env_remove("GCS_CREDENTIALS")
+    .args([
+        "--from",
+        "gs://bk1/wan-adaptive",
+        "--all",
+        "--no-database",
+    ]);
+    let (out, v) = run_json(c);
+    assert_eq!(code(&out), 0, "{v}");
+    assert_eq!(v["verify"]["objects_hashed"], 606, "{v}");
+    let c = &v["verify"]["concurrency"];
+    assert!(c["max"].as_u64().unwrap() > 16, "downloads grew too: {c}");
+    assert!(proxy.peak_concurrent() > 16, "{c}");
+
     let (s, peak) = run("wan-fixed", &["--uploads", "4"]);
     let c = &s["concurrency"];
     assert_eq!(

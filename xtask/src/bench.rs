@@ -67,6 +67,10 @@ const BENCHES: &[Bench] = &[
         name: "drill",
         run: drill::run,
     },
+    Bench {
+        name: "wan",
+        run: gcs::run_wan,
+    },
 ];
 
 /// Options some benches take.
@@ -107,14 +111,14 @@ pub(crate) fn run(mut args: Args) -> Result<()> {
         }
         if !matches!(
             name.as_deref(),
-            None | Some("all" | "gcs" | "pgdump" | "devicesync" | "drill")
+            None | Some("all" | "gcs" | "pgdump" | "devicesync" | "drill" | "wan")
         ) {
             bail!(
                 "--scale applies only to `bench gcs`, `bench pgdump`, `bench devicesync` and `bench drill`"
             );
         }
     }
-    if keep && !matches!(name.as_deref(), None | Some("all" | "gcs")) {
+    if keep && !matches!(name.as_deref(), None | Some("all" | "gcs" | "wan")) {
         bail!("--keep applies only to `bench gcs`");
     }
     let selected: Vec<&Bench> = match name.as_deref() {

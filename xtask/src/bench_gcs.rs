@@ -640,14 +640,13 @@ fn ours(
 
 /// `env RCLONE_…` arguments for rclone on this emulator, followed by `args`.
 fn rclone_args(emulator: &Emulator, args: &[&str]) -> Vec<OsString> {
+    rclone_args_at(&emulator.host(), args)
+}
+
+/// The same for an endpoint at `host` (a proxy in front of the emulator).
+fn rclone_args_at(host: &str, args: &[&str]) -> Vec<OsString> {
     let mut all: Vec<OsString> = RCLONE_ENV.iter().map(OsString::from).collect();
-    all.push(
-        format!(
-            "RCLONE_CONFIG_FGCS_ENDPOINT=http://{}/storage/v1/",
-            emulator.host()
-        )
-        .into(),
-    );
+    all.push(format!("RCLONE_CONFIG_FGCS_ENDPOINT=http://{host}/storage/v1/").into());
     all.push("rclone".into());
     all.extend(args.iter().map(OsString::from));
     all
@@ -1083,6 +1082,211 @@ fn rclone_version() -> String {
         .ok()
         .and_then(|out| out.lines().next().map(str::to_owned))
         .unwrap_or_else(|| "rclone".to_owned())
+}
+
+/// Added latencies `bench wan` measures, in milliseconds.
+const WAN_LATENCIES: [u64; 4] = [0, 10, 30, 80];
+/// Small and photo-sized files at scale 1.
+const WAN_TINY: u64 = 600;
+const WAN_PHOTOS: u64 = 40;
+/// Runs per cell; the table keeps the fastest.
+const WAN_ROUNDS: usize = 2;
+
+/// `cargo xtask bench wan`: uploads through a proxy that adds a fixed latency to
+/// every request (a home server's distance to Cloud Storage), ours adaptive and
+/// fixed at 4 beside rclone at 4 and 32 transfers, for small and for photo-sized
+/// files.
+pub(super) fn run_wan(options: &Options) -> Result<Section> {
+    use imb_testkit::gcs::{Fault, FaultProxy};
+    let scale = options.scale.unwrap_or(1.0);
+    ensure_rclone()?;
+    let emulator_bin = match fake_gcs_binary() {
+        Some(bin) => bin,
+        None => {
+            crate::prepare::prepare()?;
+            fake_gcs_binary().context("fake-gcs-server is still missing after `prepare`")?
+        }
+    };
+    cmd("cargo", ["build", "--release", "--bin", "backup"]).run()?;
+    let backup = project_root().join("target/release/backup");
+    let ticks = measure::clock_ticks()?;
+    let work = Scratch::new(&project_root().join("target/bench-wan"), options.keep)?;
+    let tiny = generate_tiny(
+        &work.0.join("src/tiny"),
+        scale * WAN_TINY as f64 / TINY as f64,
+    )?;
+    let photos = {
+        let n = scaled(WAN_PHOTOS, scale);
+        let mut sizes = Rng::new(3);
+        let files: Vec<(String, u64)> = (0..n)
+            .map(|i| {
+                (
+                    format!("{}/IMG_{i:05}.jpg", folder(i / PER_FOLDER)),
+                    sizes.between(PHOTO_BYTES),
+                )
+            })
+            .collect();
+        let dir = work.0.join("src/photos");
+        let (count, bytes) = write_files(&dir, &files, 3)?;
+        Dataset {
+            key: "photos",
+            label: format!("{n} photos of 2–5 MB, {:.0} MB", bytes as f64 / 1e6),
+            dir,
+            files: count,
+            bytes,
+        }
+    };
+    let emulator = Emulator::start(&emulator_bin, &work.0.join("gcs"), ticks)?;
+    let times = work.0.join("time.txt");
+    // Ours adaptive, ours fixed at 4 (the default before), 16 and 64; rclone at 4
+    // (its default) and 32.
+    let tools: [(&str, Option<&str>); 6] = [
+        ("ours", None),
+        ("ours", Some("4")),
+        ("ours", Some("16")),
+        ("ours", Some("64")),
+        ("rclone", Some("4")),
+        ("rclone", Some("32")),
+    ];
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "`cargo xtask bench wan`: `backup` (release build, `--workers 4`, Standard class) \
+         and `rclone copy` ({}), each into a fresh bucket of fake-gcs-server through a \
+         proxy (imb-testkit's `FaultProxy`) that adds the latency to every request, as a \
+         home server's distance to Cloud Storage would. Ours adapts its uploads in flight \
+         (from 16, up to 64) unless `--uploads N` (4 was the default before); rclone \
+         with `--transfers 4` (its default) and 32. Each cell is files/s and MB/s of a \
+         first run into an empty bucket, wall time, the better of {WAN_ROUNDS} runs. \
+         Machine: {}.\n",
+        rclone_version(),
+        cpu_model().unwrap_or_else(|| "an unknown CPU".to_owned()),
+    );
+    body.push_str("| files | added latency | ours, adaptive | ours, `--uploads 4` | `--uploads 16` | `--uploads 64` | rclone `--transfers 4` | rclone `--transfers 32` | adaptive reached (max, last) |\n");
+    body.push_str("|-------|--------------:|---------------:|--------------------:|---------------:|---------------:|-----------------------:|------------------------:|-----------------------------:|\n");
+    let mut checks = Vec::new();
+    let mut summary = Vec::new();
+    for latency in WAN_LATENCIES {
+        let delay = std::time::Duration::from_millis(latency);
+        let proxy = FaultProxy::start(0, emulator.port, move |_| {
+            if latency == 0 {
+                Fault::Forward
+            } else {
+                Fault::Delay(delay)
+            }
+        });
+        let host = format!("127.0.0.1:{}", proxy.port);
+        for dataset in [&tiny, &photos] {
+            let mut cells = Vec::new();
+            let mut walls = Vec::new();
+            let mut reached = String::new();
+            for (i, (tool, n)) in tools.iter().enumerate() {
+                let mut best_wall = f64::INFINITY;
+                for round in 0..WAN_ROUNDS {
+                    let bucket = format!("wan-{latency}-{}-{i}-{round}", dataset.key);
+                    emulator.create_bucket(&bucket)?;
+                    let (wall, json) = wan_run(&host, &backup, dataset, &bucket, tool, *n, &times)?;
+                    if *tool == "ours" && n.is_none() && round == 0 {
+                        let max = json_number(&json, "max").unwrap_or(0.0);
+                        let last = json_number(&json, "last").unwrap_or(0.0);
+                        reached = format!("{max:.0}, {last:.0}");
+                    }
+                    if *tool == "rclone" {
+                        let (count, bytes) =
+                            rclone_size(&emulator, &format!("fgcs:{bucket}/rclone"))?;
+                        if count != dataset.files || bytes != dataset.bytes {
+                            checks.push(format!(
+                                "MISMATCH: rclone at {latency} ms on {}: {count} objects, {bytes} bytes",
+                                dataset.key
+                            ));
+                        }
+                    }
+                    eprintln!("wan {latency} ms {} {tool} {n:?}: {wall:.2} s", dataset.key);
+                    best_wall = best_wall.min(wall);
+                }
+                let secs = best_wall.max(1e-9);
+                walls.push(secs);
+                cells.push(format!(
+                    "{:.0} files/s, {:.1} MB/s",
+                    dataset.files as f64 / secs,
+                    dataset.bytes as f64 / 1e6 / secs
+                ));
+            }
+            let _ = writeln!(
+                body,
+                "| {} | {latency} ms | {} | {reached} |",
+                dataset.label,
+                cells.join(" | ")
+            );
+            let best_fixed = walls[1..4].iter().copied().fold(f64::INFINITY, f64::min);
+            summary.push(format!(
+                "`{}` at {latency} ms: adaptive took {:.2}× the time of the best fixed setting, \
+                 {:.2}× that of `--uploads 4`, {:.2}× that of rclone `--transfers 32`",
+                dataset.key,
+                walls[0] / best_fixed,
+                walls[0] / walls[1],
+                walls[0] / walls[5]
+            ));
+        }
+    }
+    let _ = writeln!(body, "\n{}.", summary.join("; "));
+    for c in &checks {
+        let _ = writeln!(body, "\n{c}");
+    }
+    Ok(Section {
+        title: "Uploads over a slow link (WAN)",
+        body,
+    })
+}
+
+/// One upload of `dataset` into `bucket` through the proxy at `host`: its wall
+/// seconds and what it printed.
+fn wan_run(
+    host: &str,
+    backup: &Path,
+    dataset: &Dataset,
+    bucket: &str,
+    tool: &str,
+    n: Option<&str>,
+    times: &Path,
+) -> Result<(f64, String)> {
+    let args: Vec<OsString> = if tool == "ours" {
+        let mut a: Vec<OsString> = vec![
+            format!("STORAGE_EMULATOR_HOST={host}").into(),
+            backup.into(),
+            "--source".into(),
+            dataset.dir.clone().into(),
+            "--dest".into(),
+            format!("gs://{bucket}/ours").into(),
+            "--json".into(),
+            "--no-database".into(),
+            "--library-class".into(),
+            "STANDARD".into(),
+            "--workers".into(),
+            WORKERS.into(),
+        ];
+        if let Some(n) = n {
+            a.push("--uploads".into());
+            a.push(n.into());
+        }
+        a
+    } else {
+        let src = dataset
+            .dir
+            .to_str()
+            .context("the source path is not UTF-8")?;
+        let remote = format!("fgcs:{bucket}/rclone");
+        rclone_args_at(
+            host,
+            &["copy", src, &remote, "--transfers", n.unwrap_or("4")],
+        )
+    };
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let (out, run) = measure::timed(Path::new("env"), &args, times, |_| {})?;
+    Ok((
+        run.wall_s,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ Tasks:
                         devicesync  device-sync vs @immich/cli upload, test server (--scale)
                         drill     the restore drill's phases, and device-sync vs
                                   @immich/cli, on the real Immich server (--scale)
+                        wan       uploads through added latency vs rclone (--scale)
                       --write replaces the matching section of docs/benchmarks.md
   sample --out DIR [--files N] [--seed S] [--force]
                       generate a deterministic Immich-shaped library (default 200 files)

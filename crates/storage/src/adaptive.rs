@@ -285,9 +285,10 @@ impl Controller {
         self.bytes_in_flight = self.bytes_in_flight.saturating_sub(bytes);
     }
 
-    /// A congestion signal not tied to one transfer (the client's retry counter moved).
-    pub fn congestion(&mut self, now: Instant) {
-        self.report.congestion += 1;
+    /// `signals` congestion signals not tied to one transfer (the client's retry
+    /// counter moved by that much).
+    pub fn congestion(&mut self, signals: u64, now: Instant) {
+        self.report.congestion += signals;
         if self.cooldown == 0 {
             self.window.congested = true;
         }
@@ -448,8 +449,8 @@ impl Flow {
         if let Some(signal) = &self.signal {
             let count = signal.read();
             if count > self.seen {
+                self.ctl.congestion(count - self.seen, now);
                 self.seen = count;
-                self.ctl.congestion(now);
             }
         }
         match moved {
