@@ -478,12 +478,7 @@ fn uploads_in_flight_grow_to_fill_a_slow_link_and_a_fixed_setting_holds() {
     )
     .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
     .env_remove("GCS_CREDENTIALS")
-    .args([
-        "--from",
-        "gs://bk1/wan-adaptive",
-        "--all",
-        "--no-database",
-    ]);
+    .args(["--from", "gs://bk1/wan-adaptive", "--all", "--no-database"]);
     let (out, v) = run_json(c);
     assert_eq!(code(&out), 0, "{v}");
     assert_eq!(v["verify"]["objects_hashed"], 606, "{v}");
