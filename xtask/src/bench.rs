@@ -141,6 +141,36 @@ pub(crate) fn run(mut args: Args) -> Result<()> {
     Ok(())
 }
 
+/// `cargo run --release -p PACKAGE --example EXAMPLE -- ARGS… FLAG PATH…`: what
+/// the heavy benches run; its stdout, echoed to stderr.
+fn run_example(
+    package: &str,
+    example: &str,
+    args: &[&str],
+    paths: &[(&str, &std::path::Path)],
+) -> Result<String> {
+    let mut all: Vec<std::ffi::OsString> = [
+        "run",
+        "--release",
+        "-p",
+        package,
+        "--example",
+        example,
+        "--",
+    ]
+    .iter()
+    .chain(args)
+    .map(Into::into)
+    .collect();
+    for (flag, path) in paths {
+        all.push(flag.into());
+        all.push(path.into());
+    }
+    let out = cmd("cargo", all).read()?;
+    eprint!("{out}");
+    Ok(out)
+}
+
 fn write_section(section: &Section) -> Result<()> {
     let path = project_root().join("docs/benchmarks.md");
     let old = match std::fs::read_to_string(&path) {

@@ -37,34 +37,23 @@ pub(super) fn run(options: &Options) -> Result<Section> {
     cmd("cargo", ["build", "--release", "-p", "device-sync"]).run()?;
     let device_sync = project_root().join("target/release/device-sync");
     let scale = options.scale.unwrap_or(1.0).to_string();
-    let mut args: Vec<std::ffi::OsString> = [
-        "run",
-        "--release",
-        "-p",
+    let out = super::run_example(
         "imb-devicesync",
-        "--example",
         "sync_bench",
-        "--",
-        "--runs",
-        RUNS,
-        "--concurrency",
-        CONCURRENCY,
-        "--scale",
-        &scale,
-    ]
-    .iter()
-    .map(Into::into)
-    .collect();
-    for (flag, path) in [
-        ("--device-sync", &device_sync),
-        ("--node", &node),
-        ("--cli", &cli),
-    ] {
-        args.push(flag.into());
-        args.push(path.into());
-    }
-    let out = cmd("cargo", args).read()?;
-    eprint!("{out}");
+        &[
+            "--runs",
+            RUNS,
+            "--concurrency",
+            CONCURRENCY,
+            "--scale",
+            &scale,
+        ],
+        &[
+            ("--device-sync", &device_sync),
+            ("--node", &node),
+            ("--cli", &cli),
+        ],
+    )?;
     report(&out)
 }
 

@@ -26,28 +26,12 @@ pub(super) fn run(options: &Options) -> Result<Section> {
     cmd("cargo", ["build", "--release", "--bins"]).run()?;
     let bins = project_root().join("target/release");
     let scale = options.scale.unwrap_or(1.0).to_string();
-    let mut args: Vec<std::ffi::OsString> = [
-        "run",
-        "--release",
-        "-p",
+    let out = super::run_example(
         "imb-e2e",
-        "--example",
         "drill_bench",
-        "--",
-        "--concurrency",
-        CONCURRENCY,
-        "--scale",
-        &scale,
-    ]
-    .iter()
-    .map(Into::into)
-    .collect();
-    for (flag, path) in [("--bin-dir", &bins), ("--node", &node), ("--cli", &cli)] {
-        args.push(flag.into());
-        args.push(path.into());
-    }
-    let out = cmd("cargo", args).read()?;
-    eprint!("{out}");
+        &["--concurrency", CONCURRENCY, "--scale", &scale],
+        &[("--bin-dir", &bins), ("--node", &node), ("--cli", &cli)],
+    )?;
     report(&out)
 }
 

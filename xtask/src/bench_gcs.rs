@@ -127,17 +127,7 @@ struct Ceiling {
 /// `cargo xtask bench gcs [--scale F] [--keep]`.
 pub(super) fn run(options: &Options) -> Result<Section> {
     let scale = options.scale.unwrap_or(1.0);
-    ensure_rclone()?;
-    let emulator_bin = match fake_gcs_binary() {
-        Some(bin) => bin,
-        None => {
-            crate::prepare::prepare()?;
-            fake_gcs_binary().context("fake-gcs-server is still missing after `prepare`")?
-        }
-    };
-    cmd("cargo", ["build", "--release", "--bin", "backup"]).run()?;
-    let backup = project_root().join("target/release/backup");
-    let ticks = measure::clock_ticks()?;
+    let (emulator_bin, backup, ticks) = tools()?;
 
     let work = Scratch::new(&project_root().join("target/bench-gcs"), options.keep)?;
     let started = Instant::now();
@@ -222,6 +212,22 @@ pub(super) fn run(options: &Options) -> Result<Section> {
         title: "GCS upload vs rclone",
         body,
     })
+}
+
+/// rclone, fake-gcs-server and our release `backup`, installed or built as
+/// needed; and the clock ticks `/proc` counts in.
+fn tools() -> Result<(PathBuf, PathBuf, f64)> {
+    ensure_rclone()?;
+    let emulator_bin = match fake_gcs_binary() {
+        Some(bin) => bin,
+        None => {
+            crate::prepare::prepare()?;
+            fake_gcs_binary().context("fake-gcs-server is still missing after `prepare`")?
+        }
+    };
+    cmd("cargo", ["build", "--release", "--bin", "backup"]).run()?;
+    let backup = project_root().join("target/release/backup");
+    Ok((emulator_bin, backup, measure::clock_ticks()?))
 }
 
 /// `rclone size` of one tool's objects against the source; a line when they differ.
@@ -1101,17 +1107,7 @@ const WAN_STALL_S: &str = "120";
 pub(super) fn run_wan(options: &Options) -> Result<Section> {
     use imb_testkit::gcs::{Fault, FaultProxy};
     let scale = options.scale.unwrap_or(1.0);
-    ensure_rclone()?;
-    let emulator_bin = match fake_gcs_binary() {
-        Some(bin) => bin,
-        None => {
-            crate::prepare::prepare()?;
-            fake_gcs_binary().context("fake-gcs-server is still missing after `prepare`")?
-        }
-    };
-    cmd("cargo", ["build", "--release", "--bin", "backup"]).run()?;
-    let backup = project_root().join("target/release/backup");
-    let ticks = measure::clock_ticks()?;
+    let (emulator_bin, backup, ticks) = tools()?;
     let work = Scratch::new(&project_root().join("target/bench-wan"), options.keep)?;
     let tiny = generate_tiny(
         &work.0.join("src/tiny"),
