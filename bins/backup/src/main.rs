@@ -6,6 +6,7 @@
 //! failures, suspected corruption, stopped early); 1 it could not run.
 
 mod database;
+mod metrics;
 mod settings;
 mod target;
 mod ui;
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     let json = settings.json;
+    let started = std::time::SystemTime::now();
     let term = imb_cli::Terminal::install(settings.log_format, json);
     let rt = match imb_cli::runtime() {
         Ok(rt) => rt,
@@ -54,23 +56,32 @@ fn main() -> ExitCode {
         Ok::<_, anyhow::Error>(summary)
     });
     term.finish();
-    match result {
+    let (code, status) = match &result {
         Ok(summary) => {
             if json {
-                let mut v = serde_json::to_value(&summary).expect("summary serialises");
+                let mut v = serde_json::to_value(summary).expect("summary serialises");
                 v["peak_rss_bytes"] = serde_json::json!(peak_rss_bytes());
                 imb_cli::print_json(&v);
             } else {
-                ui::print_summary(&summary);
+                ui::print_summary(summary);
             }
             if summary.has_problems() || database::failed(&summary.database) {
-                ExitCode::from(2)
+                (ExitCode::from(2), 2)
             } else {
-                ExitCode::SUCCESS
+                (ExitCode::SUCCESS, 0)
             }
         }
-        Err(e) => fail(json, &e),
-    }
+        Err(e) => (fail(json, e), 1),
+    };
+    // Reported whatever happened: a run that could not run is the one to see.
+    let run = metrics::Run {
+        started,
+        status,
+        summary: result.as_ref().ok(),
+        peak_rss_bytes: peak_rss_bytes(),
+    };
+    rt.block_on(settings.metrics.report(&settings.dest, &run));
+    code
 }
 
 fn fail(json: bool, e: &anyhow::Error) -> ExitCode {

@@ -90,6 +90,15 @@ struct Options {
     /// Storage class for manifests on GCS [default: STANDARD].
     #[arg(long, env = "IMB_MANIFEST_CLASS")]
     manifest_class: Option<String>,
+    /// Push the run's metrics to this Prometheus Pushgateway at the end of every
+    /// run (POST, job `immich_backup`, label `target`); basic-auth credentials only
+    /// from IMB_METRICS_PUSH_USER and IMB_METRICS_PUSH_PASSWORD.
+    #[arg(long, env = "IMB_METRICS_PUSH")]
+    metrics_push: Option<String>,
+    /// Write the run's metrics to this file (atomically; node_exporter's textfile
+    /// collector format).
+    #[arg(long, env = "IMB_METRICS_FILE")]
+    metrics_file: Option<PathBuf>,
     /// Retries per request on transient errors (GCS) [default: 5].
     #[arg(long, env = "IMB_RETRIES")]
     retries: Option<u32>,
@@ -185,6 +194,7 @@ pub(crate) struct Settings {
     pub(crate) fsync: bool,
     pub(crate) json: bool,
     pub(crate) log_format: LogFormat,
+    pub(crate) metrics: crate::metrics::MetricsSettings,
 }
 
 impl Settings {
@@ -253,6 +263,7 @@ impl Settings {
             fsync: o.fsync.unwrap_or(true),
             json: o.json.unwrap_or(false),
             log_format: o.log_format.unwrap_or_default(),
+            metrics: crate::metrics::MetricsSettings::new(o.metrics_push, o.metrics_file)?,
         })
     }
 }
