@@ -197,6 +197,17 @@ impl Backup {
             stop: self.stop.clone(),
             deadline: cfg.max_duration.and_then(|m| started.checked_add(m)),
             gate: crate::gate::Gate::new(cfg.upload_limits(), self.congestion.clone()),
+            readers: {
+                // Lookups follow hashing but queue behind more uploads than
+                // hashers: a few more readers than hashers, each with SQLite's
+                // 2 MiB page cache, not one per upload thread.
+                let n = (cfg.workers * 4).min(cfg.upload_threads()).max(1);
+                let (tx, rx) = crossbeam_channel::bounded(n);
+                for _ in 0..n {
+                    tx.send(manifest.reader()?).expect("room for every reader");
+                }
+                (tx, rx)
+            },
             fatal: Mutex::new(None),
             limiter: cfg.bwlimit.map(RateLimiter::new),
             progress: self.progress.clone(),
@@ -283,7 +294,6 @@ impl Coordinator<'_> {
         for _ in 0..threads {
             let w = Worker {
                 shared: shared.clone(),
-                reader: self.manifest.reader()?,
             };
             let tx = out_tx.clone();
             workers.push(move |job: Job| {

@@ -65,6 +65,13 @@ pub(crate) struct Shared {
     pub(crate) deadline: Option<std::time::Instant>,
     /// Uploads in flight.
     pub(crate) gate: crate::gate::Gate,
+    /// Readers of the working manifest for dedup lookups, a few per hashing
+    /// thread: not one per upload thread, whose page caches would be most of a
+    /// run's memory.
+    pub(crate) readers: (
+        crossbeam_channel::Sender<ManifestReader>,
+        crossbeam_channel::Receiver<ManifestReader>,
+    ),
     pub(crate) fatal: Mutex<Option<String>>,
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) progress: Arc<dyn Progress>,
@@ -155,7 +162,6 @@ fn mtime_ns(md: &std::fs::Metadata) -> i64 {
 #[derive(Debug)]
 pub(crate) struct Worker {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) reader: ManifestReader,
 }
 
 impl Worker {
@@ -401,7 +407,11 @@ impl Worker {
         record_for: &dyn Fn(&Key, Option<i64>) -> FileRecord,
     ) -> Option<FileRecord> {
         let s = &self.shared;
-        let existing = match self.reader.find_content(&d.sha256) {
+        let (give_back, take) = &s.readers;
+        let reader = take.recv().expect("readers outlive the workers");
+        let found = reader.find_content(&d.sha256);
+        give_back.send(reader).expect("readers outlive the workers");
+        let existing = match found {
             Ok(e) => e?,
             Err(e) => {
                 tracing::warn!(path = %rel, error = %e, "dedup lookup failed; uploading instead");
