@@ -5,8 +5,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use imb_manifest::ManifestReader;
-
 use crate::util::{backup, bin, code, files, library, run_json, spawn, write};
 
 fn args(c: &mut Command, src: &std::path::Path, dst: &std::path::Path) {
@@ -50,7 +48,7 @@ fn first_run_rerun_and_the_json_summary() {
         dst.join("library/library/admin/2020/01/IMG_00000.jpg")
             .is_file()
     );
-    let m = ManifestReader::open(&dst.join("manifest.db")).unwrap();
+    let (_m, m) = crate::util::fetched_manifest(&dst);
     assert!(
         m.get("library/admin/2020/01/IMG_00000.jpg")
             .unwrap()
@@ -115,7 +113,7 @@ fn modify_delete_move_and_odd_names() {
         fs::read(dst.join("library").join(enc)).unwrap(),
         b"bytes of a weird name"
     );
-    let m = ManifestReader::open(&dst.join("manifest.db")).unwrap();
+    let (_m, m) = crate::util::fetched_manifest(&dst);
     assert!(m.get(enc).unwrap().is_some());
     assert!(
         m.get("library/admin/2021/02/IMG_00001.jpg")
@@ -127,6 +125,91 @@ fn modify_delete_move_and_odd_names() {
 
 /// The core promise: a run killed at any point, then run again, ends with every
 /// file backed up exactly once and the manifest matching the target.
+/// Every live row a reader assembles from the target names an object that holds
+/// that row's content. Returns the rows.
+fn assert_rows_have_their_objects(dst: &std::path::Path) -> usize {
+    let (_m, m) = crate::util::fetched_manifest(dst);
+    let mut rows = 0;
+    m.for_each_file(|r| {
+        rows += 1;
+        let bytes = fs::read(dst.join(imb_layout::content_key(&r))).unwrap();
+        assert_eq!(
+            imb_hash::digest(&bytes).sha256,
+            r.checksum,
+            "{}",
+            r.file_path
+        );
+        Ok(())
+    })
+    .unwrap();
+    rows
+}
+
+/// A run that ends with a delta, killed with SIGKILL right after its first part,
+/// after its third, and after its delta: after each kill every row a reader
+/// assembles names an object holding that content, and the next run finishes the
+/// job (the one after the last kill has nothing left to do).
+#[test]
+fn a_delta_run_killed_at_each_save_point_leaves_a_consistent_target() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    let n = 600;
+    library(&src, n, 4096);
+    let mut c = backup();
+    args(&mut c, &src, &dst);
+    assert_eq!(code(&run_json(c).0), 0);
+    let changed: Vec<_> = files(&src.join("library"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .step_by(2)
+        .collect();
+    for (i, p) in changed.iter().enumerate() {
+        write(
+            &src.join("library").join(p),
+            format!("edited {i}").repeat(400).as_bytes(),
+        );
+    }
+    for (needle, nth) in [
+        ("manifest journal saved", 1),
+        ("manifest journal saved", 3),
+        ("manifest delta saved", 1),
+    ] {
+        let mut c = backup();
+        args(&mut c, &src, &dst);
+        // Slow enough that the kill lands mid-run, whatever the machine.
+        c.args(["--save-every", "50", "--bwlimit", "1M", "--workers", "2"]);
+        let mut run = spawn(c);
+        for _ in 0..nth {
+            run.wait_for(needle);
+        }
+        let _ = run.child.kill(); // SIGKILL; after the delta the run may have ended
+        let (status, _) = run.finish();
+        if needle.contains("journal") {
+            assert_ne!(status, 0, "killed mid-run at {needle} #{nth}");
+        }
+        assert_eq!(
+            assert_rows_have_their_objects(&dst),
+            n + 6,
+            "after a kill at {needle} #{nth}"
+        );
+    }
+    let mut c = backup();
+    args(&mut c, &src, &dst);
+    let (out, s) = run_json(c);
+    assert_eq!(code(&out), 0, "{s}");
+    assert_eq!(
+        s["files_uploaded"], 0,
+        "the runs before finished the job: {s}"
+    );
+    let (_m, m) = crate::util::fetched_manifest(&dst);
+    for p in &changed {
+        let rel = format!("library/{}", p.display());
+        let rec = m.get(&rel).unwrap().unwrap();
+        let want = imb_hash::digest(&fs::read(src.join(&rel)).unwrap()).sha256;
+        assert_eq!(rec.checksum, want, "{rel}");
+    }
+}
+
 #[test]
 fn killed_with_sigkill_then_rerun_finishes_the_job() {
     let t = tempfile::tempdir().unwrap();
@@ -191,7 +274,7 @@ fn killed_with_sigkill_then_rerun_finishes_the_job() {
             p.display()
         );
     }
-    let m = ManifestReader::open(&dst.join("manifest.db")).unwrap();
+    let (_m, m) = crate::util::fetched_manifest(&dst);
     let mut rows = 0;
     m.for_each_file(|r| {
         rows += 1;

@@ -3,7 +3,6 @@
 use std::fs;
 use std::process::Command;
 
-use imb_manifest::ManifestReader;
 use imb_pgdump::scratch::ScratchCluster;
 
 use crate::util::{backup, code, files, library, run_json};
@@ -60,7 +59,7 @@ fn the_database_is_dumped_first_and_its_version_recorded() {
             .success(),
         "gzip integrity"
     );
-    let m = ManifestReader::open(&dst.join("manifest.db")).unwrap();
+    let (_m, m) = crate::util::fetched_manifest(&dst);
     assert!(
         m.metadata("immich_version")
             .unwrap()

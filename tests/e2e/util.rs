@@ -233,3 +233,20 @@ impl OnEmulator for imb_testkit::gcs::Emulator {
         c
     }
 }
+
+/// The manifest a reader assembles from a local target (the newest full manifest
+/// and the deltas after it), and the directory holding it.
+pub(crate) fn fetched_manifest(dst: &Path) -> (tempfile::TempDir, imb_manifest::ManifestReader) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("manifest.db");
+    let store = imb_storage::LocalDir::new(dst).unwrap();
+    let got = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(imb_layout::fetch_manifest(&store, &path, None))
+        .unwrap();
+    assert!(got.point.is_some() && got.warnings.is_empty(), "{got:?}");
+    let m = imb_manifest::ManifestReader::open(&path).unwrap();
+    (dir, m)
+}

@@ -279,6 +279,7 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
         "from": from,
         "checked_at": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         "manifest": snap.name,
+        "manifest_base": snap.base,
         "manifest_time": humantime::format_rfc3339_seconds(snap.taken).to_string(),
         "replayed_journals": snap.replayed,
         "warnings": snap.warnings,

@@ -82,6 +82,12 @@ pub struct BackupConfig {
     pub small_file: u64,
     /// Storage classes per kind of object.
     pub storage_classes: StorageClasses,
+    /// A run ends with a full manifest (instead of a delta) when the chain of
+    /// deltas since the last full one reaches this many runs, which bounds what a
+    /// reader replays; also when the chain's bytes reach the full manifest's, so
+    /// full manifests cost in proportion to changes. 1 writes a full
+    /// manifest every run.
+    pub full_manifest_every: u32,
 }
 
 impl BackupConfig {
@@ -108,6 +114,7 @@ impl BackupConfig {
             lock_wait: Duration::from_secs(30),
             small_file: 8 * 1024 * 1024,
             storage_classes: StorageClasses::default(),
+            full_manifest_every: 100,
         }
     }
 

@@ -154,7 +154,7 @@ impl Backup {
             .run(layout::list_manifests(target.store()))
             .map_err(Error::from)
             .and_then(|names| {
-                let newest = names.last().map(|(n, _)| n.ts.clone());
+                let newest = names.last().map(|l| l.name.ts.clone());
                 let run_ts = layout::run_ts(SystemTime::now(), newest.as_deref());
                 self.locked(target, &state, run_ts, filter, started)
             });
@@ -174,11 +174,18 @@ impl Backup {
         let cfg = &self.config;
         let mut summary = Summary::default();
         let work = state.join("manifest-work.db");
-        let fetched = target.run(layout::fetch_manifest(target.store(), &work, None, true))?;
+        let fetched = target.run(layout::fetch_manifest(target.store(), &work, None))?;
         match &fetched.base {
             Some(b) => tracing::info!(manifest = %b.name(), "loaded manifest"),
             None => tracing::info!("no manifest in the target: starting a fresh backup"),
         }
+        let chain = Chain {
+            has_base: fetched.base.is_some(),
+            base_bytes: fetched.base_bytes,
+            runs: fetched.chain_runs,
+            bytes: fetched.chain_bytes,
+            damaged: !fetched.warnings.is_empty(),
+        };
         summary.warnings.extend(fetched.warnings);
         summary.warnings.extend(fetched.future.iter().map(|k| {
             format!("ignored {k}: dated more than a day ahead of now (planted, or a clock far off)")
@@ -230,6 +237,9 @@ impl Backup {
             run_ts: run_ts.clone(),
             manifest,
             journal_n: 0,
+            parts_saved: 0,
+            part_failed: false,
+            chain,
             last_save: Instant::now(),
             writes: 0,
             summary,
@@ -254,8 +264,7 @@ impl Backup {
         if let Some(v) = &cfg.immich_version {
             co.manifest.set_metadata("immich_version", v)?;
         }
-        co.save(true)?;
-        co.publish()?;
+        co.finish()?;
         co.summary.retries += shared.retries.load(Ordering::Relaxed);
         co.summary.concurrency = Some(shared.gate.report());
         co.summary.duration_s = started.elapsed().as_secs_f64();
@@ -272,6 +281,16 @@ impl Backup {
     }
 }
 
+/// The deltas a run's manifest was replayed from, since the last full manifest.
+struct Chain {
+    has_base: bool,
+    base_bytes: u64,
+    runs: u32,
+    bytes: u64,
+    /// A part or manifest could not be read: a full manifest ends the chain.
+    damaged: bool,
+}
+
 struct Coordinator<'a> {
     backup: &'a Backup,
     target: &'a SyncStore,
@@ -279,6 +298,9 @@ struct Coordinator<'a> {
     run_ts: String,
     manifest: Manifest,
     journal_n: u32,
+    parts_saved: u32,
+    part_failed: bool,
+    chain: Chain,
     last_save: Instant,
     writes: u64,
     summary: Summary,
@@ -468,7 +490,7 @@ impl Coordinator<'_> {
             self.manifest.upsert(r)?;
         }
         self.wrote()?;
-        self.save(false)
+        self.save()
     }
 
     fn wrote(&mut self) -> Result<()> {
@@ -487,46 +509,89 @@ impl Coordinator<'_> {
         Ok(())
     }
 
-    /// Uploads the journal as a create-only part when enough has changed (or
-    /// `force`). A failed save is a warning: the rows stay in the working manifest
-    /// and reach the target with the next save.
-    fn save(&mut self, force: bool) -> Result<()> {
+    /// Uploads the journal as a create-only part when enough has changed. A failed
+    /// save is a warning: the rows stay in the working manifest, and the run ends
+    /// with a full manifest that holds them.
+    fn save(&mut self) -> Result<()> {
         let cfg = &self.backup.config;
         let rows = self.manifest.journal_rows();
-        let due = rows >= cfg.save_every
-            || (rows > 0 && self.last_save.elapsed() >= cfg.save_interval)
-            || (force && rows > 0);
+        let due =
+            rows >= cfg.save_every || (rows > 0 && self.last_save.elapsed() >= cfg.save_interval);
         if !due {
             return Ok(());
         }
         let (path, rows) = self.manifest.end_journal()?.expect("a journal is open");
-        let m = ManifestName {
-            ts: self.run_ts.clone(),
-            part: Some(self.journal_n),
-        };
+        self.save_part(&path, rows)?;
+        self.last_save = Instant::now();
+        self.begin_journal()
+    }
+
+    /// Packs a closed journal and uploads it as the run's next part.
+    fn save_part(&mut self, path: &Path, rows: u64) -> Result<()> {
+        let m = ManifestName::part(&self.run_ts, self.journal_n);
         let name = m.name();
-        match self.upload_file(&path, &m.key()) {
+        let res = self.upload_packed(path, &m);
+        match res {
             Ok(()) => {
                 // Its own target: a terminal hides these (one per 1000 files).
                 tracing::info!(target: "imb_engine::save", journal = %name, rows, "manifest journal saved");
+                self.parts_saved += 1;
                 self.summary.manifest_saves += 1;
             }
             Err(e) => {
                 tracing::warn!(journal = %name, error = %e, "manifest journal not saved");
+                self.part_failed = true;
                 self.summary
                     .warnings
                     .push(format!("manifest journal {name} not saved: {e}"));
             }
         }
-        let _ = std::fs::remove_file(&path);
-        self.last_save = Instant::now();
-        if !force {
-            self.begin_journal()?;
-        }
+        imb_manifest::remove_db(path);
         Ok(())
     }
 
-    fn upload_file(&self, path: &Path, key: &imb_storage::Key) -> Result<()> {
+    fn upload_packed(&mut self, path: &Path, m: &ManifestName) -> Result<()> {
+        let packed = path.with_extension("db.gz");
+        let res = imb_manifest::pack(path, &packed)
+            .map_err(Error::from)
+            .and_then(|_| self.upload_file(&packed, &m.key()));
+        let _ = std::fs::remove_file(&packed);
+        res
+    }
+
+    /// Ends the run: the last journal goes up as the run's delta, or, when the
+    /// chain since the last full manifest has grown long or large (or a part was
+    /// lost), as a last part followed by a full manifest.
+    fn finish(&mut self) -> Result<()> {
+        let cfg = &self.backup.config;
+        let parts = self.parts_saved.to_string();
+        self.manifest
+            .set_journal_metadata(imb_manifest::RUN_PARTS, &parts)?;
+        let (path, rows) = self.manifest.end_journal()?.expect("a journal is open");
+        let c = &self.chain;
+        let full = !c.has_base
+            || c.damaged
+            || self.part_failed
+            || c.runs + 1 >= cfg.full_manifest_every
+            || c.bytes + self.summary.manifest_bytes >= c.base_bytes;
+        if !full {
+            let m = ManifestName::delta(&self.run_ts);
+            let res = self.upload_packed(&path, &m);
+            imb_manifest::remove_db(&path);
+            res?;
+            self.summary.manifest_saves += 1;
+            self.summary.manifest = Some(m.name());
+            tracing::info!(manifest = %m.name(), rows, "manifest delta saved");
+            return Ok(());
+        }
+        if rows > 0 {
+            self.save_part(&path, rows)?;
+        }
+        imb_manifest::remove_db(&path);
+        self.publish()
+    }
+
+    fn upload_file(&mut self, path: &Path, key: &imb_storage::Key) -> Result<()> {
         let file = File::open(path).map_err(|e| state_err(path, e))?;
         let len = file.metadata().map_err(|e| state_err(path, e))?.len();
         let payload = Payload::File {
@@ -538,21 +603,20 @@ impl Coordinator<'_> {
             opts = opts.with_storage_class(c.clone());
         }
         self.target.put(key, payload, opts)?;
+        self.summary.manifest_bytes += len;
         Ok(())
     }
 
     /// Uploads the full manifest `manifest-{ts}.db`, then refreshes `manifest.db`.
     fn publish(&mut self) -> Result<()> {
-        let m = ManifestName {
-            ts: self.run_ts.clone(),
-            part: None,
-        };
+        let m = ManifestName::full(&self.run_ts);
         let name = m.name();
         let snap = self.state.join(&name);
         imb_manifest::remove_db(&snap);
         self.manifest.snapshot(&snap)?;
         self.upload_file(&snap, &m.key())?;
         self.summary.manifest_saves += 1;
+        self.summary.manifest_full = true;
         self.summary.manifest = Some(name.clone());
         tracing::info!(manifest = %name, "manifest saved");
         if let Some(replace) = &self.backup.replace {

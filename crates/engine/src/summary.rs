@@ -35,8 +35,12 @@ pub struct Summary {
     pub failures_omitted: u64,
     /// Entries skipped on purpose (symlinks, sockets, devices).
     pub files_skipped: u64,
-    /// Manifest saves during the run (journals and the final manifest).
+    /// Manifest saves during the run (parts, and the delta or full manifest).
     pub manifest_saves: u64,
+    /// Bytes of manifest objects uploaded (not counting the `manifest.db` copy).
+    pub manifest_bytes: u64,
+    /// Whether the run ended with a full manifest rather than a delta.
+    pub manifest_full: bool,
     /// Requests retried.
     pub retries: u64,
     /// Files whose content changed while size and modification time did not.
@@ -44,7 +48,7 @@ pub struct Summary {
     pub suspect_corruption: Vec<String>,
     /// Whether the run stopped early (signal or `max_duration`); the next run resumes.
     pub stopped: bool,
-    /// The manifest this run wrote.
+    /// The manifest object that ended this run (its delta or full manifest).
     pub manifest: Option<String>,
     /// Non-fatal problems with the run itself (e.g. `manifest.db` not replaceable).
     pub warnings: Vec<String>,

@@ -7,6 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use imb_layout::ManifestName;
 use imb_manifest::ManifestReader;
 use imb_storage::{InMemory, Key, LocalDir, ObjectRead};
 
@@ -78,8 +79,40 @@ async fn run(f: &Fixture) -> Summary {
     run_with(&f.src, Arc::new(LocalDir::new(&f.dst).unwrap()), |_| {}).await
 }
 
+/// The target's manifest as a reader sees it: the newest full manifest with the
+/// deltas after it replayed, in a file of its own.
+fn fetched(f: &Fixture) -> std::path::PathBuf {
+    let (path, got) = fetch_at(f, None);
+    assert!(got.warnings.is_empty(), "{got:?}");
+    path
+}
+
+/// The restore point at `at` (the newest when `None`), and what the fetch found.
+fn fetch_at(
+    f: &Fixture,
+    at: Option<std::time::SystemTime>,
+) -> (std::path::PathBuf, imb_layout::Fetched) {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = f._dir.path().join(format!("fetched-{n}.db"));
+    let (dst, p) = (f.dst.clone(), path.clone());
+    // The tests run on a runtime already; fetch on a thread with its own.
+    let got = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = LocalDir::new(&dst).unwrap();
+        rt.block_on(imb_layout::fetch_manifest(&store, &p, at))
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    (path, got)
+}
+
 fn manifest(f: &Fixture) -> ManifestReader {
-    ManifestReader::open(&f.dst.join("manifest.db")).unwrap()
+    ManifestReader::open(&fetched(f)).unwrap()
 }
 
 fn assert_counts(s: &Summary) {
@@ -218,9 +251,7 @@ async fn modified_file_keeps_its_old_content_as_history() {
 }
 
 fn writer(f: &Fixture) -> imb_manifest::Manifest {
-    let copy = f._dir.path().join("manifest-copy.db");
-    fs::copy(f.dst.join("manifest.db"), &copy).unwrap();
-    imb_manifest::Manifest::open(&copy).unwrap()
+    imb_manifest::Manifest::open(&fetched(f)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -410,7 +441,9 @@ async fn periodic_saves_write_only_changed_rows() {
     for e in fs::read_dir(&f.dst).unwrap() {
         let n = e.unwrap().file_name().to_string_lossy().into_owned();
         if n.contains(".part-") {
-            let r = ManifestReader::open(&f.dst.join(&n)).unwrap();
+            let plain = f._dir.path().join("part.db");
+            imb_manifest::unpack(&f.dst.join(&n), &plain).unwrap();
+            let r = ManifestReader::open(&plain).unwrap();
             r.for_each_file(|_| {
                 part_rows += 1;
                 Ok(())
@@ -419,9 +452,10 @@ async fn periodic_saves_write_only_changed_rows() {
         }
     }
     assert_eq!(part_rows, 35, "each changed row is in exactly one journal");
-    // A no-change rerun writes no journal at all.
+    // A no-change rerun writes no journal at all, and ends with a delta.
     let s = run(&f).await;
-    assert_eq!(s.manifest_saves, 1, "only the final manifest: {s:?}");
+    assert_eq!(s.manifest_saves, 1, "only the delta: {s:?}");
+    assert!(!s.manifest_full, "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -800,6 +834,178 @@ async fn a_future_dated_manifest_is_ignored_and_reported() {
     .await
     .unwrap();
     assert_eq!(future, vec![planted.to_owned()]);
-    let full: Vec<_> = listed.iter().filter(|(n, _)| n.part.is_none()).collect();
-    assert_eq!(full.len(), 2, "{listed:?}");
+    let ends: Vec<_> = listed.iter().filter(|l| l.name.finished()).collect();
+    assert_eq!(ends.len(), 2, "{listed:?}");
+}
+
+const CHANGING: &str = "library/admin/2024/2024-01-15/IMG_0001.jpg";
+
+/// Runs that change one file each end with deltas, and every run's restore point
+/// comes back: the newest full manifest and the deltas up to that run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_of_deltas_restores_every_point_in_time() {
+    let f = fixture();
+    let first = run(&f).await;
+    assert!(
+        first.manifest_full,
+        "a first run writes a full manifest: {first:?}"
+    );
+    let mut points = vec![(first.manifest.clone().unwrap(), b"v0".to_vec())];
+    for v in 1..=3u8 {
+        let content = format!("version {v}").into_bytes();
+        write(&f.src.join(CHANGING), &content);
+        let s = run(&f).await;
+        assert_eq!(s.files_uploaded, 1, "{s:?}");
+        assert!(!s.manifest_full, "{s:?}");
+        let name = s.manifest.clone().unwrap();
+        assert!(name.ends_with(".delta.db.gz"), "{name}");
+        assert!(
+            s.manifest_bytes < 8 * 1024,
+            "a one-file delta is small: {s:?}"
+        );
+        points.push((name, content));
+    }
+    for (i, (name, content)) in points.iter().enumerate() {
+        let ts = imb_layout::ManifestName::parse(name).unwrap().ts;
+        let (path, got) = fetch_at(&f, imb_layout::parse_ts(&ts));
+        assert!(got.warnings.is_empty(), "{got:?}");
+        assert_eq!(
+            got.point.as_ref().map(ManifestName::name).as_ref(),
+            Some(name)
+        );
+        assert_eq!(got.chain_runs as usize, i, "{got:?}");
+        let rec = ManifestReader::open(&path)
+            .unwrap()
+            .get(CHANGING)
+            .unwrap()
+            .unwrap();
+        if i > 0 {
+            assert_eq!(
+                rec.checksum,
+                imb_hash::digest(content).sha256,
+                "point {name}"
+            );
+        } else {
+            assert_eq!(rec.checksum, manifest_at_first(&f, &first), "point {name}");
+        }
+    }
+    // The newest point is the default, and manifest.db is still the full one.
+    assert_eq!(
+        fetch_at(&f, None).1.point.map(|p| p.name()).as_ref(),
+        Some(&points[3].0)
+    );
+    let copy = ManifestReader::open(&f.dst.join("manifest.db")).unwrap();
+    assert_eq!(
+        copy.get(CHANGING).unwrap().unwrap().checksum,
+        manifest_at_first(&f, &first)
+    );
+}
+
+fn manifest_at_first(f: &Fixture, first: &Summary) -> [u8; 32] {
+    ManifestReader::open(&f.dst.join(first.manifest.as_deref().unwrap()))
+        .unwrap()
+        .get(CHANGING)
+        .unwrap()
+        .unwrap()
+        .checksum
+}
+
+/// A lost delta loses that run's rows and nothing else; a corrupt one is skipped
+/// with a warning naming it; the next run stores the lost change again under a
+/// new key, overwriting nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_or_corrupt_delta_loses_only_its_runs_rows() {
+    let f = fixture();
+    run(&f).await;
+    let other = "library/admin/2024/2024-01-16/IMG_0002.jpg";
+    write(&f.src.join(CHANGING), b"changed in run 2");
+    let lost = run(&f).await.manifest.unwrap();
+    write(&f.src.join(other), b"changed in run 3");
+    let kept = run(&f).await.manifest.unwrap();
+    fs::remove_file(f.dst.join(&lost)).unwrap();
+    let (path, got) = fetch_at(&f, None);
+    assert!(
+        got.warnings.is_empty(),
+        "a missing delta is silent: {got:?}"
+    );
+    assert_eq!(got.point.map(|p| p.name()), Some(kept.clone()));
+    let m = ManifestReader::open(&path).unwrap();
+    assert_eq!(
+        m.get(other).unwrap().unwrap().checksum,
+        imb_hash::digest(b"changed in run 3").sha256
+    );
+    assert_ne!(
+        m.get(CHANGING).unwrap().unwrap().checksum,
+        imb_hash::digest(b"changed in run 2").sha256,
+        "run 2's row is gone with its delta"
+    );
+    fs::write(f.dst.join(&kept), b"not a gzip, not sqlite").unwrap();
+    let (_, got) = fetch_at(&f, None);
+    assert!(
+        got.warnings.iter().any(|w| w.contains(&kept)),
+        "the corrupt delta is named: {got:?}"
+    );
+    // The next run sees the change again and stores it under a new version key,
+    // and ends with a full manifest so the damaged chain is not read again.
+    let s = run(&f).await;
+    assert_eq!(s.files_uploaded, 2, "{s:?}");
+    assert!(s.manifest_full, "{s:?}");
+    let (path, _) = fetch_at(&f, None);
+    let m = ManifestReader::open(&path).unwrap();
+    let rec = m.get(CHANGING).unwrap().unwrap();
+    assert_eq!(rec.checksum, imb_hash::digest(b"changed in run 2").sha256);
+    assert!(
+        rec.object_key.is_some_and(|k| k.starts_with("versions/")),
+        "{:?}",
+        m.get(CHANGING)
+    );
+}
+
+/// `full_manifest_every` bounds the chain: with 2, every other run writes a full
+/// manifest (and refreshes manifest.db); a lost part of a run is reported.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chain_is_bounded_and_a_lost_part_is_reported() {
+    let f = fixture();
+    let every2 = |c: &mut BackupConfig| {
+        c.full_manifest_every = 2;
+        c.save_every = 2;
+    };
+    let store = || Arc::new(LocalDir::new(&f.dst).unwrap());
+    assert!(run_with(&f.src, store(), every2).await.manifest_full);
+    for i in 0..5 {
+        write(&f.src.join(format!("library/more/{i}.jpg")), &[i; 10]);
+    }
+    let delta = run_with(&f.src, store(), every2).await;
+    assert!(!delta.manifest_full, "{delta:?}");
+    assert!(
+        delta.manifest_saves >= 3,
+        "parts, then the delta: {delta:?}"
+    );
+    let full = run_with(&f.src, store(), every2).await;
+    assert!(full.manifest_full, "the second run after a full: {full:?}");
+    let rows = |m: ManifestReader| {
+        let mut n = 0;
+        m.for_each_file(|_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        n
+    };
+    assert_eq!(
+        rows(ManifestReader::open(&f.dst.join("manifest.db")).unwrap()),
+        rows(manifest(&f))
+    );
+    // Lose the delta run's first part: the point before the full names the loss.
+    let ts = imb_layout::ManifestName::parse(delta.manifest.as_deref().unwrap())
+        .unwrap()
+        .ts;
+    fs::remove_file(f.dst.join(imb_layout::ManifestName::part(&ts, 1).name())).unwrap();
+    let (_, got) = fetch_at(&f, imb_layout::parse_ts(&ts));
+    assert!(
+        got.warnings
+            .iter()
+            .any(|w| w.contains(&ts) && w.contains("parts found")),
+        "{got:?}"
+    );
 }

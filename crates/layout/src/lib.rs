@@ -4,9 +4,10 @@
 //! reads by it, without depending on one another.
 //!
 //! ```text
-//! manifest.db                         convenience copy of the newest manifest (replaceable)
-//! manifest-{ts}.db                    the full manifest a run ended with (create-only)
-//! manifest-{ts}.part-{n}.db           rows changed since the previous save (create-only)
+//! manifest.db                         convenience copy of the newest full manifest (replaceable)
+//! manifest-{ts}.db                    a full manifest, now and then a run's end (create-only)
+//! manifest-{ts}.delta.db.gz           the rest of a run's changes, the usual run's end (create-only)
+//! manifest-{ts}.part-{n}.db.gz        rows changed since the run's previous save (create-only)
 //! library/{file_path}                 the first content of each path
 //! versions/{file_path}/{ts}           later contents of a path
 //! long/{sha256 of file_path}[/{ts}]   content of a path too long for an object name
@@ -31,7 +32,9 @@ pub use keys::{
     LOCKS_PREFIX, content_key, library_key, lock_key, lock_marker_key, manifest_copy_key,
     report_key, version_key,
 };
-pub use manifest::{Fetched, ManifestName, fetch_manifest, list_manifests, list_manifests_at};
+pub use manifest::{
+    Fetched, Kind, Listed, ManifestName, fetch_manifest, list_manifests, list_manifests_at,
+};
 pub use ts::{FUTURE_SLACK, format_ts, is_future, parse_ts, run_ts};
 
 /// Shorthand for results whose error is [`Error`].

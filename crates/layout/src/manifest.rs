@@ -11,35 +11,97 @@ use imb_storage::{GetOptions, Key, ObjectRead, ObjectReadExt};
 
 use crate::{Error, Result, is_future, parse_ts};
 
+/// What a manifest object holds, in the order a run writes them: its parts,
+/// then its end (a delta, or a full manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// `manifest-{ts}.part-{n}.db[.gz]`: rows changed since the run's previous save.
+    Part(u32),
+    /// `manifest-{ts}.delta.db.gz`: the rest of the run's changes; the run finished.
+    Delta,
+    /// `manifest-{ts}.db`: the whole manifest; the run finished.
+    Full,
+}
+
 /// A manifest object's name, parsed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ManifestName {
     /// The run's timestamp, as in the name.
     pub ts: String,
-    /// The journal number, for a part.
-    pub part: Option<u32>,
+    /// What it holds.
+    pub kind: Kind,
+    /// Whether the name ends in `.gz` (parts written before deltas did not).
+    pub packed: bool,
 }
 
 impl ManifestName {
-    /// Parses `manifest-{ts}.db` or `manifest-{ts}.part-{n}.db` (without prefix).
+    /// A run's full manifest.
+    pub fn full(ts: &str) -> Self {
+        ManifestName {
+            ts: ts.to_owned(),
+            kind: Kind::Full,
+            packed: false,
+        }
+    }
+
+    /// A run's `n`th part, compressed.
+    pub fn part(ts: &str, n: u32) -> Self {
+        ManifestName {
+            ts: ts.to_owned(),
+            kind: Kind::Part(n),
+            packed: true,
+        }
+    }
+
+    /// A run's delta.
+    pub fn delta(ts: &str) -> Self {
+        ManifestName {
+            ts: ts.to_owned(),
+            kind: Kind::Delta,
+            packed: true,
+        }
+    }
+
+    /// Parses `manifest-{ts}.db`, `manifest-{ts}.part-{n}.db[.gz]` or
+    /// `manifest-{ts}.delta.db.gz` (without prefix).
     pub fn parse(name: &str) -> Option<Self> {
-        let rest = name.strip_prefix("manifest-")?.strip_suffix(".db")?;
-        let (ts, part) = match rest.split_once(".part-") {
-            Some((ts, n)) => (ts, Some(n.parse().ok()?)),
-            None => (rest, None),
+        let rest = name.strip_prefix("manifest-")?;
+        let (rest, packed) = match rest.strip_suffix(".gz") {
+            Some(r) => (r, true),
+            None => (rest, false),
         };
+        let rest = rest.strip_suffix(".db")?;
+        let (ts, kind) = if let Some((ts, n)) = rest.split_once(".part-") {
+            (ts, Kind::Part(n.parse().ok()?))
+        } else if let Some(ts) = rest.strip_suffix(".delta") {
+            (ts, Kind::Delta)
+        } else {
+            (rest, Kind::Full)
+        };
+        // A full manifest is plain SQLite (people open it with sqlite3); a delta is packed.
+        if (kind == Kind::Full && packed) || (kind == Kind::Delta && !packed) {
+            return None;
+        }
         parse_ts(ts)?;
         Some(ManifestName {
             ts: ts.to_owned(),
-            part,
+            kind,
+            packed,
         })
+    }
+
+    /// Whether the run that wrote it finished with it.
+    pub fn finished(&self) -> bool {
+        matches!(self.kind, Kind::Delta | Kind::Full)
     }
 
     /// The object name.
     pub fn name(&self) -> String {
-        match self.part {
-            Some(n) => format!("manifest-{}.part-{n:05}.db", self.ts),
-            None => format!("manifest-{}.db", self.ts),
+        let gz = if self.packed { ".gz" } else { "" };
+        match self.kind {
+            Kind::Part(n) => format!("manifest-{}.part-{n:05}.db{gz}", self.ts),
+            Kind::Delta => format!("manifest-{}.delta.db{gz}", self.ts),
+            Kind::Full => format!("manifest-{}.db", self.ts),
         }
     }
 
@@ -49,29 +111,47 @@ impl ManifestName {
     }
 }
 
+/// A manifest object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its name, parsed.
+    pub name: ManifestName,
+    /// Its key (with the store's prefix, as listed).
+    pub key: Key,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
 /// What [`fetch_manifest`] found.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct Fetched {
     /// The full manifest used as the base (`manifest-{ts}.db`), if any.
     pub base: Option<ManifestName>,
-    /// Journals of later, unfinished runs that were replayed, in order.
+    /// The size of the base.
+    pub base_bytes: u64,
+    /// The restore point: the newest finished run replayed (its delta or full).
+    pub point: Option<ManifestName>,
+    /// Parts and deltas replayed on the base, in order.
     pub replayed: Vec<String>,
-    /// Objects that could not be used (damaged manifests or journals), with why.
+    /// Runs whose objects were replayed (finished or not).
+    pub chain_runs: u32,
+    /// Bytes of the objects replayed.
+    pub chain_bytes: u64,
+    /// Objects that could not be used (damaged manifests, parts or deltas, lost
+    /// parts), with why.
     pub warnings: Vec<String>,
     /// Manifest objects dated more than a day ahead of now, left out.
     pub future: Vec<String>,
 }
 
-/// Every manifest object in the store, parsed and sorted oldest first, leaving
-/// out those dated more than [`crate::FUTURE_SLACK`] ahead of now (see
-/// [`list_manifests_at`]).
+/// Every manifest object in the store, parsed and sorted in the order runs wrote
+/// them, leaving out those dated more than [`crate::FUTURE_SLACK`] ahead of now
+/// (see [`list_manifests_at`]).
 ///
 /// # Errors
 /// The store's error.
-pub async fn list_manifests(
-    store: &dyn ObjectRead,
-) -> imb_storage::Result<Vec<(ManifestName, Key)>> {
+pub async fn list_manifests(store: &dyn ObjectRead) -> imb_storage::Result<Vec<Listed>> {
     Ok(list_manifests_at(store, SystemTime::now()).await?.0)
 }
 
@@ -84,38 +164,44 @@ pub async fn list_manifests(
 pub async fn list_manifests_at(
     store: &dyn ObjectRead,
     now: SystemTime,
-) -> imb_storage::Result<(Vec<(ManifestName, Key)>, Vec<String>)> {
+) -> imb_storage::Result<(Vec<Listed>, Vec<String>)> {
     let mut future = Vec::new();
-    let mut names: Vec<(ManifestName, Key)> = Vec::new();
+    let mut names: Vec<Listed> = Vec::new();
     for m in store.list_all("manifest-").await? {
-        let Some(n) = ManifestName::parse(m.key.as_str()) else {
+        let Some(name) = ManifestName::parse(m.key.as_str()) else {
             continue;
         };
-        if is_future(&n.ts, now) {
+        if is_future(&name.ts, now) {
             tracing::warn!(manifest = %m.key, "ignoring a manifest dated more than a day ahead");
             future.push(m.key.to_string());
         } else {
-            names.push((n, m.key));
+            names.push(Listed {
+                name,
+                key: m.key,
+                size: m.size,
+            });
         }
     }
-    names.sort();
+    names.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((names, future))
 }
 
-/// Downloads into `work` the manifest describing the target: the newest
-/// `manifest-{ts}.db` that opens (as of `at`, when given), then, if
-/// `replay_journals`, the journals of later runs that never finished. Older full
-/// manifests stand in for a damaged newest one. `work` is left absent when the
-/// target has no manifest.
+/// Downloads into `work` the manifest describing the target: the newest full
+/// `manifest-{ts}.db` that opens (older ones stand in for a damaged newest one),
+/// then every later part and delta in the order they were written. Without `at`,
+/// that is everything, the parts of an unfinished last run too; with `at`, the
+/// restore point of the newest run at or before `at` that finished (with a
+/// delta or a full manifest). A part or delta that cannot be used is skipped
+/// with a warning: it loses that object's rows, not the chain. `work` is left
+/// absent when the target has no manifest at or before `at`.
 ///
 /// # Errors
 /// The store's error when listing or downloading fails; [`Error::Manifest`] when a
-/// journal cannot be applied to a manifest that opened.
+/// part cannot be applied to a manifest that opened.
 pub async fn fetch_manifest(
     store: &dyn ObjectRead,
     work: &Path,
     at: Option<SystemTime>,
-    replay_journals: bool,
 ) -> Result<Fetched> {
     let (names, future) = list_manifests_at(store, SystemTime::now()).await?;
     let within = |n: &ManifestName| at.is_none_or(|at| parse_ts(&n.ts).is_some_and(|t| t <= at));
@@ -123,61 +209,113 @@ pub async fn fetch_manifest(
         future,
         ..Fetched::default()
     };
-    for (name, k) in names
+    // With `at`, nothing after the newest run that finished by then.
+    let end = if at.is_some() {
+        match names
+            .iter()
+            .rev()
+            .find(|l| within(&l.name) && l.name.finished())
+        {
+            Some(l) => Some(l.name.ts.clone()),
+            None => {
+                imb_manifest::remove_db(work);
+                return Ok(out);
+            }
+        }
+    } else {
+        None
+    };
+    let upto = |n: &ManifestName| end.as_ref().is_none_or(|e| n.ts <= *e);
+    for l in names
         .iter()
         .rev()
-        .filter(|(n, _)| n.part.is_none() && within(n))
+        .filter(|l| l.name.kind == Kind::Full && upto(&l.name))
     {
         imb_manifest::remove_db(work);
-        let ok = match download(store, k, work).await {
+        let ok = match download(store, &l.key, work).await {
             Ok(()) => ManifestReader::open(work).map(drop).map_err(Error::from),
             Err(e) => Err(e),
         };
         match ok {
             Ok(()) => {
-                out.base = Some(name.clone());
+                out.base = Some(l.name.clone());
+                out.base_bytes = l.size;
+                out.point = Some(l.name.clone());
                 break;
             }
             Err(e) => {
-                tracing::warn!(manifest = %k, error = %e, "manifest unreadable; trying an older one");
+                tracing::warn!(manifest = %l.key, error = %e, "manifest unreadable; trying an older one");
                 out.warnings
-                    .push(format!("skipped unreadable manifest {k}: {e}"));
+                    .push(format!("skipped unreadable manifest {}: {e}", l.key));
             }
         }
     }
     if out.base.is_none() {
         imb_manifest::remove_db(work);
     }
-    if !replay_journals {
-        return Ok(out);
-    }
+    let chain: Vec<&Listed> = names
+        .iter()
+        .filter(|l| {
+            l.name.kind != Kind::Full
+                && upto(&l.name)
+                && out.base.as_ref().is_none_or(|b| l.name.ts > b.ts)
+        })
+        .collect();
     let mut manifest = None;
-    for (name, k) in &names {
-        let newer = out.base.as_ref().is_none_or(|b| name.ts > b.ts);
-        if name.part.is_none() || !newer || !within(name) {
-            continue;
-        }
+    let mut run: Option<(&str, u32)> = None; // the run being replayed, and its parts seen
+    for l in chain {
         let m = match &mut manifest {
             Some(m) => m,
             None => manifest.insert(Manifest::open(work)?),
         };
+        if run.is_none_or(|(ts, _)| ts != l.name.ts) {
+            run = Some((&l.name.ts, 0));
+            out.chain_runs += 1;
+        }
         let part = work.with_extension("replay");
-        let applied = match download(store, k, &part).await {
-            Ok(()) => m.apply(&part).map_err(Error::from),
+        let fetched = work.with_extension("download");
+        let applied = match download(store, &l.key, &fetched).await {
+            Ok(()) => imb_manifest::unpack(&fetched, &part)
+                .and_then(|()| {
+                    let parts = match l.name.kind {
+                        Kind::Delta => ManifestReader::open(&part)?
+                            .metadata(imb_manifest::RUN_PARTS)?
+                            .and_then(|v| v.parse::<u32>().ok()),
+                        _ => None,
+                    };
+                    Ok((parts, m.apply(&part)?))
+                })
+                .map_err(Error::from),
             Err(e) => Err(e),
         };
+        let _ = std::fs::remove_file(&fetched);
+        imb_manifest::remove_db(&part);
+        out.chain_bytes += l.size;
         match applied {
-            Ok(n) => {
-                tracing::info!(journal = %k, rows = n, "replayed a journal of an unfinished run");
-                out.replayed.push(k.to_string());
+            Ok((parts, n)) => {
+                tracing::info!(manifest = %l.key, rows = n, "replayed");
+                out.replayed.push(l.key.to_string());
+                if let Some((_, seen)) = &mut run {
+                    if matches!(l.name.kind, Kind::Part(_)) {
+                        *seen += 1;
+                    }
+                    if let Some(want) = parts.filter(|w| w != seen) {
+                        out.warnings.push(format!(
+                            "run {}: {} of its {want} manifest parts found; the rows of the others are lost from the manifest (their objects remain)",
+                            l.name.ts, seen
+                        ));
+                    }
+                }
+                if l.name.kind == Kind::Delta {
+                    out.point = Some(l.name.clone());
+                }
             }
             Err(e) => {
-                tracing::warn!(journal = %k, error = %e, "skipping unreadable journal");
+                tracing::warn!(manifest = %l.key, error = %e, "skipping an unreadable manifest part");
                 out.warnings
-                    .push(format!("skipped unreadable journal {k}: {e}"));
+                    .push(format!("skipped unreadable manifest part {}: {e}", l.key));
             }
         }
-        let _ = std::fs::remove_file(&part);
     }
     Ok(out)
 }
@@ -208,13 +346,146 @@ mod tests {
 
     #[test]
     fn manifest_names_parse() {
+        let ts = "2024-01-15T03-00-00";
         let m = ManifestName::parse("manifest-2024-01-15T03-00-00.db").unwrap();
-        assert_eq!(m.part, None);
+        assert_eq!(m, ManifestName::full(ts));
         let p = ManifestName::parse("manifest-2024-01-15T03-00-00.part-00002.db").unwrap();
-        assert_eq!(p.part, Some(2));
+        assert_eq!((p.kind, p.packed), (Kind::Part(2), false));
         assert_eq!(p.name(), "manifest-2024-01-15T03-00-00.part-00002.db");
-        assert!(m < p);
+        let z = ManifestName::parse("manifest-2024-01-15T03-00-00.part-00003.db.gz").unwrap();
+        assert_eq!(z, ManifestName::part(ts, 3));
+        let d = ManifestName::parse("manifest-2024-01-15T03-00-00.delta.db.gz").unwrap();
+        assert_eq!(d, ManifestName::delta(ts));
+        for n in [&m, &p, &z, &d] {
+            assert_eq!(ManifestName::parse(&n.name()).as_ref(), Some(n));
+        }
+        // A run writes its parts, then its end.
+        assert!(p < z && z < d && d < m);
+        assert!(ManifestName::parse("manifest-2024-01-15T03-00-00.db.gz").is_none());
+        assert!(ManifestName::parse("manifest-2024-01-15T03-00-00.delta.db").is_none());
         assert!(ManifestName::parse("manifest.db").is_none());
         assert!(ManifestName::parse("manifest-garbage.db").is_none());
+    }
+
+    use imb_manifest::FileRecord;
+    use imb_storage::{InMemory, ObjectCreate, Payload};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// One run of a model writer: the rows it changes, split into parts, and how it
+    /// ends.
+    #[derive(Debug, Clone)]
+    struct Run {
+        rows: Vec<(u8, u8)>, // (path, content)
+        per_part: usize,
+        end: Option<Kind>, // None: killed after its parts
+    }
+
+    fn run_strategy() -> impl Strategy<Value = Run> {
+        (
+            prop::collection::vec((0u8..12, any::<u8>()), 0..8),
+            1usize..4,
+            prop_oneof![Just(None), Just(Some(Kind::Delta)), Just(Some(Kind::Full))],
+        )
+            .prop_map(|(rows, per_part, end)| Run {
+                rows,
+                per_part,
+                end,
+            })
+    }
+
+    fn journal(dir: &Path, name: &str, rows: &BTreeMap<u8, u8>, parts: Option<u32>) -> Vec<u8> {
+        let p = dir.join(name);
+        let mut m = Manifest::open(&p).unwrap();
+        for (path, c) in rows {
+            m.upsert(&FileRecord::new(
+                format!("f{path}"),
+                [*c; 32],
+                [0; 20],
+                0,
+                1,
+                2,
+            ))
+            .unwrap();
+        }
+        if let Some(n) = parts {
+            m.set_metadata(imb_manifest::RUN_PARTS, &n.to_string())
+                .unwrap();
+        }
+        m.commit().unwrap();
+        drop(m);
+        let gz = dir.join(format!("{name}.gz"));
+        imb_manifest::pack(&p, &gz).unwrap();
+        let bytes = std::fs::read(if name.ends_with(".gz") { &gz } else { &p }).unwrap();
+        imb_manifest::remove_db(&p);
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Whatever mix of parts, deltas, full manifests and killed runs a target
+        /// holds, the restore point of every finished run is every row written up
+        /// to it, killed runs' parts included; and the newest point without `at`
+        /// includes a killed last run's parts.
+        #[test]
+        fn every_finished_run_restores_what_was_written_up_to_it(
+            runs in prop::collection::vec(run_strategy(), 1..7),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let store = InMemory::new();
+            let mut state: BTreeMap<u8, u8> = BTreeMap::new();
+            let mut points = Vec::new();
+            let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+            // The first run always writes a full manifest, as the engine does.
+            let mut runs = runs;
+            runs[0].end = Some(Kind::Full);
+            for (i, r) in runs.iter().enumerate() {
+                let at = t0 + std::time::Duration::from_secs(i as u64 * 60);
+                let ts = crate::format_ts(at);
+                let mut parts = 0;
+                let keep = if r.end.is_some() { r.rows.len() / 2 } else { r.rows.len() };
+                for (n, chunk) in r.rows[..keep].chunks(r.per_part).enumerate() {
+                    let rows: BTreeMap<u8, u8> = chunk.iter().copied().collect();
+                    state.extend(rows.iter().map(|(k, v)| (*k, *v)));
+                    let name = ManifestName::part(&ts, n as u32 + 1);
+                    let bytes = journal(dir.path(), &name.name(), &rows, None);
+                    rt.block_on(store.put_opts(&name.key(), Payload::from(bytes), Default::default())).unwrap();
+                    parts += 1;
+                }
+                let rest: BTreeMap<u8, u8> = r.rows[keep..].iter().copied().collect();
+                state.extend(rest.iter().map(|(k, v)| (*k, *v)));
+                match r.end {
+                    None => continue,
+                    Some(Kind::Delta) => {
+                        let name = ManifestName::delta(&ts);
+                        let bytes = journal(dir.path(), &name.name(), &rest, Some(parts));
+                        rt.block_on(store.put_opts(&name.key(), Payload::from(bytes), Default::default())).unwrap();
+                    }
+                    Some(_) => {
+                        let name = ManifestName::full(&ts);
+                        let bytes = journal(dir.path(), &name.name(), &state, None);
+                        rt.block_on(store.put_opts(&name.key(), Payload::from(bytes), Default::default())).unwrap();
+                    }
+                }
+                points.push((at, state.clone()));
+            }
+            let read = |at: Option<SystemTime>| {
+                let p = dir.path().join("fetched.db");
+                imb_manifest::remove_db(&p);
+                let got = rt.block_on(fetch_manifest(&store, &p, at)).unwrap();
+                assert!(got.warnings.is_empty(), "{got:?}");
+                let mut rows = BTreeMap::new();
+                ManifestReader::open(&p).unwrap().for_each_file(|r| {
+                    rows.insert(r.file_path[1..].parse::<u8>().unwrap(), r.checksum[0]);
+                    Ok(())
+                }).unwrap();
+                rows
+            };
+            for (at, want) in &points {
+                prop_assert_eq!(&read(Some(*at)), want);
+            }
+            prop_assert_eq!(read(None), state);
+        }
     }
 }

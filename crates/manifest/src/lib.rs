@@ -10,9 +10,9 @@
 //!   the object key derived from the path unless it differs).
 //! * Every change is also written to a *journal*: a small SQLite file with the same
 //!   tables holding only the rows changed since the last save. The engine uploads
-//!   journals as create-only `manifest-{ts}.part-{n}.db` objects, so periodic saves
-//!   cost the rows that changed, not the whole manifest, and [`Manifest::apply`]
-//!   replays them after a crash.
+//!   journals ([`pack`]ed) as create-only parts and a run's delta, so saves and
+//!   nightly runs cost the rows that changed, not the whole manifest, and
+//!   [`Manifest::apply`] replays them on the newest full manifest.
 //! * A manifest row is written only after its object is confirmed in the store.
 //!
 //! ```
@@ -25,9 +25,11 @@
 //! assert_eq!(m.get("library/a.jpg").unwrap(), Some(rec));
 //! ```
 
+mod pack;
 mod schema;
 mod store;
 
+pub use pack::{pack, unpack};
 pub use store::{Counts, FileRecord, HistoryRecord, Manifest, ManifestReader};
 
 /// Removes a manifest file and SQLite's side files next to it (`-wal`, `-shm`);
@@ -39,6 +41,10 @@ pub fn remove_db(path: &std::path::Path) {
         let _ = std::fs::remove_file(std::path::PathBuf::from(s));
     }
 }
+
+/// The `manifest_metadata` key of a run's delta that says how many parts the run
+/// saved before it, so a reader can tell a lost part; never replayed.
+pub const RUN_PARTS: &str = "run_parts";
 
 /// The schema version this build writes and the newest it reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -80,6 +86,15 @@ pub enum Error {
         file_path: String,
         /// What is wrong.
         reason: String,
+    },
+    /// A local file failed (packing or unpacking a journal).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
     },
     /// The database is not shaped as this program writes manifests (a trigger, a
     /// view, a virtual or unknown table, other columns): it came from the target,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use crate::schema::{FILE_COLUMNS, HISTORY_COLUMNS, INDEXES, tables};
-use crate::{Error, Result, SCHEMA_VERSION};
+use crate::{Error, RUN_PARTS, Result, SCHEMA_VERSION};
 
 /// One backed-up file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -493,6 +493,25 @@ impl Manifest {
             .map_err(sql(&self.path))
     }
 
+    /// Sets a `manifest_metadata` row in the open journal only: what describes
+    /// that journal ([`RUN_PARTS`]), never replayed into a manifest.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`]; none when no journal is open.
+    pub fn set_journal_metadata(&mut self, key: &str, value: &str) -> Result<()> {
+        if self.journal.is_none() {
+            return Ok(());
+        }
+        self.tx()?;
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO journal.manifest_metadata (key, value) VALUES (?1, ?2)",
+                [key, value],
+            )
+            .map_err(sql(&self.path))?;
+        Ok(())
+    }
+
     /// Starts writing every change also to a new journal file at `path`.
     /// Commits first (SQLite cannot attach inside a transaction).
     ///
@@ -565,7 +584,7 @@ impl Manifest {
                     [],
                 )?;
                 self.conn.execute(
-                    &format!("INSERT OR REPLACE INTO {t}.manifest_metadata (key, value) SELECT key, value FROM part.manifest_metadata WHERE key <> 'version'"),
+                    &format!("INSERT OR REPLACE INTO {t}.manifest_metadata (key, value) SELECT key, value FROM part.manifest_metadata WHERE key NOT IN ('version', '{RUN_PARTS}')"),
                     [],
                 )?;
             }

@@ -303,3 +303,44 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn packed_journals_round_trip_and_a_gzip_bomb_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, gz, back) = (
+        dir.path().join("j.db"),
+        dir.path().join("j.db.gz"),
+        dir.path().join("back.db"),
+    );
+    let mut m = Manifest::open(&db).unwrap();
+    for i in 0..200u8 {
+        m.upsert(&FileRecord::new(
+            format!("library/{i}.jpg"),
+            [i; 32],
+            [i; 20],
+            1,
+            2,
+            3,
+        ))
+        .unwrap();
+    }
+    m.commit().unwrap();
+    drop(m);
+    let packed = crate::pack(&db, &gz).unwrap();
+    assert!(
+        packed < std::fs::metadata(&db).unwrap().len() / 2,
+        "{packed}"
+    );
+    crate::unpack(&gz, &back).unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&db).unwrap());
+    // An unpacked (older) journal is taken as it is.
+    crate::unpack(&db, &back).unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&db).unwrap());
+    // 64 MiB of zeros compress to 64 kB: far past what a journal of that size holds.
+    let zeros = dir.path().join("zeros");
+    std::fs::write(&zeros, vec![0u8; 64 << 20]).unwrap();
+    crate::pack(&zeros, &gz).unwrap();
+    let err = crate::unpack(&gz, &back).unwrap_err();
+    assert!(matches!(err, crate::Error::Untrusted { .. }), "{err}");
+    assert!(!back.exists(), "nothing half-written is left");
+}

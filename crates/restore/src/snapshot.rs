@@ -12,11 +12,15 @@ use crate::{Error, Result};
 pub struct Snapshot {
     dir: imb_workdir::WorkDir,
     path: PathBuf,
-    /// The manifest object the snapshot is based on.
+    /// The restore point: the manifest object that ended the newest run read
+    /// (a full manifest or a delta).
     pub name: String,
+    /// The full manifest the deltas were replayed on.
+    pub base: String,
     /// When that backup ran.
     pub taken: SystemTime,
-    /// Journals of later unfinished runs that were replayed.
+    /// Parts and deltas replayed on the base, in order (with the parts of a later
+    /// unfinished run when no time was asked for).
     pub replayed: Vec<String>,
     /// Damaged manifests or journals that were skipped.
     pub warnings: Vec<String>,
@@ -26,8 +30,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Fetches the newest manifest (with the journals of later unfinished runs),
-    /// or, with `at`, the newest complete one at or before that time.
+    /// Fetches the newest manifest (with the parts of a later unfinished run),
+    /// or, with `at`, the restore point of the newest run that finished at or
+    /// before that time.
     ///
     /// # Errors
     /// [`Error::NoManifest`], or the store's error.
@@ -37,16 +42,17 @@ impl Snapshot {
             source: e,
         })?;
         let path = dir.path().join("manifest.db");
-        let fetched = imb_layout::fetch_manifest(store, &path, at, at.is_none()).await?;
-        let Some(base) = fetched.base else {
+        let fetched = imb_layout::fetch_manifest(store, &path, at).await?;
+        let (Some(base), Some(point)) = (fetched.base, fetched.point) else {
             let when = at
                 .map(|t| format!(" at or before {}", humantime::format_rfc3339_seconds(t)))
                 .unwrap_or_default();
             return Err(Error::NoManifest(when));
         };
         Ok(Snapshot {
-            taken: imb_layout::parse_ts(&base.ts).unwrap_or(SystemTime::UNIX_EPOCH),
-            name: base.name(),
+            taken: imb_layout::parse_ts(&point.ts).unwrap_or(SystemTime::UNIX_EPOCH),
+            name: point.name(),
+            base: base.name(),
             replayed: fetched.replayed,
             warnings: fetched.warnings,
             future: fetched.future,

@@ -426,6 +426,8 @@ fn serve(
         if crate::http::read_body(&mut reader, &head, Some(&mut body)).is_err() {
             return;
         }
+        // The bytes sent, chunked or not.
+        record.body_len = body.len();
         match fault {
             Fault::Status(code, retry_after) => {
                 let extra = retry_after
