@@ -574,3 +574,76 @@ fn nightly_runs_upload_what_changed_not_the_whole_manifest() {
     }
     assert_eq!(assert_manifest_matches(&emu, &src), N + 6, "nothing lost");
 }
+
+/// restore-verify's metadata level lists the target instead of asking per file:
+/// over 3,000 files the requests are one per page of objects, the manifest's own
+/// and a few more, and not one metadata request per file. A deleted object is a
+/// finding (confirmed by one metadata request); a planted one is counted as
+/// unreferenced, reported and left alone.
+#[test]
+fn metadata_verify_lists_the_target_instead_of_asking_per_file() {
+    const N: usize = 3000;
+    let emu = Emulator::fake_gcs();
+    let proxy = FaultProxy::start(0, emu.port(), |_| Fault::Forward);
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("upload");
+    library(&src, N, 100);
+    let mut c = backup();
+    gs(&mut c, &emu.endpoint, &src);
+    assert_eq!(code(&run_json(c).0), 0);
+    let verify = || {
+        let mark = proxy.requests().len();
+        let mut c = crate::util::restore_verify();
+        c.env(
+            "STORAGE_EMULATOR_HOST",
+            proxy.endpoint().trim_start_matches("http://"),
+        )
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GCS_CREDENTIALS")
+        .args(["--from", "gs://bk1/nightly", "--no-database"]);
+        let (out, v) = run_json(c);
+        (code(&out), v, proxy.requests().len() - mark)
+    };
+    let (c, v, requests) = verify();
+    assert_eq!(c, 0, "{v}");
+    let r = &v["verify"];
+    assert_eq!(r["files_checked"], N as u64 + 6, "{v}");
+    assert_eq!(r["head_requests"], 0, "{v}");
+    assert_eq!(r["unreferenced_objects"], 0, "{v}");
+    let listed = r["list_requests"].as_u64().unwrap() as usize;
+    assert!(listed <= N / 1000 + 3 + 3, "{v}");
+    // Besides the listing: the manifest listing and download, and nothing per file.
+    assert!(
+        requests <= listed + 5,
+        "{requests} requests for {N} files: {v}"
+    );
+
+    let store = emu.store();
+    let gone = Key::parse(format!("nightly/library/{}", lib_path(7))).unwrap();
+    rt().block_on(imb_storage::ObjectDelete::delete(&store, &gone))
+        .unwrap();
+    let planted = Key::parse("nightly/library/planted.jpg").unwrap();
+    rt().block_on(imb_storage::ObjectCreate::put_opts(
+        &store,
+        &planted,
+        b"not ours".to_vec().into(),
+        Default::default(),
+    ))
+    .unwrap();
+    let (c, v, _) = verify();
+    assert_eq!(c, 2, "{v}");
+    let r = &v["verify"];
+    assert_eq!(r["findings"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(r["findings"][0]["path"], lib_path(7), "{v}");
+    assert_eq!(r["findings"][0]["problem"], "object missing", "{v}");
+    assert_eq!(
+        r["head_requests"], 1,
+        "the missing object confirmed once: {v}"
+    );
+    assert_eq!(r["unreferenced_objects"], 1, "{v}");
+    assert_eq!(r["unreferenced"][0]["object"], "library/planted.jpg", "{v}");
+    assert!(
+        rt().block_on(store.head(&planted)).is_ok(),
+        "the planted object is reported, never deleted"
+    );
+}

@@ -268,6 +268,8 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     vopts.flow = cli.flow();
     vopts.congestion = Some(target.congestion());
     vopts.prefix = cli.prefix.clone();
+    // Objects of runs after an older restore point are no one's business here.
+    vopts.unreferenced = at.is_none();
     let verified = imb_restore::verify(store.clone(), &snap, &vopts).await?;
     // A damaged manifest or journal is a finding too, even though an older one served.
     let mut problems = !verified.ok() || !snap.warnings.is_empty() || !snap.future.is_empty();

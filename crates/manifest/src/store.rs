@@ -146,6 +146,21 @@ impl RawFile {
     }
 }
 
+fn history_row(r: &Row<'_>) -> rusqlite::Result<(RawFile, String, String)> {
+    let raw = RawFile {
+        file_path: r.get(0)?,
+        checksum: r.get(3)?,
+        size: r.get(4)?,
+        archived: false,
+        mtime: r.get(5)?,
+        sha1: r.get(6)?,
+        crc32c: r.get(7)?,
+        generation: r.get(8)?,
+        object_key: r.get(9)?,
+    };
+    Ok((raw, r.get(1)?, r.get(2)?))
+}
+
 fn file_params(r: &FileRecord) -> [rusqlite::types::Value; 9] {
     use rusqlite::types::Value;
     [
@@ -426,22 +441,7 @@ impl Manifest {
             ))
             .map_err(sql(&self.path))?;
         let rows = st
-            .query_map([file_path], |r| {
-                let replaced_at: String = r.get(1)?;
-                let reason: String = r.get(2)?;
-                let raw = RawFile {
-                    file_path: r.get(0)?,
-                    checksum: r.get(3)?,
-                    size: r.get(4)?,
-                    archived: false,
-                    mtime: r.get(5)?,
-                    sha1: r.get(6)?,
-                    crc32c: r.get(7)?,
-                    generation: r.get(8)?,
-                    object_key: r.get(9)?,
-                };
-                Ok((raw, replaced_at, reason))
-            })
+            .query_map([file_path], history_row)
             .map_err(sql(&self.path))?;
         let mut out = Vec::new();
         for row in rows {
@@ -813,6 +813,30 @@ impl ManifestReader {
     /// [`Error::Sqlite`] or [`Error::Malformed`], or the first error `f` returns.
     pub fn for_each_file(&self, f: impl FnMut(FileRecord) -> Result<()>) -> Result<()> {
         for_each_file(&self.conn, &self.path, f)
+    }
+
+    /// Calls `f` for every history row (the contents paths used to have), in
+    /// path order, streaming.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] or [`Error::Malformed`], or the first error `f` returns.
+    pub fn for_each_history(&self, mut f: impl FnMut(HistoryRecord) -> Result<()>) -> Result<()> {
+        let mut st = self
+            .conn
+            .prepare(&format!(
+                "SELECT {HISTORY_COLUMNS} FROM main.file_history ORDER BY file_path, replaced_at"
+            ))
+            .map_err(sql(&self.path))?;
+        let rows = st.query_map([], history_row).map_err(sql(&self.path))?;
+        for row in rows {
+            let (raw, replaced_at, reason) = row.map_err(sql(&self.path))?;
+            f(HistoryRecord {
+                file: raw.finish(&self.path)?,
+                replaced_at,
+                reason,
+            })?;
+        }
+        Ok(())
     }
 
     /// A `manifest_metadata` value.

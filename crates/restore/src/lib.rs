@@ -18,6 +18,7 @@
 mod database;
 mod immich;
 mod inventory;
+mod listing;
 mod restore;
 mod snapshot;
 mod verify;
@@ -26,7 +27,7 @@ pub use database::{DEFAULT_IMMICH_ROOTS, DbReport, DbVerifyOptions, verify_datab
 pub use immich::{ImmichCheckOptions, ImmichError, ImmichReport, verify_immich};
 pub use restore::{RestoreOptions, RestoreReport, restore};
 pub use snapshot::Snapshot;
-pub use verify::{Finding, Level, VerifyOptions, VerifyReport, verify};
+pub use verify::{Finding, Level, Unreferenced, VerifyOptions, VerifyReport, verify};
 
 /// Shorthand for results whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

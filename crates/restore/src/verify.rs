@@ -10,7 +10,8 @@ use serde::Serialize;
 use sha2::Digest;
 use tokio::task::JoinSet;
 
-use crate::{MAX_LISTED, Result, Snapshot, stream_rows};
+use crate::listing::{Listing, Lookup, Lookups};
+use crate::{MAX_LISTED, Result, Snapshot};
 
 /// How thoroughly to check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,12 @@ pub struct VerifyOptions {
     pub congestion: Option<imb_storage::adaptive::Signal>,
     /// Only paths starting with this.
     pub prefix: Option<String>,
+    /// Check sizes and CRC32Cs against a listing of the target (a request per
+    /// page of objects) rather than a metadata request per file.
+    pub listing: bool,
+    /// Count listed objects that no manifest row names (not with `prefix`). Off
+    /// for an older restore point, whose later runs' objects would all count.
+    pub unreferenced: bool,
 }
 
 impl VerifyOptions {
@@ -55,6 +62,8 @@ impl VerifyOptions {
             flow: crate::default_flow(),
             congestion: None,
             prefix: None,
+            listing: true,
+            unreferenced: true,
         }
     }
 }
@@ -70,6 +79,17 @@ pub struct Finding {
     pub problem: String,
 }
 
+/// A listed object no manifest row names: left by a killed run (its row was
+/// never saved), by a run still going, or put there by someone else. Reported,
+/// never deleted.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Unreferenced {
+    /// The object.
+    pub object: String,
+    /// Its size.
+    pub size: u64,
+}
+
 /// The outcome of a verify.
 #[derive(Debug, Clone, Default, Serialize)]
 #[non_exhaustive]
@@ -80,6 +100,17 @@ pub struct VerifyReport {
     pub files_checked: u64,
     /// Their bytes, by the manifest.
     pub bytes_in_manifest: u64,
+    /// Objects listed from the target (when checking against a listing).
+    pub objects_listed: u64,
+    /// Listing requests made (one per page).
+    pub list_requests: u64,
+    /// Metadata requests made one object at a time (objects outside the listing,
+    /// or missing from it).
+    pub head_requests: u64,
+    /// Listed objects that no manifest row names (`None`: not counted).
+    pub unreferenced_objects: Option<u64>,
+    /// The first 1000 of them.
+    pub unreferenced: Vec<Unreferenced>,
     /// Objects downloaded and re-hashed.
     pub objects_hashed: u64,
     /// Bytes downloaded.
@@ -146,14 +177,42 @@ pub async fn verify(
         ..VerifyReport::default()
     };
     let hash_all = opts.level == Level::All;
+    let lookups = if opts.listing {
+        let covered = match &opts.prefix {
+            None => vec!["library/".into(), "versions/".into(), "long/".into()],
+            Some(p) => vec![format!("library/{p}"), format!("versions/{p}")],
+        };
+        let listing = Listing::build(&*store, snap.dir().join("listing.db"), covered).await?;
+        report.objects_listed = listing.objects;
+        report.list_requests = listing.requests;
+        Some(Lookups::open(&listing)?)
+    } else {
+        None
+    };
+    let unreferenced = opts.unreferenced && opts.prefix.is_none() && lookups.is_some();
     // Pass 1: metadata for every live file (and hashes, for `All`).
     let mut sample: BinaryHeap<Pick> = BinaryHeap::new();
     let mut sample_bytes = 0u64;
-    let mut rows = stream_rows(snap.path().to_owned(), opts.prefix.clone());
+    let mut rows = stream_checked(
+        snap.path().to_owned(),
+        opts.prefix.clone(),
+        lookups,
+        unreferenced,
+    );
     let mut tasks = JoinSet::new();
     let mut flow = imb_storage::adaptive::Flow::new(opts.flow, opts.congestion.clone());
-    while let Some(row) = rows.recv().await {
-        let row = row?;
+    while let Some(msg) = rows.recv().await {
+        let (row, lookup) = match msg? {
+            Streamed::Row(row, lookup) => (row, lookup),
+            Streamed::Unreferenced(listed, n) => {
+                report.unreferenced_objects = Some(n);
+                report.unreferenced = listed
+                    .into_iter()
+                    .map(|(object, size)| Unreferenced { object, size })
+                    .collect();
+                continue;
+            }
+        };
         report.files_checked += 1;
         report.bytes_in_manifest += row.size;
         if let Level::Sample { count, bytes, seed } = &opts.level {
@@ -181,7 +240,9 @@ pub async fn verify(
         })
         .await;
         let store = store.clone();
-        tasks.spawn(async move { flowed(buffered, check(&*store, row, hash_all).await) });
+        tasks.spawn(
+            async move { flowed(buffered, check(&*store, row, hash_all, Some(lookup)).await) },
+        );
     }
     crate::drain(&mut flow, &mut tasks, |r| collect(&mut report, Some(r))).await;
     // Pass 2: the sample, looked up by path.
@@ -197,7 +258,8 @@ pub async fn verify(
             })
             .await;
             let store = store.clone();
-            tasks.spawn(async move { flowed(buffered, check(&*store, row, true).await) });
+            // Its metadata was checked in pass 1.
+            tasks.spawn(async move { flowed(buffered, check(&*store, row, true, None).await) });
         }
         crate::drain(&mut flow, &mut tasks, |r| {
             collect_hashed(&mut report, Some(r))
@@ -209,7 +271,8 @@ pub async fn verify(
     Ok(report)
 }
 
-type Checked = (Option<Finding>, Option<u64>);
+/// A finding, the bytes hashed, and the metadata requests made.
+type Checked = (Option<Finding>, Option<u64>, u64);
 
 /// A check's result with what the flow needs: a lookup moves no bytes but is a
 /// request like any other; a download moves what it hashed.
@@ -222,7 +285,8 @@ fn collect(
     r: Option<std::result::Result<Checked, tokio::task::JoinError>>,
 ) {
     match r {
-        Some(Ok((finding, hashed))) => {
+        Some(Ok((finding, hashed, heads))) => {
+            report.head_requests += heads;
             if let Some(f) = finding {
                 report.add(f);
             }
@@ -245,7 +309,7 @@ fn collect_hashed(
     report: &mut VerifyReport,
     r: Option<std::result::Result<Checked, tokio::task::JoinError>>,
 ) {
-    if let Some(Ok((Some(f), _))) = &r
+    if let Some(Ok((Some(f), _, _))) = &r
         && report.findings.iter().any(|g| g.path == f.path)
     {
         return;
@@ -253,8 +317,80 @@ fn collect_hashed(
     collect(report, r);
 }
 
-/// Checks one file's object; with `hash`, downloads and re-hashes it.
-async fn check(store: &dyn ObjectRead, row: FileRecord, hash: bool) -> Checked {
+/// What the blocking thread streams: live rows with what the listing says of
+/// their objects, then, when asked, the listed objects no row names.
+enum Streamed {
+    Row(FileRecord, Lookup),
+    Unreferenced(Vec<(String, u64)>, u64),
+}
+
+/// Streams the manifest's live rows (under `prefix`) from a blocking thread,
+/// each looked up in the listing there (`NotCovered` without one).
+fn stream_checked(
+    manifest: std::path::PathBuf,
+    prefix: Option<String>,
+    lookups: Option<Lookups>,
+    unreferenced: bool,
+) -> tokio::sync::mpsc::Receiver<Result<Streamed>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    tokio::task::spawn_blocking(move || {
+        let res = (|| -> Result<()> {
+            let reader = imb_manifest::ManifestReader::open(&manifest)?;
+            let look = |key: &str| match &lookups {
+                Some(l) => l.lookup(key),
+                None => Ok(Lookup::NotCovered),
+            };
+            reader.for_each_file(|r| {
+                if r.archived
+                    || prefix
+                        .as_deref()
+                        .is_some_and(|p| !r.file_path.starts_with(p))
+                {
+                    return Ok(());
+                }
+                let lookup = look(&imb_layout::content_key(&r)).map_err(to_manifest)?;
+                // A closed channel means the consumer stopped; end quietly.
+                let _ = tx.blocking_send(Ok(Streamed::Row(r, lookup)));
+                Ok(())
+            })?;
+            let Some(l) = lookups.as_ref().filter(|_| unreferenced) else {
+                return Ok(());
+            };
+            // Every object a row names: archived rows' and earlier contents' too.
+            l.begin()?;
+            reader.for_each_file(|r| l.mark(&imb_layout::content_key(&r)).map_err(to_manifest))?;
+            reader.for_each_history(|h| {
+                l.mark(&imb_layout::content_key(&h.file))
+                    .map_err(to_manifest)
+            })?;
+            l.commit()?;
+            let (listed, n) = l.unmarked(MAX_LISTED)?;
+            let _ = tx.blocking_send(Ok(Streamed::Unreferenced(listed, n)));
+            Ok(())
+        })();
+        if let Err(e) = res {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    rx
+}
+
+/// The manifest's callbacks return its error type; a listing error travels in it.
+fn to_manifest(e: crate::Error) -> imb_manifest::Error {
+    imb_manifest::Error::Io {
+        path: "listing".into(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// Checks one file's object against `lookup` (`None`: its metadata was checked
+/// already); with `hash`, downloads and re-hashes it.
+async fn check(
+    store: &dyn ObjectRead,
+    row: FileRecord,
+    hash: bool,
+    lookup: Option<Lookup>,
+) -> Checked {
     let object = imb_layout::content_key(&row);
     let finding = |problem: String| Finding {
         path: row.file_path.clone(),
@@ -263,35 +399,50 @@ async fn check(store: &dyn ObjectRead, row: FileRecord, hash: bool) -> Checked {
     };
     let key = match Key::parse(object.as_str()) {
         Ok(k) => k,
-        Err(e) => return (Some(finding(format!("invalid object key: {e}"))), None),
+        Err(e) => return (Some(finding(format!("invalid object key: {e}"))), None, 0),
     };
-    let meta = match store.head(&key).await {
-        Ok(m) => m,
-        Err(StoreError::NotFound { .. }) => return (Some(finding("object missing".into())), None),
-        Err(e) => return (Some(finding(format!("cannot check: {e}"))), None),
+    let mut heads = 0;
+    let meta = match lookup {
+        None => None,
+        Some(Lookup::Found { size, crc32c }) => Some((size, crc32c)),
+        // Not listed, or not under a listed prefix: one request resolves it.
+        Some(Lookup::Absent | Lookup::NotCovered) => {
+            heads = 1;
+            match store.head(&key).await {
+                Ok(m) => Some((m.size, m.crc32c)),
+                Err(StoreError::NotFound { .. }) => {
+                    return (Some(finding("object missing".into())), None, heads);
+                }
+                Err(e) => return (Some(finding(format!("cannot check: {e}"))), None, heads),
+            }
+        }
     };
-    if meta.size != row.size {
-        return (
-            Some(finding(format!(
-                "size {} in the target, {} in the manifest",
-                meta.size, row.size
-            ))),
-            None,
-        );
-    }
-    if let Some(c) = meta.crc32c
-        && c != row.crc32c
-    {
-        return (
-            Some(finding(format!(
-                "crc32c {c:08x} in the target, {:08x} in the manifest",
-                row.crc32c
-            ))),
-            None,
-        );
+    if let Some((size, crc32c)) = meta {
+        if size != row.size {
+            return (
+                Some(finding(format!(
+                    "size {size} in the target, {} in the manifest",
+                    row.size
+                ))),
+                None,
+                heads,
+            );
+        }
+        if let Some(c) = crc32c
+            && c != row.crc32c
+        {
+            return (
+                Some(finding(format!(
+                    "crc32c {c:08x} in the target, {:08x} in the manifest",
+                    row.crc32c
+                ))),
+                None,
+                heads,
+            );
+        }
     }
     if !hash {
-        return (None, None);
+        return (None, None, heads);
     }
     let hashed = async {
         let mut res = store.get_opts(&key, GetOptions::default()).await?;
@@ -303,7 +454,7 @@ async fn check(store: &dyn ObjectRead, row: FileRecord, hash: bool) -> Checked {
     }
     .await;
     match hashed {
-        Ok(d) if d.sha256 == row.checksum => (None, Some(d.len)),
+        Ok(d) if d.sha256 == row.checksum => (None, Some(d.len), heads),
         Ok(d) => (
             Some(finding(format!(
                 "content differs: sha256 {} in the target, {} in the manifest",
@@ -311,7 +462,8 @@ async fn check(store: &dyn ObjectRead, row: FileRecord, hash: bool) -> Checked {
                 imb_hash::hex(&row.checksum)
             ))),
             Some(d.len),
+            heads,
         ),
-        Err(e) => (Some(finding(format!("cannot read: {e}"))), None),
+        Err(e) => (Some(finding(format!("cannot read: {e}"))), None, heads),
     }
 }

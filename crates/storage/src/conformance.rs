@@ -280,9 +280,18 @@ pub async fn copy_is_create_only(store: &dyn BackupStore, prefix: &str) {
     );
 }
 
-/// Listing returns keys in order, filtered by a plain string prefix, across pages.
+/// Listing returns keys in order (bytewise: `b.jpg` before `b/…`), filtered by a
+/// plain string prefix, across pages that end inside and outside directories.
 pub async fn list_pages(store: &dyn BackupStore, prefix: &str) {
-    let names = ["a.jpg", "b/c.jpg", "b/d.jpg", "ba.jpg", "e.jpg"];
+    let names = [
+        "a.jpg",
+        "b.jpg",
+        "b/c.jpg",
+        "b/d.jpg",
+        "b/x/y.jpg",
+        "ba.jpg",
+        "e.jpg",
+    ];
     for n in names {
         store
             .put_opts(
@@ -328,8 +337,10 @@ pub async fn list_pages(store: &dyn BackupStore, prefix: &str) {
     assert_eq!(
         got,
         vec![
+            format!("{prefix}/b.jpg"),
             format!("{prefix}/b/c.jpg"),
             format!("{prefix}/b/d.jpg"),
+            format!("{prefix}/b/x/y.jpg"),
             format!("{prefix}/ba.jpg")
         ],
         "list_pages: string prefix"

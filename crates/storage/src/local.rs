@@ -298,18 +298,20 @@ impl Inner {
         } else {
             self.root.join(dir_part)
         };
-        let mut keys = Vec::new();
-        collect(&start, dir_part, prefix, &mut keys).map_err(|e| Error::io(prefix, e))?;
-        keys.retain(|k| {
-            k.starts_with(prefix) && k.as_str() != STAGING && !k.starts_with(".imb-staging/")
-        });
-        keys.sort_unstable();
-        if let Some(token) = &opts.page_token {
-            keys.retain(|k| k.as_str() > token.as_str());
-        }
         let max = opts.max_results.unwrap_or(DEFAULT_PAGE).max(1);
+        // One more than a page tells whether another follows.
+        let mut walk = Walk {
+            prefix,
+            after: opts.page_token.as_deref(),
+            want: max + 1,
+            out: Vec::with_capacity(max + 1),
+        };
+        walk.dir(&start, dir_part)
+            .map_err(|e| Error::io(prefix, e))?;
+        let mut keys = walk.out;
         let more = keys.len() > max;
         keys.truncate(max);
+        let next = if more { keys.last().cloned() } else { None };
         let mut objects = Vec::with_capacity(keys.len());
         for k in keys {
             let key = Key::parse(k)?;
@@ -320,48 +322,81 @@ impl Inner {
                 Err(e) => return Err(e),
             }
         }
-        let next = if more {
-            objects.last().map(|m| m.key.to_string())
-        } else {
-            None
-        };
         Ok(ListPage::new(objects, next))
     }
 }
 
-/// Collects the keys under `dir` that start with `prefix`, never descending into
-/// a directory whose keys cannot match (listing `manifest-` must not walk `library/`).
-fn collect(dir: &Path, rel: &str, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        // Names that are not UTF-8 cannot be keys, so they are not objects.
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
+/// The keys of one page of a listing, in key order: a walk that visits a
+/// directory's entries sorted as keys sort (`a.jpg` before `a/…`), skips every
+/// directory whose keys all sort at or before the page token or cannot start with
+/// the prefix (listing `manifest-` never walks `library/`), and stops once the page
+/// is full, so listing a million objects page by page reads each directory about
+/// once, in memory of one page.
+struct Walk<'a> {
+    prefix: &'a str,
+    after: Option<&'a str>,
+    want: usize,
+    out: Vec<String>,
+}
+
+impl Walk<'_> {
+    fn dir(&mut self, dir: &Path, rel: &str) -> io::Result<()> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
         };
-        if rel.is_empty() && name == STAGING {
-            continue;
-        }
-        let key = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
-        let ft = entry.file_type()?;
-        if ft.is_dir() {
-            let as_dir = format!("{key}/");
-            if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
-                collect(&entry.path(), &key, prefix, out)?;
+        let mut sorted = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            // Names that are not UTF-8 cannot be keys, so they are not objects.
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if rel.is_empty() && name == STAGING {
+                continue;
             }
-        } else if ft.is_file() && key.starts_with(prefix) {
-            out.push(key);
+            let key = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
+                sorted.push((format!("{key}/"), Some(entry.path())));
+            } else if ft.is_file() {
+                sorted.push((key, None));
+            }
         }
+        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (key, sub) in sorted {
+            if self.out.len() >= self.want {
+                break;
+            }
+            match sub {
+                Some(path) => {
+                    let matches = key.starts_with(self.prefix) || self.prefix.starts_with(&key);
+                    // Every key below is `key` + more: all at or before the token
+                    // when the token sorts after them without starting with `key`.
+                    let passed = self
+                        .after
+                        .is_some_and(|t| t > key.as_str() && !t.starts_with(&key));
+                    if matches && !passed {
+                        self.dir(&path, key.trim_end_matches('/'))?;
+                    }
+                }
+                None => {
+                    if key.starts_with(self.prefix)
+                        && self.after.is_none_or(|t| key.as_str() > t)
+                        && !key.starts_with(".imb-staging/")
+                    {
+                        self.out.push(key);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 #[derive(Debug)]
