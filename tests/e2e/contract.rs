@@ -138,7 +138,13 @@ fn every_json_field_is_documented_in_docs_cli_md() {
         .arg(t.path().join("restored"));
     let (_, r) = run_json(c);
     assert!(r["db_restore"]["error"].is_null(), "{r}");
-    check(&doc, "restore-verify", &[&r], &mut problems);
+    // ... and the rotating re-hash.
+    let mut c = restore_verify();
+    c.arg("--from")
+        .arg(&dst)
+        .args(["--rotate", "3", "--no-database"]);
+    let (_, rot) = run_json(c);
+    check(&doc, "restore-verify", &[&r, &rot], &mut problems);
 
     // device-sync: sync, status, failed, albums.
     let server = TestServer::start(TestServerOptions::default());

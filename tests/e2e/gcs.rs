@@ -647,3 +647,57 @@ fn metadata_verify_lists_the_target_instead_of_asking_per_file() {
         "the planted object is reported, never deleted"
     );
 }
+
+/// `--max-cost` refuses (exit 1) before any object is read when the estimate is
+/// above it: the proxy sees the manifest and the listing, and not one library
+/// object downloaded. Under the cap, the estimate is in the report and counts
+/// exactly what the sample reads.
+#[test]
+fn max_cost_refuses_before_any_object_is_read() {
+    const SIZE: usize = 10_000;
+    let emu = Emulator::fake_gcs();
+    let proxy = FaultProxy::start(0, emu.port(), |_| Fault::Forward);
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("upload");
+    library(&src, 200, SIZE);
+    let mut c = backup();
+    gs(&mut c, &emu.endpoint, &src);
+    assert_eq!(code(&run_json(c).0), 0);
+    let run = |args: &[&str]| {
+        let mark = proxy.requests().len();
+        let mut c = crate::util::restore_verify();
+        c.env(
+            "STORAGE_EMULATOR_HOST",
+            proxy.endpoint().trim_start_matches("http://"),
+        )
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GCS_CREDENTIALS")
+        .args(["--from", "gs://bk1/nightly", "--no-database"])
+        .args(args);
+        let (out, v) = run_json(c);
+        let downloads = proxy.requests()[mark..]
+            .iter()
+            .filter(|r| r.target.contains("alt=media") && r.target.contains("library%2F"))
+            .count();
+        (code(&out), v, downloads)
+    };
+    let (c, v, downloads) = run(&["--all", "--max-cost", "0.001"]);
+    assert_eq!(c, 1, "{v}");
+    let e = v["error"].as_str().unwrap();
+    assert!(
+        e.contains("above --max-cost") && e.contains("nothing was read"),
+        "{v}"
+    );
+    assert_eq!(downloads, 0, "refused before any object was read: {v}");
+
+    let (c, v, downloads) = run(&["--sample", "5", "--seed", "3", "--max-cost", "1"]);
+    assert_eq!(c, 0, "{v}");
+    assert_eq!(downloads, 5, "{v}");
+    assert_eq!(
+        v["cost"]["bytes_retrieved"], v["verify"]["bytes_downloaded"],
+        "{v}"
+    );
+    let usd = v["cost"]["estimated_usd"].as_f64().unwrap();
+    // Five Archive reads and their retrieval and egress, and the listing.
+    assert!(usd > 5.0 * 0.5 / 10_000.0 && usd < 0.001, "{v}");
+}

@@ -52,6 +52,20 @@ struct Cli {
     #[arg(long, env = "IMB_ALL", conflicts_with_all = ["sample", "sample_bytes"], num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
     all: Option<bool>,
+    /// Re-hash one slice of the objects, the same for a given day on any machine,
+    /// so that every object is re-hashed once every N days (a nightly job with
+    /// --rotate 30 reads a thirtieth of the library each night).
+    #[arg(long, env = "IMB_ROTATE", conflicts_with_all = ["sample", "sample_bytes", "all"])]
+    rotate: Option<u32>,
+    /// Refuse (exit 1) before any object is read when the estimated cost of the
+    /// run's requests, retrievals and egress is above this many US dollars
+    /// (prices: Google's list prices of late 2026, or the config file's [prices]).
+    #[arg(long, env = "IMB_MAX_COST", value_name = "USD")]
+    max_cost: Option<f64>,
+    /// Prices for the estimate, overriding the defaults (config file only:
+    /// `[prices]` with `egress_per_gib` and `[prices.classes.ARCHIVE]` etc.).
+    #[arg(skip)]
+    prices: Option<imb_cost::PriceOverrides>,
     /// Use the backup as it was at this time (RFC 3339, 2024-01-15T03-00-00, or a
     /// manifest-….db name) instead of the newest.
     #[arg(long, env = "IMB_AT")]
@@ -198,6 +212,54 @@ fn fail(json: bool, e: &anyhow::Error) -> ExitCode {
     imb_cli::fail("restore-verify", json, e)
 }
 
+/// What the run will cost, worked out before any object is read: the check's
+/// plan, the dump the database check downloads, and the files `--restore-to`
+/// reads (all of them: the estimate does not know what a resumed restore has).
+/// Printed, and refused above `--max-cost`.
+async fn estimate(
+    cli: &Cli,
+    store: &dyn imb_storage::ObjectRead,
+    snap: &Snapshot,
+    plan: &imb_restore::VerifyPlan,
+    assumed: Option<&str>,
+) -> anyhow::Result<imb_cost::Estimate> {
+    let mut usage = plan.usage.clone();
+    if cli.database.unwrap_or(true) && assumed.is_some() {
+        let dumps = imb_layout::list_dumps(store).await?;
+        let dump = match &cli.dump {
+            Some(d) => dumps.iter().find(|(_, m)| m.key.as_str() == d.as_str()),
+            None => dumps.last(),
+        };
+        if let Some((_, m)) = dump {
+            usage.read(m.storage_class.as_deref().or(assumed), m.size);
+        }
+    }
+    if cli.restore_to.is_some() {
+        usage.add(&imb_restore::restore_usage(snap, cli.prefix.clone(), assumed).await?);
+    }
+    let prices = imb_cost::Prices::default().with(&cli.prices.clone().unwrap_or_default());
+    let e = prices.estimate(&usage);
+    tracing::info!(
+        operations = e.operations,
+        bytes_retrieved = e.bytes_retrieved,
+        estimated_usd = format!("{:.4}", e.estimated_usd),
+        prices = e.prices,
+        "estimated cost"
+    );
+    if let Some(max) = cli.max_cost
+        && e.estimated_usd > max
+    {
+        bail!(
+            "the estimated cost ${:.4} ({} requests, {} bytes retrieved; {}) is above --max-cost ${max}: nothing was read",
+            e.estimated_usd,
+            e.operations,
+            e.bytes_retrieved,
+            e.prices
+        );
+    }
+    Ok(e)
+}
+
 /// `--at`: a manifest name, our timestamp form, or RFC 3339.
 fn parse_at(s: &str) -> anyhow::Result<SystemTime> {
     if let Some(n) = imb_layout::ManifestName::parse(s.rsplit('/').next().unwrap_or(s)) {
@@ -213,8 +275,21 @@ fn parse_at(s: &str) -> anyhow::Result<SystemTime> {
 async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     let at = cli.at.as_deref().map(parse_at).transpose()?;
     let from = cli.from()?;
-    if on(cli.all) && (cli.sample.is_some() || cli.sample_bytes.is_some()) {
-        bail!("--all and --sample/--sample-bytes are both set (one may come from --config)");
+    let levels = [
+        on(cli.all),
+        cli.sample.is_some() || cli.sample_bytes.is_some(),
+        cli.rotate.is_some(),
+    ];
+    if levels.iter().filter(|l| **l).count() > 1 {
+        bail!(
+            "more than one of --all, --sample/--sample-bytes and --rotate is set (one may come from --config)"
+        );
+    }
+    if cli.rotate == Some(0) {
+        bail!("--rotate 0: the cycle needs at least one day");
+    }
+    if cli.max_cost.is_some_and(|c| !c.is_finite() || c < 0.0) {
+        bail!("--max-cost must be a number of US dollars, 0 or more");
     }
     // Keys for `--immich-url`, and a database check to take the inventory from:
     // without them it could not run (exit 1), known before anything is downloaded.
@@ -249,6 +324,8 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     tracing::info!(manifest = %snap.name, "verifying against manifest");
     let level = if on(cli.all) {
         Level::All
+    } else if let Some(every) = cli.rotate {
+        Level::rotate_today(every)
     } else if cli.sample.is_some() || cli.sample_bytes.is_some() {
         let seed = cli.seed.unwrap_or_else(|| {
             SystemTime::now()
@@ -270,7 +347,13 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
     vopts.prefix = cli.prefix.clone();
     // Objects of runs after an older restore point are no one's business here.
     vopts.unreferenced = at.is_none();
-    let verified = imb_restore::verify(store.clone(), &snap, &vopts).await?;
+    // Objects a listing does not describe are priced as the library's default
+    // class, the dearest to read; a local directory costs nothing.
+    let priced = from.starts_with("gs://");
+    vopts.assumed_class = priced.then(|| "ARCHIVE".to_owned());
+    let plan = imb_restore::plan_verify(store.clone(), &snap, &vopts).await?;
+    let cost = estimate(&cli, &*store, &snap, &plan, vopts.assumed_class.as_deref()).await?;
+    let verified = imb_restore::verify_planned(store.clone(), &snap, &vopts, plan).await?;
     // A damaged manifest or journal is a finding too, even though an older one served.
     let mut problems = !verified.ok() || !snap.warnings.is_empty() || !snap.future.is_empty();
     for k in &snap.future {
@@ -288,8 +371,10 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
         "future_dated_manifests": snap.future,
         "level": match &level { Level::Metadata => json!("metadata"), Level::All => json!("all"),
             Level::Sample { count, bytes, seed } => json!({"sample": count, "sample_bytes": bytes, "seed": seed}),
+            Level::Rotate { every, .. } => json!({"rotate": every}),
             _ => json!(null) },
         "verify": verified,
+        "cost": cost,
     });
 
     // The dump the database check loaded without refusing it: the only one

@@ -25,9 +25,12 @@ mod verify;
 
 pub use database::{DEFAULT_IMMICH_ROOTS, DbReport, DbVerifyOptions, verify_database};
 pub use immich::{ImmichCheckOptions, ImmichError, ImmichReport, verify_immich};
-pub use restore::{RestoreOptions, RestoreReport, restore};
+pub use restore::{RestoreOptions, RestoreReport, restore, restore_usage};
 pub use snapshot::Snapshot;
-pub use verify::{Finding, Level, Unreferenced, VerifyOptions, VerifyReport, verify};
+pub use verify::{
+    Finding, Level, Rotation, Unreferenced, VerifyOptions, VerifyPlan, VerifyReport, plan_verify,
+    verify, verify_planned,
+};
 
 /// Shorthand for results whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

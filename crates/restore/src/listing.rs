@@ -17,10 +17,14 @@ fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
 }
 
 /// What the listing says about one key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Lookup {
-    /// Listed, with this size and CRC32C.
-    Found { size: u64, crc32c: Option<u32> },
+    /// Listed, with this size, CRC32C and storage class.
+    Found {
+        size: u64,
+        crc32c: Option<u32>,
+        class: Option<String>,
+    },
     /// Under a listed prefix but not listed: missing, or created since.
     Absent,
     /// Not under a listed prefix: only a request per object can tell.
@@ -39,7 +43,7 @@ pub(crate) struct Listing {
 const PAGE: usize = 1000;
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS listed (
-    key TEXT PRIMARY KEY NOT NULL, size INTEGER NOT NULL, crc32c INTEGER,
+    key TEXT PRIMARY KEY NOT NULL, size INTEGER NOT NULL, crc32c INTEGER, class TEXT,
     seen INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;";
 
 impl Listing {
@@ -73,12 +77,17 @@ impl Listing {
                 {
                     let mut st = tx
                         .prepare_cached(
-                            "INSERT OR REPLACE INTO listed (key, size, crc32c) VALUES (?1, ?2, ?3)",
+                            "INSERT OR REPLACE INTO listed (key, size, crc32c, class) VALUES (?1, ?2, ?3, ?4)",
                         )
                         .map_err(sql(&path))?;
                     for m in &page.objects {
-                        st.execute(params![m.key.as_str(), m.size as i64, m.crc32c])
-                            .map_err(sql(&path))?;
+                        st.execute(params![
+                            m.key.as_str(),
+                            m.size as i64,
+                            m.crc32c,
+                            m.storage_class
+                        ])
+                        .map_err(sql(&path))?;
                         objects += 1;
                     }
                 }
@@ -99,6 +108,7 @@ impl Listing {
 }
 
 /// Lookups in a built listing, from the one blocking thread that streams rows.
+#[derive(Debug)]
 pub(crate) struct Lookups {
     conn: Connection,
     path: PathBuf,
@@ -121,18 +131,19 @@ impl Lookups {
         if !self.covered.iter().any(|p| key.starts_with(p.as_str())) {
             return Ok(Lookup::NotCovered);
         }
-        let found: Option<(i64, Option<u32>)> = self
+        let found: Option<(i64, Option<u32>, Option<String>)> = self
             .conn
-            .prepare_cached("SELECT size, crc32c FROM listed WHERE key = ?1")
+            .prepare_cached("SELECT size, crc32c, class FROM listed WHERE key = ?1")
             .and_then(|mut st| {
-                st.query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                st.query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()
             })
             .map_err(sql(&self.path))?;
         Ok(match found {
-            Some((size, crc32c)) => Lookup::Found {
+            Some((size, crc32c, class)) => Lookup::Found {
                 size: size as u64,
                 crc32c,
+                class,
             },
             None => Lookup::Absent,
         })

@@ -273,6 +273,25 @@ async fn one(store: &dyn ObjectRead, root: &Path, row: FileRecord) -> Done {
     }
 }
 
+/// What restoring `snap` (under `prefix`) reads from a priced store: every live
+/// file once, priced as `class` (`None`: a store without prices). An upper bound:
+/// a resumed restore skips what it already has.
+///
+/// # Errors
+/// When the manifest cannot be read.
+pub async fn restore_usage(
+    snap: &Snapshot,
+    prefix: Option<String>,
+    class: Option<&str>,
+) -> Result<imb_cost::Usage> {
+    let mut usage = imb_cost::Usage::default();
+    let mut rows = crate::stream_rows(snap.path().to_owned(), prefix);
+    while let Some(row) = rows.recv().await {
+        usage.read(class, row?.size);
+    }
+    Ok(usage)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,47 @@ pub enum Level {
     },
     /// Every object downloaded and re-hashed.
     All,
+    /// Metadata for all, and one slice of the objects downloaded and re-hashed:
+    /// those whose path hashes to `day` modulo `every`. Stateless, so the same day
+    /// picks the same slice on any machine, and every object is re-hashed once
+    /// every `every` days.
+    Rotate {
+        /// Days in the cycle.
+        every: u32,
+        /// Days since the Unix epoch (UTC): which slice.
+        day: u64,
+    },
+}
+
+impl Level {
+    /// A rotation for today.
+    pub fn rotate_today(every: u32) -> Level {
+        let day = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 86_400);
+        Level::Rotate {
+            every: every.max(1),
+            day,
+        }
+    }
+}
+
+/// Which slice of a rotation ran, and when its cycle completes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Rotation {
+    /// Days in the cycle.
+    pub every: u32,
+    /// The slice that ran, `0..every`.
+    pub slice: u64,
+    /// The day (UTC) the last slice of this cycle runs: by then every object has
+    /// been re-hashed once.
+    pub cycle_completes: String,
+}
+
+fn in_slice(path: &str, every: u32, day: u64) -> bool {
+    let h = sha2::Sha256::digest(path.as_bytes());
+    u64::from_le_bytes(h[..8].try_into().expect("8 bytes")) % u64::from(every)
+        == day % u64::from(every)
 }
 
 /// What to verify.
@@ -52,6 +93,10 @@ pub struct VerifyOptions {
     /// Count listed objects that no manifest row names (not with `prefix`). Off
     /// for an older restore point, whose later runs' objects would all count.
     pub unreferenced: bool,
+    /// The storage class to price what the listing does not say (its own
+    /// requests, objects outside it); `None` for a store with no prices (a local
+    /// directory).
+    pub assumed_class: Option<String>,
 }
 
 impl VerifyOptions {
@@ -64,6 +109,7 @@ impl VerifyOptions {
             prefix: None,
             listing: true,
             unreferenced: true,
+            assumed_class: None,
         }
     }
 }
@@ -111,6 +157,12 @@ pub struct VerifyReport {
     pub unreferenced_objects: Option<u64>,
     /// The first 1000 of them.
     pub unreferenced: Vec<Unreferenced>,
+    /// The slice a [`Level::Rotate`] re-hashed.
+    pub rotation: Option<Rotation>,
+    /// What the check was estimated to do to a priced store, before it started
+    /// (the binary reports it priced, as `cost`).
+    #[serde(skip)]
+    pub usage: imb_cost::Usage,
     /// Objects downloaded and re-hashed.
     pub objects_hashed: u64,
     /// Bytes downloaded.
@@ -147,9 +199,10 @@ fn priority(seed: u64, path: &str) -> u64 {
     u64::from_le_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
 }
 
-/// A sample entry ordered by priority (the heap keeps the smallest ones).
+/// A sample entry ordered by priority (the heap keeps the smallest ones), with
+/// its size and storage class.
 #[derive(PartialEq, Eq)]
-struct Pick(u64, String, u64);
+struct Pick(u64, String, u64, Option<String>);
 
 impl Ord for Pick {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
@@ -162,41 +215,189 @@ impl PartialOrd for Pick {
     }
 }
 
-/// Checks `store` against `snap` at `opts.level`.
+/// What a check will do, worked out before it reads any object: the listing
+/// (made), the sample (chosen), and what the rest will cost ([`VerifyPlan::usage`]).
+#[derive(Debug)]
+pub struct VerifyPlan {
+    lookups: Option<Lookups>,
+    objects_listed: u64,
+    list_requests: u64,
+    sample: Vec<String>,
+    /// Requests and bytes the check will make of a priced store, by class: the
+    /// listing's, one metadata request per object outside it, and one read per
+    /// object re-hashed.
+    pub usage: imb_cost::Usage,
+}
+
+/// Lists the target and plans the check of `snap` at `opts.level` (see
+/// [`VerifyPlan`]); no object data is read.
 ///
 /// # Errors
-/// Only when the manifest cannot be read; problems with objects are findings.
-pub async fn verify(
+/// When the manifest cannot be read or the target cannot be listed.
+pub async fn plan_verify(
     store: Arc<dyn ObjectRead>,
     snap: &Snapshot,
     opts: &VerifyOptions,
-) -> Result<VerifyReport> {
-    let started = Instant::now();
-    let mut report = VerifyReport {
-        manifest: snap.name.clone(),
-        ..VerifyReport::default()
-    };
-    let hash_all = opts.level == Level::All;
-    let lookups = if opts.listing {
+) -> Result<VerifyPlan> {
+    let assumed = opts.assumed_class.clone();
+    let mut usage = imb_cost::Usage::default();
+    let (lookups, objects_listed, list_requests) = if opts.listing {
         let covered = match &opts.prefix {
             None => vec!["library/".into(), "versions/".into(), "long/".into()],
             Some(p) => vec![format!("library/{p}"), format!("versions/{p}")],
         };
         let listing = Listing::build(&*store, snap.dir().join("listing.db"), covered).await?;
-        report.objects_listed = listing.objects;
-        report.list_requests = listing.requests;
-        Some(Lookups::open(&listing)?)
+        usage.class_a(assumed.as_deref(), listing.requests);
+        (
+            Some(Lookups::open(&listing)?),
+            listing.objects,
+            listing.requests,
+        )
     } else {
-        None
+        (None, 0, 0)
     };
-    let unreferenced = opts.unreferenced && opts.prefix.is_none() && lookups.is_some();
-    // Pass 1: metadata for every live file (and hashes, for `All`).
+    let (manifest, prefix, level) = (
+        snap.path().to_owned(),
+        opts.prefix.clone(),
+        opts.level.clone(),
+    );
+    let (lookups, sample, rows) = tokio::task::spawn_blocking(move || {
+        plan_rows(
+            &manifest,
+            prefix.as_deref(),
+            lookups,
+            &level,
+            assumed.as_deref(),
+        )
+    })
+    .await
+    .map_err(|e| crate::Error::Io {
+        path: snap.path().display().to_string(),
+        source: std::io::Error::other(e),
+    })??;
+    usage.add(&rows);
+    Ok(VerifyPlan {
+        lookups,
+        objects_listed,
+        list_requests,
+        sample,
+        usage,
+    })
+}
+
+type Planned = (Option<Lookups>, Vec<String>, imb_cost::Usage);
+
+/// One pass over the live rows: what each will cost, and the sample.
+fn plan_rows(
+    manifest: &std::path::Path,
+    prefix: Option<&str>,
+    lookups: Option<Lookups>,
+    level: &Level,
+    assumed: Option<&str>,
+) -> Result<Planned> {
+    let reader = imb_manifest::ManifestReader::open(manifest)?;
+    let mut usage = imb_cost::Usage::default();
     let mut sample: BinaryHeap<Pick> = BinaryHeap::new();
     let mut sample_bytes = 0u64;
+    reader.for_each_file(|row| {
+        if row.archived || prefix.is_some_and(|p| !row.file_path.starts_with(p)) {
+            return Ok(());
+        }
+        let lookup = match &lookups {
+            Some(l) => l
+                .lookup(&imb_layout::content_key(&row))
+                .map_err(to_manifest)?,
+            None => Lookup::NotCovered,
+        };
+        let class = match lookup {
+            // A store that lists no classes is priced as assumed.
+            Lookup::Found { class, .. } => class.or_else(|| assumed.map(str::to_owned)),
+            Lookup::Absent | Lookup::NotCovered => {
+                usage.class_b(assumed, 1);
+                assumed.map(str::to_owned)
+            }
+        };
+        match level {
+            Level::All => usage.read(class.as_deref(), row.size),
+            Level::Rotate { every, day } if in_slice(&row.file_path, *every, *day) => {
+                usage.read(class.as_deref(), row.size);
+            }
+            Level::Sample { count, bytes, seed } => {
+                sample.push(Pick(
+                    priority(*seed, &row.file_path),
+                    row.file_path.clone(),
+                    row.size,
+                    class,
+                ));
+                sample_bytes += row.size;
+                while count.is_some_and(|c| sample.len() as u64 > c)
+                    || (bytes.is_some_and(|b| sample_bytes > b) && sample.len() > 1)
+                {
+                    if let Some(p) = sample.pop() {
+                        sample_bytes -= p.2;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    let mut paths = Vec::with_capacity(sample.len());
+    for Pick(_, path, size, class) in sample.into_sorted_vec() {
+        usage.read(class.as_deref(), size);
+        paths.push(path);
+    }
+    Ok((lookups, paths, usage))
+}
+
+/// Checks `store` against `snap` at `opts.level`: [`plan_verify`], then
+/// [`verify_planned`].
+///
+/// # Errors
+/// Only when the manifest cannot be read or the target listed; problems with
+/// objects are findings.
+pub async fn verify(
+    store: Arc<dyn ObjectRead>,
+    snap: &Snapshot,
+    opts: &VerifyOptions,
+) -> Result<VerifyReport> {
+    let plan = plan_verify(store.clone(), snap, opts).await?;
+    verify_planned(store, snap, opts, plan).await
+}
+
+/// Carries out a [`VerifyPlan`].
+///
+/// # Errors
+/// Only when the manifest cannot be read; problems with objects are findings.
+pub async fn verify_planned(
+    store: Arc<dyn ObjectRead>,
+    snap: &Snapshot,
+    opts: &VerifyOptions,
+    plan: VerifyPlan,
+) -> Result<VerifyReport> {
+    let started = Instant::now();
+    let mut report = VerifyReport {
+        manifest: snap.name.clone(),
+        objects_listed: plan.objects_listed,
+        list_requests: plan.list_requests,
+        usage: plan.usage,
+        ..VerifyReport::default()
+    };
+    if let Level::Rotate { every, day } = opts.level {
+        let last = day + u64::from(every) - 1 - day % u64::from(every);
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(last * 86_400);
+        report.rotation = Some(Rotation {
+            every,
+            slice: day % u64::from(every),
+            cycle_completes: humantime::format_rfc3339_seconds(when).to_string()[..10].to_owned(),
+        });
+    }
+    let unreferenced = opts.unreferenced && opts.prefix.is_none() && plan.lookups.is_some();
+    // Pass 1: metadata for every live file (and hashes, for `All` and a rotation's slice).
     let mut rows = stream_checked(
         snap.path().to_owned(),
         opts.prefix.clone(),
-        lookups,
+        plan.lookups,
         unreferenced,
     );
     let mut tasks = JoinSet::new();
@@ -215,40 +416,24 @@ pub async fn verify(
         };
         report.files_checked += 1;
         report.bytes_in_manifest += row.size;
-        if let Level::Sample { count, bytes, seed } = &opts.level {
-            sample.push(Pick(
-                priority(*seed, &row.file_path),
-                row.file_path.clone(),
-                row.size,
-            ));
-            sample_bytes += row.size;
-            while count.is_some_and(|c| sample.len() as u64 > c)
-                || (bytes.is_some_and(|b| sample_bytes > b) && sample.len() > 1)
-            {
-                if let Some(p) = sample.pop() {
-                    sample_bytes -= p.2;
-                }
-            }
-        }
-        let buffered = if hash_all {
-            row.size.min(crate::CHUNK)
-        } else {
-            0
+        let hash = match opts.level {
+            Level::All => true,
+            Level::Rotate { every, day } => in_slice(&row.file_path, every, day),
+            _ => false,
         };
+        let buffered = if hash { row.size.min(crate::CHUNK) } else { 0 };
         crate::admit(&mut flow, &mut tasks, buffered, |r| {
             collect(&mut report, Some(r))
         })
         .await;
         let store = store.clone();
-        tasks.spawn(
-            async move { flowed(buffered, check(&*store, row, hash_all, Some(lookup)).await) },
-        );
+        tasks.spawn(async move { flowed(buffered, check(&*store, row, hash, Some(lookup)).await) });
     }
     crate::drain(&mut flow, &mut tasks, |r| collect(&mut report, Some(r))).await;
     // Pass 2: the sample, looked up by path.
-    if !sample.is_empty() {
+    if !plan.sample.is_empty() {
         let reader = imb_manifest::ManifestReader::open(snap.path())?;
-        for Pick(_, path, _) in sample.into_sorted_vec() {
+        for path in plan.sample {
             let Some(row) = reader.get(&path)? else {
                 continue;
             };
@@ -404,7 +589,7 @@ async fn check(
     let mut heads = 0;
     let meta = match lookup {
         None => None,
-        Some(Lookup::Found { size, crc32c }) => Some((size, crc32c)),
+        Some(Lookup::Found { size, crc32c, .. }) => Some((size, crc32c)),
         // Not listed, or not under a listed prefix: one request resolves it.
         Some(Lookup::Absent | Lookup::NotCovered) => {
             heads = 1;
@@ -465,5 +650,112 @@ async fn check(
             heads,
         ),
         Err(e) => (Some(finding(format!("cannot read: {e}"))), None, heads),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imb_storage::{InMemory, ObjectCreate, Payload};
+
+    /// A target of `n` files in memory and its manifest.
+    async fn target(n: u32) -> Arc<InMemory> {
+        let store = Arc::new(InMemory::new());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let mut m = imb_manifest::Manifest::open(&path).unwrap();
+        for i in 0..n {
+            let bytes = format!("content of file {i}").into_bytes();
+            let d = imb_hash::digest(&bytes);
+            let rec = FileRecord::new(format!("f/{i}.jpg"), d.sha256, d.sha1, d.crc32c, d.len, 1);
+            let key = Key::parse(imb_layout::content_key(&rec)).unwrap();
+            store
+                .put_opts(&key, Payload::from(bytes), Default::default())
+                .await
+                .unwrap();
+            m.upsert(&rec).unwrap();
+        }
+        m.commit().unwrap();
+        drop(m);
+        let name = imb_layout::ManifestName::full("2026-01-01T00-00-00");
+        let bytes = std::fs::read(&path).unwrap();
+        store
+            .put_opts(&name.key(), Payload::from(bytes), Default::default())
+            .await
+            .unwrap();
+        store
+    }
+
+    /// A rotation re-hashes disjoint slices that together cover every object once
+    /// per cycle, names the slice and the day the cycle completes, and plans the
+    /// reads it makes.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_rotation_covers_every_object_once_per_cycle() {
+        let store = target(60).await;
+        let snap = Snapshot::fetch(&*store, None).await.unwrap();
+        let mut hashed = 0;
+        let start = 20_000 - 20_000 % 3; // the first day of a 3-day cycle
+
+        for day in start..start + 3 {
+            let mut opts = VerifyOptions::new(Level::Rotate { every: 3, day });
+            opts.assumed_class = Some("ARCHIVE".into());
+            let plan = plan_verify(store.clone(), &snap, &opts).await.unwrap();
+            let planned = plan.usage.read_bytes.get("ARCHIVE").copied().unwrap_or(0);
+            let r = verify_planned(store.clone(), &snap, &opts, plan)
+                .await
+                .unwrap();
+            assert!(r.ok(), "{r:?}");
+            assert_eq!(r.bytes_downloaded, planned, "the plan priced what was read");
+            let rot = r.rotation.clone().unwrap();
+            assert_eq!(rot.slice, day % 3);
+            assert_eq!(
+                rot.cycle_completes,
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs((start + 2) * 86_400)
+                )
+                .to_string()[..10]
+            );
+            assert!(r.objects_hashed > 5 && r.objects_hashed < 35, "{r:?}");
+            hashed += r.objects_hashed;
+        }
+        assert_eq!(hashed, 60, "each object once in the cycle");
+    }
+
+    /// The metadata level lists instead of asking per object, and a sample plans
+    /// exactly what it reads.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn metadata_by_listing_and_a_sample_planned_exactly() {
+        let store = target(25).await;
+        let snap = Snapshot::fetch(&*store, None).await.unwrap();
+        let r = verify(store.clone(), &snap, &VerifyOptions::new(Level::Metadata))
+            .await
+            .unwrap();
+        assert!(r.ok(), "{r:?}");
+        assert_eq!(
+            (r.files_checked, r.objects_listed, r.head_requests),
+            (25, 25, 0)
+        );
+        assert_eq!(r.unreferenced_objects, Some(0));
+        assert_eq!(
+            r.usage,
+            imb_cost::Usage::default(),
+            "an unpriced store costs nothing"
+        );
+        let mut opts = VerifyOptions::new(Level::Sample {
+            count: Some(4),
+            bytes: None,
+            seed: 7,
+        });
+        opts.assumed_class = Some("COLDLINE".into());
+        let plan = plan_verify(store.clone(), &snap, &opts).await.unwrap();
+        assert_eq!(plan.usage.class_b.get("COLDLINE"), Some(&4));
+        let r = verify_planned(store.clone(), &snap, &opts, plan)
+            .await
+            .unwrap();
+        assert_eq!(r.objects_hashed, 4);
+        assert_eq!(
+            Some(&r.bytes_downloaded),
+            r.usage.read_bytes.get("COLDLINE")
+        );
     }
 }
