@@ -15,7 +15,7 @@ use tokio::runtime::Handle;
 use crate::lock::RunLock;
 use crate::sync_store::SyncStore;
 use crate::walk::{self, Filter, WalkItem};
-use crate::worker::{Job, Kind, Outcome, RateLimiter, Shared, Worker};
+use crate::worker::{Job, Kind, Outcome, Shared, Worker};
 use crate::{BackupConfig, Error, NoProgress, Progress, Result, StopToken, Summary};
 use imb_layout::{self as layout, ManifestName};
 
@@ -216,7 +216,9 @@ impl Backup {
                 (tx, rx)
             },
             fatal: Mutex::new(None),
-            limiter: cfg.bwlimit.map(RateLimiter::new),
+            pace: cfg
+                .bwlimit
+                .map(|r| Arc::new(imb_storage::pace::Pace::new(r))),
             progress: self.progress.clone(),
             retries: AtomicU64::new(0),
             hash_slots: {

@@ -6,7 +6,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use imb_hash::Digests;
 use imb_manifest::{FileRecord, HistoryRecord, ManifestReader};
@@ -73,7 +72,8 @@ pub(crate) struct Shared {
         crossbeam_channel::Receiver<ManifestReader>,
     ),
     pub(crate) fatal: Mutex<Option<String>>,
-    pub(crate) limiter: Option<RateLimiter>,
+    /// `--bwlimit`, taken by the store piece by piece as it sends.
+    pub(crate) pace: Option<Arc<imb_storage::pace::Pace>>,
     pub(crate) progress: Arc<dyn Progress>,
     pub(crate) retries: AtomicU64,
     /// One token per hashing thread allowed at once: a worker holds one while it
@@ -86,37 +86,6 @@ pub(crate) struct Shared {
     /// exactly the moment that matters.
     #[cfg(test)]
     pub(crate) after_hash: Option<crate::run::TestHook>,
-}
-
-/// A simple pacing limiter: each transfer reserves `bytes / rate` seconds of the
-/// link, and waits until its slot starts.
-#[derive(Debug)]
-pub(crate) struct RateLimiter {
-    rate: f64,
-    next: Mutex<Instant>,
-}
-
-impl RateLimiter {
-    pub(crate) fn new(bytes_per_sec: u64) -> Self {
-        RateLimiter {
-            rate: bytes_per_sec.max(1) as f64,
-            next: Mutex::new(Instant::now()),
-        }
-    }
-
-    fn acquire(&self, bytes: u64) {
-        let wait = {
-            let mut next = self.next.lock().expect("rate limiter lock poisoned");
-            let now = Instant::now();
-            let start = (*next).max(now);
-            *next = start + Duration::from_secs_f64(bytes as f64 / self.rate);
-            start - now
-        };
-        if !wait.is_zero() {
-            // Pacing, not synchronisation: the point is to spend the time.
-            std::thread::sleep(wait);
-        }
-    }
 }
 
 struct ReadFile {
@@ -376,9 +345,6 @@ impl Worker {
             });
         }
 
-        if let Some(l) = &s.limiter {
-            l.acquire(d.len);
-        }
         Ok(match self.store_at(&rel, target, &rf)? {
             Stored::Created(k, r) => Outcome {
                 record: Some(record_for(&k, r.generation)),
@@ -454,7 +420,8 @@ impl Worker {
         let d = &rf.digests;
         let mut opts = PutOptions::default()
             .with_crc32c(d.crc32c)
-            .with_metadata("sha256", d.sha256_hex());
+            .with_metadata("sha256", d.sha256_hex())
+            .with_pace(s.pace.clone());
         if let Some(c) = &s.library_class {
             opts = opts.with_storage_class(c.clone());
         }

@@ -2,10 +2,12 @@
 //! they share. Statuses are mapped to `imb_storage::Error` here, at the boundary.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use imb_http::body::{Part, Source};
 use imb_http::transport;
+use imb_storage::pace::Pace;
 use imb_storage::retry::{Retrier, Step, retry_after, retryable_status};
 use imb_storage::{Error, Key, ObjectMeta, Result};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -376,18 +378,21 @@ impl Client {
         &self,
         name: &str,
         meta: &serde_json::Value,
-        data: Bytes,
+        data: Part,
+        pace: Option<Arc<Pace>>,
         if_generation_match: Option<i64>,
         idempotent: bool,
     ) -> Result<Resource> {
         let boundary = format!("imb{:016x}", (self.retrier.jitter().unit() * 1e18) as u64);
-        let mut body = Vec::with_capacity(data.len() + 512);
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{meta}\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+        let head = format!(
+            "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{meta}\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n"
         );
-        body.extend_from_slice(&data);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let body = Bytes::from(body);
+        let tail = format!("\r\n--{boundary}--\r\n");
+        let body = Source::new(
+            vec![Part::Bytes(head.into()), data, Part::Bytes(tail.into())],
+            pace,
+        );
+        let len = body.len();
         let mut q = vec![("uploadType", "multipart".to_owned())];
         if let Some(g) = if_generation_match {
             q.push(("ifGenerationMatch", g.to_string()));
@@ -400,9 +405,11 @@ impl Client {
                     .post(&url)
                     .query(&q)
                     .header(CONTENT_TYPE, &ct)
-                    .body(body.clone())
+                    .header(CONTENT_LENGTH, len)
+                    .body(body.body())
             })
-            .await?;
+            .await
+            .map_err(|e| read_failure(name, &body, e))?;
         self.resource(name, resp).await
     }
 
@@ -477,11 +484,11 @@ impl Client {
         session: &str,
         name: &str,
         offset: u64,
-        data: Bytes,
+        data: &Source,
         total: Option<u64>,
         crc: Option<u32>,
     ) -> Result<Progress> {
-        let len = data.len() as u64;
+        let len = data.len();
         let total_s = total.map_or("*".to_owned(), |t| t.to_string());
         let range = if len == 0 {
             format!("bytes */{total_s}")
@@ -493,12 +500,13 @@ impl Client {
                 &format!("upload chunk {}", self.shown(name)),
                 false,
                 &|| {
+                    // A fresh body per attempt: a retry re-reads the chunk.
                     let rb = self
                         .http
                         .put(session)
                         .header(CONTENT_RANGE, &range)
                         .header(CONTENT_LENGTH, len)
-                        .body(data.clone());
+                        .body(data.body());
                     match (total, crc) {
                         (Some(_), Some(c)) => {
                             rb.header("x-goog-hash", format!("crc32c={}", encode_crc(c)))
@@ -507,7 +515,8 @@ impl Client {
                     }
                 },
             )
-            .await?;
+            .await
+            .map_err(|e| read_failure(name, data, e))?;
         self.progress(name, resp).await
     }
 
@@ -617,4 +626,13 @@ impl Client {
 
 fn humantime_rfc3339(s: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok()
+}
+
+/// A request that failed because the file being sent could not be read (it
+/// shrank, or the disk failed) is that error, not a network one.
+fn read_failure(name: &str, body: &Source, e: Error) -> Error {
+    match body.take_read_error() {
+        Some(io) => Error::io(name, io),
+        None => e,
+    }
 }

@@ -1,10 +1,11 @@
 //! The storage traits, implemented over [`crate::client::Client`].
 
-use std::io::Read;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use imb_http::body::{Part, Source};
+use imb_storage::pace::Pace;
 use imb_storage::{
     ByteChunks, CopyOptions, Error, GetOptions, GetResult, Key, ListOptions, ListPage,
     ObjectCreate, ObjectDelete, ObjectMeta, ObjectRead, ObjectReplace, Payload, PutOptions,
@@ -75,6 +76,7 @@ impl GcsStore {
         meta: &serde_json::Value,
         payload: &Payload,
         crc: Option<u32>,
+        pace: Option<Arc<Pace>>,
         if_generation_match: Option<i64>,
     ) -> Result<Resource> {
         let c = &self.client;
@@ -88,9 +90,9 @@ impl GcsStore {
         let mut tries = c.retrier.tries(&what);
         loop {
             let len = chunk.min(total - offset);
-            let data = read_at(name, payload, offset, len).await?;
+            let data = Source::new(vec![range(payload, offset, len)], pace.clone());
             match c
-                .put_chunk(&session, name, offset, data, Some(total), crc)
+                .put_chunk(&session, name, offset, &data, Some(total), crc)
                 .await
             {
                 Ok(Progress::Done(r)) => return Ok(r),
@@ -153,37 +155,16 @@ fn object_json(name: &str, opts: &PutOptions) -> serde_json::Value {
     m
 }
 
-async fn read_at(name: &str, payload: &Payload, offset: u64, len: u64) -> Result<Bytes> {
+/// `len` bytes of `payload` from `offset`, as a body part: a slice of bytes in
+/// memory, or a range read from the file as it is sent.
+fn range(payload: &Payload, offset: u64, len: u64) -> Part {
     match payload {
-        Payload::Bytes(b) => Ok(b.slice(offset as usize..(offset + len) as usize)),
-        Payload::File { .. } => {
-            let p = payload.clone();
-            let shown = name.to_owned();
-            tokio::task::spawn_blocking(move || {
-                let mut buf = Vec::with_capacity(len as usize);
-                p.reader(offset)
-                    .take(len)
-                    .read_to_end(&mut buf)
-                    .map_err(|e| Error::io(&shown, e))?;
-                if buf.len() as u64 != len {
-                    return Err(Error::io(
-                        &shown,
-                        std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "source shrank while being uploaded",
-                        ),
-                    ));
-                }
-                Ok(Bytes::from(buf))
-            })
-            .await
-            .map_err(|e| Error::Generic {
-                store: "gcs",
-                message: format!("blocking task failed: {e}"),
-                transient: false,
-                source: None,
-            })?
-        }
+        Payload::Bytes(b) => Part::Bytes(b.slice(offset as usize..(offset + len) as usize)),
+        file => Part::Range {
+            payload: file.clone(),
+            offset,
+            len,
+        },
     }
 }
 
@@ -247,10 +228,16 @@ impl ObjectCreate for GcsStore {
         let name = self.client.name(key);
         let meta = object_json(&name, &opts);
         let r = if payload.len() <= self.client.cfg.resumable_threshold {
-            let data = read_at(&name, &payload, 0, payload.len()).await?;
             // The precondition makes a repeat safe: it cannot overwrite.
             self.client
-                .insert(&name, &meta, data, Some(0), true)
+                .insert(
+                    &name,
+                    &meta,
+                    Part::payload(payload),
+                    opts.pace.clone(),
+                    Some(0),
+                    true,
+                )
                 .await?
         } else {
             if self.exists(&name).await? {
@@ -258,8 +245,15 @@ impl ObjectCreate for GcsStore {
                     key: format!("gs://{}/{name}", self.client.cfg.bucket),
                 });
             }
-            self.resumable(&name, &meta, &payload, opts.crc32c, Some(0))
-                .await?
+            self.resumable(
+                &name,
+                &meta,
+                &payload,
+                opts.crc32c,
+                opts.pace.clone(),
+                Some(0),
+            )
+            .await?
         };
         let res = self.put_result(r)?;
         check_crc(&self.client.cfg.bucket, &name, opts.crc32c, res.crc32c)?;
@@ -334,8 +328,9 @@ impl GcsUpload {
         let mut tries = c.retrier.tries(&what);
         loop {
             let crc = total.map(|_| self.crc);
+            let body = Source::new(vec![Part::Bytes(data.clone())], None);
             match c
-                .put_chunk(&session, &self.name, self.sent, data.clone(), total, crc)
+                .put_chunk(&session, &self.name, self.sent, &body, total, crc)
                 .await
             {
                 Ok(Progress::Done(r)) => return Ok(Some(r)),
@@ -438,11 +433,19 @@ impl ObjectReplace for GcsStore {
         let name = self.client.name(key);
         let meta = object_json(&name, &opts);
         let r = if payload.len() <= self.client.cfg.resumable_threshold {
-            let data = read_at(&name, &payload, 0, payload.len()).await?;
             // Only convenience copies are replaced; a repeat writes the same bytes.
-            self.client.insert(&name, &meta, data, None, true).await?
+            self.client
+                .insert(
+                    &name,
+                    &meta,
+                    Part::payload(payload),
+                    opts.pace.clone(),
+                    None,
+                    true,
+                )
+                .await?
         } else {
-            self.resumable(&name, &meta, &payload, opts.crc32c, None)
+            self.resumable(&name, &meta, &payload, opts.crc32c, opts.pace.clone(), None)
                 .await?
         };
         self.put_result(r)

@@ -6,6 +6,8 @@
 //!
 //! Verification is never switched off; a private CA is trusted by naming it.
 
+pub mod body;
+
 use std::path::PathBuf;
 
 /// Adds the PEM certificates in `paths` to the roots `builder` trusts, besides the

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
 use crate::error::from_status;
-use crate::multipart::{Form, ReadError};
+use crate::multipart::Form;
 use crate::types::CheckResultDto;
 use crate::{
     Album, ApiKey, ApiVersion, AssetUpload, BulkIdResult, CheckItem, CheckResult, CheckVerdict,
@@ -447,9 +447,8 @@ impl ImmichClient {
         self.retrier
             .run(endpoint, |a| async move {
                 let form = self.form(asset, api);
-                let (finished, content_type, len) = form.finish();
-                let read_error = ReadError::default();
-                let body = finished.into_body(len, read_error.clone());
+                let (source, content_type, len) = form.finish();
+                let body = source.body();
                 let sent = self
                     .request(Method::POST, "/assets")
                     .header(CHECKSUM_HEADER, checksum)
@@ -481,9 +480,7 @@ impl ImmichClient {
                         Step::retry_if(retryable_status(code), last, format!("HTTP {code}"), retry_after)
                     }
                     Err(e) => {
-                        if let Some(io) =
-                            read_error.lock().unwrap_or_else(|p| p.into_inner()).take()
-                        {
+                        if let Some(io) = source.take_read_error() {
                             return Step::Done(Err(Error::Io {
                                 path: shown.clone(),
                                 source: io,

@@ -226,7 +226,8 @@ fn form_puts_text_fields_before_files() {
 }
 
 /// Collects an all-in-memory body.
-fn futures_body(body: crate::multipart::Finished, len: u64) -> Vec<u8> {
-    let b = body.into_body(len, Default::default());
+fn futures_body(body: imb_http::body::Source, len: u64) -> Vec<u8> {
+    assert_eq!(body.len(), len);
+    let b = body.body();
     b.as_bytes().expect("in-memory body").to_vec()
 }

@@ -37,6 +37,7 @@ mod error;
 mod key;
 mod local;
 mod memory;
+pub mod pace;
 mod payload;
 pub mod retry;
 mod stop;

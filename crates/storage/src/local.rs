@@ -151,6 +151,9 @@ impl Inner {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io(key.as_str(), e)),
             };
+            if let Some(p) = &opts.pace {
+                p.acquire(n as u64);
+            }
             crc = crc32c::crc32c_append(crc, &buf[..n]);
             file.write_all(&buf[..n])
                 .map_err(|e| Error::io(&shown, e))?;

@@ -145,9 +145,17 @@ pub struct PutOptions {
     pub storage_class: Option<String>,
     /// The content type.
     pub content_type: Option<String>,
+    /// `--bwlimit`: the pace the bytes are sent at, piece by piece (stores that
+    /// send nothing over a link may ignore it).
+    pub pace: Option<std::sync::Arc<crate::pace::Pace>>,
 }
 
 impl PutOptions {
+    /// Send the bytes at `pace`.
+    pub fn with_pace(mut self, pace: Option<std::sync::Arc<crate::pace::Pace>>) -> Self {
+        self.pace = pace;
+        self
+    }
     /// Declare the content's CRC32C.
     pub fn with_crc32c(mut self, crc: u32) -> Self {
         self.crc32c = Some(crc);
