@@ -682,8 +682,11 @@ impl Manifest {
     }
 
     /// Writes a compact, self-contained copy of the manifest to `dest` (which must
-    /// not exist): the snapshot that gets uploaded. Rows are copied in key order, so
-    /// pages are full; the dedup index is left out (only a backup run needs it, and
+    /// not exist): the snapshot that gets uploaded. The files table is copied with
+    /// a bare `INSERT … SELECT *`, which SQLite's transfer optimisation turns into
+    /// appends of whole records in key order, so leaf pages are about full (an
+    /// `ORDER BY` copy splits them to ~90 %: 155 instead of 171 bytes per file at
+    /// the benchmark's paths); the dedup index is left out (only a backup run needs it, and
     /// [`Manifest::open`] rebuilds it), which keeps the uploaded bytes per file low.
     ///
     /// # Errors
@@ -703,7 +706,7 @@ impl Manifest {
             self.conn.execute_batch(&format!(
                 "BEGIN;
                  INSERT INTO snap.manifest_metadata (key, value) SELECT key, value FROM main.manifest_metadata ORDER BY key;
-                 INSERT INTO snap.files ({FILE_COLUMNS}) SELECT {FILE_COLUMNS} FROM main.files ORDER BY file_path;
+                 INSERT INTO snap.files SELECT * FROM main.files;
                  INSERT INTO snap.file_history ({HISTORY_COLUMNS}) SELECT {HISTORY_COLUMNS} FROM main.file_history
                      ORDER BY file_path, replaced_at, reason;
                  COMMIT;"
