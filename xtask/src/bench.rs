@@ -5,7 +5,8 @@
 //! `docs/benchmarks.md` (appending it if absent) while leaving other sections alone.
 //! `hash` compares throughput with `openssl speed`, `manifest` the uploaded manifest's
 //! bytes per file with the seed's, `rss` (in `bench_rss.rs`) measures the backup
-//! binary's peak memory as the file count grows, `gcs` (in `bench_gcs.rs`) uploads to
+//! binary's peak memory as the file count grows, `local` (in `bench_local.rs`) many
+//! small files to a local directory beside restic, `gcs` (in `bench_gcs.rs`) uploads to
 //! fake-gcs-server side by side with rclone, and `pgdump` (in `bench_pgdump.rs`) times
 //! our database dump against `pg_dump | gzip > file`, and `devicesync` (in
 //! `bench_devicesync.rs`) runs `device-sync` and `@immich/cli upload` on the same
@@ -26,6 +27,8 @@ mod devicesync;
 mod drill;
 #[path = "bench_gcs.rs"]
 mod gcs;
+#[path = "bench_local.rs"]
+mod local;
 #[path = "bench_pgdump.rs"]
 mod pgdump;
 #[path = "bench_rss.rs"]
@@ -50,6 +53,10 @@ const BENCHES: &[Bench] = &[
     Bench {
         name: "rss",
         run: rss::run,
+    },
+    Bench {
+        name: "local",
+        run: local::run,
     },
     Bench {
         name: "gcs",
@@ -102,8 +109,8 @@ pub(crate) fn run(mut args: Args) -> Result<()> {
         scale,
         keep,
     };
-    if options.files.is_some() && !matches!(name.as_deref(), None | Some("all" | "rss")) {
-        bail!("--files applies only to `bench rss`");
+    if options.files.is_some() && !matches!(name.as_deref(), None | Some("all" | "rss" | "local")) {
+        bail!("--files applies only to `bench rss` and `bench local`");
     }
     if let Some(scale) = scale {
         if !(scale.is_finite() && scale > 0.0) {

@@ -86,10 +86,10 @@ pub(super) fn run(options: &Options) -> Result<Section> {
 
 /// A scratch directory, emptied on creation and removed on drop (with its parent, when
 /// that is left empty).
-struct Scratch(PathBuf);
+pub(super) struct Scratch(pub(super) PathBuf);
 
 impl Scratch {
-    fn new(dir: &Path) -> Result<Self> {
+    pub(super) fn new(dir: &Path) -> Result<Self> {
         match std::fs::remove_dir_all(dir) {
             Ok(()) => {}
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
@@ -114,6 +114,11 @@ impl Drop for Scratch {
 
 /// Writes `files` files under `src` and the `library/.immich` marker.
 fn generate(src: &Path, files: u64) -> Result<()> {
+    generate_sized(src, files, 137)
+}
+
+/// [`generate`] with file sizes from 64 bytes to 64 + `spread` − 1.
+pub(super) fn generate_sized(src: &Path, files: u64, spread: u64) -> Result<()> {
     let mut dir = PathBuf::new();
     for index in 0..files {
         if index % FILES_PER_DIR == 0 {
@@ -121,7 +126,7 @@ fn generate(src: &Path, files: u64) -> Result<()> {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let path = dir.join(format!("IMG_{index:07}.jpg"));
-        std::fs::write(&path, contents(index))
+        std::fs::write(&path, contents(index, spread))
             .with_context(|| format!("writing {}", path.display()))?;
         if (index + 1) % PROGRESS_EVERY == 0 {
             eprintln!("generated {} of {files} files", index + 1);
@@ -140,8 +145,9 @@ fn folder(number: u64) -> String {
     format!("library/admin/{year}/{year}-{month:02}-{day:02}")
 }
 
-/// 64–200 bytes that start with the index, so every file's content is distinct.
-fn contents(index: u64) -> Vec<u8> {
+/// 64 to 64 + `spread` − 1 bytes that start with the index, so every file's
+/// content is distinct.
+fn contents(index: u64, spread: u64) -> Vec<u8> {
     let mut state = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
     let mut next = || {
         state ^= state >> 29;
@@ -149,7 +155,7 @@ fn contents(index: u64) -> Vec<u8> {
         state ^= state >> 32;
         state
     };
-    let len = 64 + usize::try_from(next() % 137).expect("below 137");
+    let len = 64 + usize::try_from(next() % spread).expect("a small spread");
     let mut bytes = format!("imb bench-rss file {index}\n").into_bytes();
     while bytes.len() < len {
         bytes.extend_from_slice(&next().to_le_bytes());
@@ -201,7 +207,7 @@ fn backup(binary: &Path, src: &Path, dest: &Path, state: &Path) -> Result<Run> {
 
 /// The number after the top-level `"key":` in one line of compact JSON; `None` when the
 /// key is missing or its value is not a number (e.g. `null`).
-fn json_number(json: &str, key: &str) -> Option<f64> {
+pub(super) fn json_number(json: &str, key: &str) -> Option<f64> {
     let needle = format!("\"{key}\"");
     let at = json.find(&needle)? + needle.len();
     let rest = json[at..].trim_start().strip_prefix(':')?.trim_start();
@@ -315,10 +321,11 @@ mod tests {
 
     #[test]
     fn contents_are_small_and_distinct() {
-        let all: Vec<Vec<u8>> = (0..2000).map(contents).collect();
+        let all: Vec<Vec<u8>> = (0..2000).map(|i| contents(i, 137)).collect();
         for bytes in &all {
             assert!((64..=200).contains(&bytes.len()), "{}", bytes.len());
         }
+        assert!((0..2000).all(|i| (64..=264).contains(&contents(i, 201).len())));
         let mut unique = all.clone();
         unique.sort();
         unique.dedup();

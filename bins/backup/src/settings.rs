@@ -126,8 +126,8 @@ struct Options {
     /// Directory for working files [default: a temporary directory].
     #[arg(long, env = "IMB_STATE_DIR")]
     state_dir: Option<PathBuf>,
-    /// fsync every file on a local target [default: true]; off only for
-    /// throwaway targets (benchmarks).
+    /// Make a local target's objects durable (one filesystem sync before each
+    /// manifest save) [default: true]; off only for throwaway targets (benchmarks).
     #[arg(long, env = "IMB_FSYNC", num_args = 0..=1, hide = true,
           require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
     fsync: Option<bool>,

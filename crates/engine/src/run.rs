@@ -593,7 +593,10 @@ impl Coordinator<'_> {
         self.publish()
     }
 
+    /// Uploads a manifest object: the objects its rows name are made durable
+    /// first, and it itself after.
     fn upload_file(&mut self, path: &Path, key: &imb_storage::Key) -> Result<()> {
+        self.target.flush()?;
         let file = File::open(path).map_err(|e| state_err(path, e))?;
         let len = file.metadata().map_err(|e| state_err(path, e))?.len();
         let payload = Payload::File {
@@ -605,6 +608,7 @@ impl Coordinator<'_> {
             opts = opts.with_storage_class(c.clone());
         }
         self.target.put(key, payload, opts)?;
+        self.target.flush()?;
         self.summary.manifest_bytes += len;
         Ok(())
     }

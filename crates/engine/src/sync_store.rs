@@ -55,6 +55,11 @@ impl SyncStore {
         self.run(self.store.put_opts(k, payload, opts))
     }
 
+    /// Makes the objects created so far durable (see `ObjectCreate::flush`).
+    pub(crate) fn flush(&self) -> imb_storage::Result<()> {
+        self.run(self.store.flush())
+    }
+
     pub(crate) fn copy(&self, from: &Key, to: &Key) -> imb_storage::Result<PutResult> {
         self.run(self.store.copy_opts(from, to, CopyOptions::default()))
     }

@@ -2,10 +2,13 @@
 //! `library/a/b.jpg` is the file `ROOT/library/a/b.jpg`.
 //!
 //! Writes go to a staged file under `ROOT/.imb-staging/`, are checked against the
-//! declared CRC32C, fsynced, and then published: by `hard_link` for a create
-//! (atomic, and it fails if the target exists, so a create can never overwrite)
-//! and by `rename` for a replace. A crash leaves at most a stray staged file,
-//! never a partial object. Blocking I/O runs on tokio's blocking pool.
+//! declared CRC32C, and then published: by `hard_link` for a create (atomic, and
+//! it fails if the target exists, so a create can never overwrite) and by
+//! `rename` for a replace (synced first). A kill leaves at most a stray staged
+//! file, never a partial object. Creates are made durable together by `flush` (one
+//! `syncfs`), which the backup calls before every manifest save, so a manifest row
+//! never names an object a power cut could lose. Blocking I/O runs on tokio's
+//! blocking pool.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -38,6 +41,10 @@ struct Inner {
     root: PathBuf,
     fsync: bool,
     counter: AtomicU64,
+    /// Creates go through unnamed files until the filesystem refuses one.
+    unnamed: std::sync::atomic::AtomicBool,
+    /// Directories created lately (see `made_dir`).
+    recent_dirs: std::sync::Mutex<std::collections::VecDeque<PathBuf>>,
 }
 
 impl LocalDir {
@@ -61,20 +68,32 @@ impl LocalDir {
                 root,
                 fsync: true,
                 counter: AtomicU64::new(0),
+                unnamed: true.into(),
+                recent_dirs: Default::default(),
             }),
         })
     }
 
-    /// Whether to fsync files and directories on write (default on). Off only for
-    /// throwaway targets such as benchmarks.
+    /// Whether objects are made durable (default on): each [`ObjectCreate::flush`]
+    /// syncs the filesystem, replacements and streamed uploads are synced as they
+    /// complete. Off only for throwaway targets such as benchmarks.
     pub fn with_fsync(self, fsync: bool) -> Self {
         LocalDir {
             inner: Arc::new(Inner {
                 root: self.inner.root.clone(),
                 fsync,
                 counter: AtomicU64::new(0),
+                unnamed: true.into(),
+                recent_dirs: Default::default(),
             }),
         }
+    }
+
+    /// Creates go through staged files, as on a filesystem without `O_TMPFILE`.
+    #[cfg(test)]
+    pub(crate) fn staged_only(self) -> Self {
+        self.inner.unnamed.store(false, Ordering::Relaxed);
+        self
     }
 
     /// The directory the store lives in.
@@ -92,6 +111,15 @@ impl LocalDir {
         f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = self.inner.clone();
+        // On a multi-threaded runtime the work runs where it is asked for: on a
+        // thread of the caller's own (the backup's workers) at no cost, on a
+        // runtime worker after handing its tasks to another. That saves two thread
+        // switches per small file; a current-thread runtime still needs the pool.
+        if tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        {
+            return tokio::task::block_in_place(|| f(&inner));
+        }
         tokio::task::spawn_blocking(move || f(&inner))
             .await
             .map_err(|e| Error::Generic {
@@ -137,44 +165,135 @@ impl Inner {
         ))
     }
 
-    fn stage(&self, key: &Key, payload: &Payload, opts: &PutOptions) -> Result<Staged> {
+    /// Writes the payload to a staged file; synced when `sync` (a replacement:
+    /// the rename must not publish bytes still in the page cache).
+    fn stage(&self, key: &Key, payload: &Payload, opts: &PutOptions, sync: bool) -> Result<Staged> {
         let (mut staged, mut file) = self.new_staged()?;
         let shown = staged.path.display().to_string();
-        let mut reader = payload.reader(0);
-        let mut buf = vec![0u8; CHUNK];
-        let mut crc = 0u32;
-        let mut written = 0u64;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io(key.as_str(), e)),
-            };
-            if let Some(p) = &opts.pace {
-                p.acquire(n as u64);
-            }
-            crc = crc32c::crc32c_append(crc, &buf[..n]);
-            file.write_all(&buf[..n])
-                .map_err(|e| Error::io(&shown, e))?;
-            written += n as u64;
-        }
-        if let Some(expected) = opts.crc32c
-            && expected != crc
-        {
-            return Err(Error::ChecksumMismatch {
-                key: key.to_string(),
-                expected,
-                actual: crc,
-            });
-        }
-        if self.fsync {
+        let (written, crc) = write_payload(key, payload, opts, &mut file, &shown)?;
+        if sync {
             file.sync_all().map_err(|e| Error::io(&shown, e))?;
         }
         staged.size = written;
         staged.crc = crc;
         Ok(staged)
     }
+
+    /// A create without a staged name: the bytes go to an unnamed file in the
+    /// object's own directory (`O_TMPFILE`), which is then linked at the key, so
+    /// the object appears only complete, and workers neither meet in one staging
+    /// directory nor unlink anything. `None` where the filesystem (or a missing
+    /// `/proc`) does not allow it; the caller stages instead.
+    fn create_unnamed(
+        &self,
+        key: &Key,
+        target: &Path,
+        payload: &Payload,
+        opts: &PutOptions,
+    ) -> Result<Option<PutResult>> {
+        use rustix::fs::{AtFlags, CWD, Mode, OFlags};
+        use std::os::fd::AsRawFd;
+        let parent = target.parent().expect("a key has a parent under the root");
+        self.made_dir(parent)
+            .map_err(|e| Error::io(key.as_str(), e))?;
+        let unsupported = |e: rustix::io::Errno| {
+            [
+                rustix::io::Errno::OPNOTSUPP,
+                rustix::io::Errno::ISDIR,
+                rustix::io::Errno::INVAL,
+            ]
+            .contains(&e)
+        };
+        let fd = match rustix::fs::open(
+            parent,
+            OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o666),
+        ) {
+            Ok(fd) => fd,
+            Err(e) if unsupported(e) => return Ok(None),
+            Err(e) => return Err(Error::io(key.as_str(), e.into())),
+        };
+        let mut file = File::from(fd);
+        let (size, crc) = write_payload(key, payload, opts, &mut file, key.as_str())?;
+        let by_fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+        match rustix::fs::linkat(CWD, by_fd.as_str(), CWD, target, AtFlags::SYMLINK_FOLLOW) {
+            Ok(()) => Ok(Some(PutResult::new(size, Some(crc)))),
+            Err(rustix::io::Errno::NOENT) if !Path::new("/proc/self/fd").exists() => Ok(None),
+            Err(e) => Err(map_exists(key, e.into())),
+        }
+    }
+}
+
+impl Inner {
+    /// `create_dir_all`, skipped for the directories created most recently: files
+    /// come directory by directory, so most creates need no `mkdir` at all. (A
+    /// directory removed since makes the create fail; the store is not shared.)
+    fn made_dir(&self, dir: &Path) -> io::Result<()> {
+        const REMEMBERED: usize = 64;
+        let mut recent = self.recent_dirs.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.iter().any(|d| d == dir) {
+            return Ok(());
+        }
+        fs::create_dir_all(dir)?;
+        if recent.len() == REMEMBERED {
+            recent.pop_front();
+        }
+        recent.push_back(dir.to_owned());
+        Ok(())
+    }
+}
+
+/// Copies `payload` into `file` (pieces paced by `--bwlimit`), checking the
+/// declared CRC32C. Returns the size and the CRC32C.
+fn write_payload(
+    key: &Key,
+    payload: &Payload,
+    opts: &PutOptions,
+    file: &mut File,
+    shown: &str,
+) -> Result<(u64, u32)> {
+    let mut crc = 0u32;
+    let mut written = 0u64;
+    let mut put = |bytes: &[u8]| -> Result<()> {
+        if let Some(p) = &opts.pace {
+            p.acquire(bytes.len() as u64);
+        }
+        crc = crc32c::crc32c_append(crc, bytes);
+        file.write_all(bytes).map_err(|e| Error::io(shown, e))?;
+        written += bytes.len() as u64;
+        Ok(())
+    };
+    match payload {
+        Payload::Bytes(b) => {
+            for piece in b.chunks(CHUNK) {
+                put(piece)?;
+            }
+        }
+        Payload::File { len, .. } => {
+            let mut reader = payload.reader(0);
+            // Sized to the file: most are photos far smaller than a chunk.
+            let mut buf = vec![0u8; usize::try_from(*len).unwrap_or(CHUNK).clamp(1, CHUNK)];
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io(key.as_str(), e)),
+                };
+                put(&buf[..n])?;
+            }
+        }
+    }
+    if let Some(expected) = opts.crc32c
+        && expected != crc
+    {
+        return Err(Error::ChecksumMismatch {
+            key: key.to_string(),
+            expected,
+            actual: crc,
+        });
+    }
+    Ok((written, crc))
 }
 
 /// Removes staged files left by processes that no longer exist (a killed run).
@@ -253,13 +372,20 @@ impl Inner {
         overwrite: bool,
     ) -> Result<PutResult> {
         let target = self.checked_path(key)?;
-        // Cheap early refusal; the hard link below is what actually guarantees it.
+        // The link is what refuses an existing key; a staged create checks first,
+        // since staging costs more than a stat.
+        if !overwrite && self.unnamed.load(Ordering::Relaxed) {
+            match self.create_unnamed(key, &target, payload, opts)? {
+                Some(done) => return Ok(done),
+                None => self.unnamed.store(false, Ordering::Relaxed),
+            }
+        }
         if !overwrite && target.symlink_metadata().is_ok() {
             return Err(Error::AlreadyExists {
                 key: key.to_string(),
             });
         }
-        let staged = self.stage(key, payload, opts)?;
+        let staged = self.stage(key, payload, opts, overwrite && self.fsync)?;
         self.publish(key, staged, overwrite)
     }
 
@@ -274,7 +400,9 @@ impl Inner {
             fs::hard_link(&staged.path, &target).map_err(|e| map_exists(key, e))?;
         }
         drop(staged);
-        if self.fsync {
+        // Durable at the next `flush` (one filesystem sync before the manifest
+        // names the object), or now for a replacement, which has no manifest.
+        if self.fsync && overwrite {
             sync_dir(parent).map_err(|e| Error::io(key.as_str(), e))?;
         }
         Ok(PutResult::new(size, Some(crc)))
@@ -488,6 +616,22 @@ impl ObjectRead for LocalDir {
 
 #[async_trait]
 impl ObjectCreate for LocalDir {
+    /// One `syncfs` of the target's filesystem: every object staged and linked
+    /// since the last flush reaches the disk, with its directory entries, at the
+    /// cost of one call instead of two fsyncs per file.
+    async fn flush(&self) -> Result<()> {
+        if !self.inner.fsync {
+            return Ok(());
+        }
+        self.blocking(|inner| {
+            let root = File::open(&inner.root)
+                .map_err(|e| Error::io(inner.root.display().to_string(), e))?;
+            rustix::fs::syncfs(&root)
+                .map_err(|e| Error::io(inner.root.display().to_string(), e.into()))
+        })
+        .await
+    }
+
     async fn put_opts(&self, key: &Key, payload: Payload, opts: PutOptions) -> Result<PutResult> {
         let key = key.clone();
         self.blocking(move |inner| inner.put(&key, &payload, &opts, false))
@@ -509,9 +653,6 @@ impl ObjectCreate for LocalDir {
                 },
                 _ => map_exists(&to, e),
             })?;
-            if inner.fsync {
-                sync_dir(parent).map_err(|e| Error::io(to.as_str(), e))?;
-            }
             Ok(PutResult::new(size, None))
         })
         .await

@@ -81,6 +81,27 @@ async fn in_memory_passes_the_conformance_suite() {
     crate::conformance::delete_removes(&store, &store, "suite/delete").await;
 }
 
+/// On a multi-threaded runtime (where a local directory works in place), with
+/// creates through unnamed files and, as on a filesystem without them, through
+/// staged files; `flush` syncs.
+#[tokio::test(flavor = "multi_thread")]
+async fn local_dir_passes_the_conformance_suite_unnamed_and_staged() {
+    for staged in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LocalDir::new(dir.path().join("target")).unwrap();
+        if staged {
+            store = store.staged_only();
+        }
+        crate::conformance::backup_store(&store, "suite").await;
+        crate::conformance::replace_overwrites(&store, &store, "suite/replace").await;
+        crate::ObjectCreate::flush(&store).await.expect("syncfs");
+        let staging: Vec<_> = std::fs::read_dir(dir.path().join("target/.imb-staging"))
+            .unwrap()
+            .collect();
+        assert!(staging.is_empty(), "staged files left: {staging:?}");
+    }
+}
+
 #[tokio::test]
 async fn local_dir_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();

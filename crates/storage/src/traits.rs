@@ -252,6 +252,16 @@ pub trait ObjectCreate: Send + Sync + Debug + 'static {
     /// # Errors
     /// The store's error, or [`crate::Error::NotImplemented`].
     async fn create_upload(&self, key: &Key, opts: PutOptions) -> Result<Box<dyn Upload>>;
+
+    /// Makes every object created so far durable, for a store that defers it (a
+    /// local directory syncs its filesystem once instead of every file). Call it
+    /// before recording objects where a crash would outlive them (the manifest).
+    ///
+    /// # Errors
+    /// The store's error.
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A streamed create in progress: bytes of unknown total length (a database dump
@@ -369,6 +379,9 @@ macro_rules! forward_impls {
             }
             async fn create_upload(&self, key: &Key, opts: PutOptions) -> Result<Box<dyn Upload>> {
                 (**self).create_upload(key, opts).await
+            }
+            async fn flush(&self) -> Result<()> {
+                (**self).flush().await
             }
         }
         #[async_trait]
