@@ -554,6 +554,16 @@ fn nightly_runs_upload_what_changed_not_the_whole_manifest() {
     assert_eq!(s["files_uploaded"], 0, "{s}");
     assert_eq!(s["manifest_full"], false, "{s}");
     assert!(sent <= 64 << 10, "a no-change rerun sent {sent} bytes: {s}");
+    // The run's own account, by class: one manifest object (the delta, Standard),
+    // no library object, lock objects in the bucket's default class.
+    let ops = &s["operations"];
+    assert_eq!(ops["class_a"]["STANDARD"], 1, "{s}");
+    assert!(ops["written_bytes"]["ARCHIVE"].is_null(), "{s}");
+    assert!(
+        ops["class_a"]["default"].as_u64().unwrap() >= 2,
+        "lock objects and listings: {s}"
+    );
+    assert!(s["cost"]["estimated_usd"].as_f64().unwrap() < 0.01, "{s}");
 
     for k in [1usize, 1000] {
         for i in 0..k {
@@ -566,6 +576,11 @@ fn nightly_runs_upload_what_changed_not_the_whole_manifest() {
         let (s, sent) = run(mark);
         assert_eq!(s["files_uploaded"], k as u64, "{s}");
         assert_eq!(s["manifest_full"], false, "{s}");
+        assert_eq!(
+            s["operations"]["written_bytes"]["ARCHIVE"],
+            (k * SIZE) as u64,
+            "the changed files went to Archive: {s}"
+        );
         let beyond = sent.saturating_sub(k * SIZE);
         assert!(
             beyond <= (64 << 10) + 1024 * k,

@@ -53,14 +53,17 @@ fn main() -> ExitCode {
         let mut summary = backup.run().await?;
         summary.retries += (target.retries)();
         summary.database = database;
-        Ok::<_, anyhow::Error>(summary)
+        Ok::<_, anyhow::Error>((summary, (target.usage)()))
     });
     term.finish();
     let (code, status) = match &result {
-        Ok(summary) => {
+        Ok((summary, usage)) => {
             if json {
                 let mut v = serde_json::to_value(summary).expect("summary serialises");
                 v["peak_rss_bytes"] = serde_json::json!(peak_rss_bytes());
+                // What the run asked of a billed store, and that at list prices.
+                v["operations"] = serde_json::json!(usage);
+                v["cost"] = serde_json::json!(imb_cost::Prices::default().estimate(usage));
                 imb_cli::print_json(&v);
             } else {
                 ui::print_summary(summary);
@@ -77,7 +80,7 @@ fn main() -> ExitCode {
     let run = metrics::Run {
         started,
         status,
-        summary: result.as_ref().ok(),
+        summary: result.as_ref().ok().map(|(s, _)| s),
         peak_rss_bytes: peak_rss_bytes(),
     };
     rt.block_on(settings.metrics.report(&settings.dest, &run));

@@ -22,6 +22,8 @@ pub(crate) struct Opened {
     pub(crate) retries: Box<dyn Fn() -> u64 + Send>,
     /// Retries after 429, 503 or a timeout, for the uploads in flight.
     pub(crate) congestion: imb_storage::adaptive::Signal,
+    /// The requests and bytes so far, by storage class (GCS), read after the run.
+    pub(crate) usage: Box<dyn Fn() -> imb_cost::Usage + Send>,
 }
 
 /// Storage classes where reading back (and so copying) costs a retrieval fee.
@@ -66,7 +68,7 @@ pub(crate) async fn open(
     }
     let congestion = t.congestion();
     let t = Arc::new(t);
-    let r = t.clone();
+    let (r, u) = (t.clone(), t.clone());
     Ok(Opened {
         store: t.store.clone(),
         replace: Some(t.replace.clone()),
@@ -74,6 +76,7 @@ pub(crate) async fn open(
         database_class,
         retries: Box::new(move || r.retries()),
         congestion,
+        usage: Box::new(move || u.usage()),
     })
 }
 

@@ -169,9 +169,19 @@ pub struct Usage {
     pub class_b: BTreeMap<String, u64>,
     /// Object bytes read back.
     pub read_bytes: BTreeMap<String, u64>,
+    /// Object bytes written (free to send; what the class then stores).
+    pub written_bytes: BTreeMap<String, u64>,
 }
 
 impl Usage {
+    /// One object of `class` written: a Class A operation and its bytes.
+    pub fn write(&mut self, class: Option<&str>, bytes: u64) {
+        self.class_a(class, 1);
+        if let Some(c) = class {
+            *self.written_bytes.entry(c.to_owned()).or_default() += bytes;
+        }
+    }
+
     /// `n` Class A operations on objects of `class`.
     pub fn class_a(&mut self, class: Option<&str>, n: u64) {
         if let Some(c) = class.filter(|_| n > 0) {
@@ -200,6 +210,7 @@ impl Usage {
             (&mut self.class_a, &other.class_a),
             (&mut self.class_b, &other.class_b),
             (&mut self.read_bytes, &other.read_bytes),
+            (&mut self.written_bytes, &other.written_bytes),
         ] {
             for (k, v) in o {
                 *m.entry(k.clone()).or_default() += v;

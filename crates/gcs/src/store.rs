@@ -19,7 +19,12 @@ use crate::client::{Client, Progress, Resource, encode_crc};
 #[derive(Debug, Clone)]
 pub struct GcsStore {
     client: Arc<Client>,
+    usage: Arc<std::sync::Mutex<imb_cost::Usage>>,
 }
+
+/// The class an operation is priced at when the request names none: the
+/// bucket's default, which this store does not know.
+const DEFAULT_CLASS: &str = "default";
 
 impl GcsStore {
     /// A store for `cfg`.
@@ -35,7 +40,18 @@ impl GcsStore {
         }
         Ok(GcsStore {
             client: Arc::new(Client::new(cfg)?),
+            usage: Arc::default(),
         })
+    }
+
+    /// The operations and bytes of this store's requests so far, by storage class
+    /// (`default` where a request names none): a retried request counts once.
+    pub fn usage(&self) -> imb_cost::Usage {
+        self.usage.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut imb_cost::Usage)) {
+        f(&mut self.usage.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// Requests retried so far by this store.
@@ -186,6 +202,7 @@ impl ByteChunks for MediaBody {
 #[async_trait]
 impl ObjectRead for GcsStore {
     async fn head(&self, key: &Key) -> Result<ObjectMeta> {
+        self.count(|u| u.class_b(Some(DEFAULT_CLASS), 1));
         let r = self.client.head(&self.client.name(key)).await?;
         self.client.meta(r)
     }
@@ -193,6 +210,11 @@ impl ObjectRead for GcsStore {
     async fn get_opts(&self, key: &Key, opts: GetOptions) -> Result<GetResult> {
         let name = self.client.name(key);
         let meta = self.client.meta(self.client.head(&name).await?)?;
+        let class = meta.storage_class.clone();
+        self.count(|u| {
+            u.class_b(class.as_deref().or(Some(DEFAULT_CLASS)), 1);
+            u.read(class.as_deref().or(Some(DEFAULT_CLASS)), meta.size);
+        });
         let range = opts
             .range
             .map(|r| r.start.min(meta.size)..r.end.min(meta.size));
@@ -204,6 +226,7 @@ impl ObjectRead for GcsStore {
     }
 
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListPage> {
+        self.count(|u| u.class_a(Some(DEFAULT_CLASS), 1));
         let (objects, next) = self
             .client
             .list(prefix, opts.page_token.as_deref(), opts.max_results)
@@ -227,6 +250,8 @@ impl ObjectCreate for GcsStore {
     async fn put_opts(&self, key: &Key, payload: Payload, opts: PutOptions) -> Result<PutResult> {
         let name = self.client.name(key);
         let meta = object_json(&name, &opts);
+        let class = opts.storage_class.as_deref().unwrap_or(DEFAULT_CLASS);
+        self.count(|u| u.write(Some(class), payload.len()));
         let r = if payload.len() <= self.client.cfg.resumable_threshold {
             // The precondition makes a repeat safe: it cannot overwrite.
             self.client
@@ -262,6 +287,7 @@ impl ObjectCreate for GcsStore {
 
     async fn copy_opts(&self, from: &Key, to: &Key, opts: CopyOptions) -> Result<PutResult> {
         let (src, dst) = (self.client.name(from), self.client.name(to));
+        self.count(|u| u.class_a(Some(DEFAULT_CLASS), 1));
         // The precondition is what guarantees it on GCS; the check makes emulators that
         // ignore preconditions on rewrite behave the same.
         if self.exists(&dst).await? {
@@ -405,6 +431,8 @@ impl Upload for GcsUpload {
                 });
             }
         };
+        let class = self.meta["storageClass"].as_str().unwrap_or(DEFAULT_CLASS);
+        self.store.count(|u| u.write(Some(class), total));
         self.store.put_result(r)
     }
 
@@ -432,6 +460,8 @@ impl ObjectReplace for GcsStore {
     ) -> Result<PutResult> {
         let name = self.client.name(key);
         let meta = object_json(&name, &opts);
+        let class = opts.storage_class.as_deref().unwrap_or(DEFAULT_CLASS);
+        self.count(|u| u.write(Some(class), payload.len()));
         let r = if payload.len() <= self.client.cfg.resumable_threshold {
             // Only convenience copies are replaced; a repeat writes the same bytes.
             self.client

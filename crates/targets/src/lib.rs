@@ -77,6 +77,7 @@ pub struct Target {
     pub local_path: Option<PathBuf>,
     retries: Box<dyn Fn() -> u64 + Send + Sync>,
     congestion: imb_storage::adaptive::Signal,
+    usage: Box<dyn Fn() -> imb_cost::Usage + Send + Sync>,
 }
 
 impl std::fmt::Debug for Target {
@@ -98,6 +99,12 @@ impl Target {
     /// for backing transfers in flight off (`imb_storage::adaptive`).
     pub fn congestion(&self) -> imb_storage::adaptive::Signal {
         self.congestion.clone()
+    }
+
+    /// The operations and bytes of the requests so far, by storage class, for a
+    /// store that bills them (empty for a local directory).
+    pub fn usage(&self) -> imb_cost::Usage {
+        (self.usage)()
     }
 }
 
@@ -132,7 +139,7 @@ pub async fn open(url: &str, opts: Options) -> Result<Target, Error> {
             cfg.retry.jitter = cfg.retry.jitter.min(d);
         }
         let s = Arc::new(GcsStore::new(cfg)?);
-        let (r, c) = (s.clone(), s.clone());
+        let (r, c, u) = (s.clone(), s.clone(), s.clone());
         return Ok(Target {
             store: s.clone(),
             replace: s.clone(),
@@ -141,6 +148,7 @@ pub async fn open(url: &str, opts: Options) -> Result<Target, Error> {
             local_path: None,
             retries: Box::new(move || r.retries()),
             congestion: imb_storage::adaptive::Signal(Arc::new(move || c.congestion())),
+            usage: Box::new(move || u.usage()),
         });
     }
     let path = match url.strip_prefix("file://") {
@@ -157,6 +165,7 @@ pub async fn open(url: &str, opts: Options) -> Result<Target, Error> {
         local_path: Some(path),
         retries: Box::new(|| 0),
         congestion: imb_storage::adaptive::Signal(Arc::new(|| 0)),
+        usage: Box::new(imb_cost::Usage::default),
     })
 }
 
