@@ -6,7 +6,8 @@
 //! `hash` compares throughput with `openssl speed`, `manifest` the uploaded manifest's
 //! bytes per file with the seed's, `rss` (in `bench_rss.rs`) measures the backup
 //! binary's peak memory as the file count grows, `local` (in `bench_local.rs`) many
-//! small files to a local directory beside restic, `gcs` (in `bench_gcs.rs`) uploads to
+//! small files to a local directory beside restic, `cost` (in `bench_cost.rs`) the
+//! requests and bytes of nightly runs and checks at a proxy, `gcs` (in `bench_gcs.rs`) uploads to
 //! fake-gcs-server side by side with rclone, and `pgdump` (in `bench_pgdump.rs`) times
 //! our database dump against `pg_dump | gzip > file`, and `devicesync` (in
 //! `bench_devicesync.rs`) runs `device-sync` and `@immich/cli upload` on the same
@@ -21,6 +22,8 @@ use crate::args::Args;
 use crate::cmd::cmd;
 use crate::project_root;
 
+#[path = "bench_cost.rs"]
+mod cost;
 #[path = "bench_devicesync.rs"]
 mod devicesync;
 #[path = "bench_drill.rs"]
@@ -57,6 +60,10 @@ const BENCHES: &[Bench] = &[
     Bench {
         name: "local",
         run: local::run,
+    },
+    Bench {
+        name: "cost",
+        run: cost::run_bench,
     },
     Bench {
         name: "gcs",
