@@ -13,7 +13,6 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -24,30 +23,20 @@ use super::{Options, Section, cpu_model};
 use crate::cmd::cmd;
 use crate::project_root;
 
-/// Runs a release binary against the emulator (or proxy) at `endpoint`; returns
-/// its JSON summary.
+/// Runs a release binary against the emulator (or proxy) at `endpoint` (which also
+/// keeps credentials out: the emulator host sends none); returns its JSON summary.
 fn run(bin: &str, endpoint: &str, args: &[&str]) -> Result<serde_json::Value> {
-    let out = Command::new(project_root().join("target/release").join(bin))
-        .env(
-            "STORAGE_EMULATOR_HOST",
-            endpoint.trim_start_matches("http://"),
-        )
-        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
-        .env_remove("GCS_CREDENTIALS")
-        .args(args)
-        .arg("--json")
-        .output()
-        .with_context(|| format!("running {bin}"))?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "{bin} printed no JSON: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
-    if !out.status.success() {
-        bail!("{bin} exited with {}: {v}", out.status);
-    }
-    Ok(v)
+    let program = project_root().join("target/release").join(bin);
+    let out = cmd(
+        program.to_str().context("UTF-8 path")?,
+        args.iter().chain(&["--json"]),
+    )
+    .env(
+        "STORAGE_EMULATOR_HOST",
+        endpoint.trim_start_matches("http://"),
+    )
+    .read()?;
+    serde_json::from_str(&out).with_context(|| format!("{bin} printed no JSON: {out}"))
 }
 
 fn sent_since(proxy: &FaultProxy, from: usize) -> (usize, usize) {
