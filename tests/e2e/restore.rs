@@ -361,3 +361,81 @@ fn piped_output_has_no_escape_codes() {
         assert!(v["level"].is_string(), "{line}");
     }
 }
+
+/// restore-verify pushes its own series (job `immich_backup_verify`) beside the
+/// backup's: neither replaces the other in the Pushgateway, a missing object is a
+/// finding of kind `missing`, and a check with problems keeps the last success.
+#[test]
+fn verify_metrics_are_pushed_beside_the_backups() {
+    use imb_testkit::prometheus::Pushgateway;
+    let pg = Pushgateway::start();
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = backed_up(t.path());
+    let dest = dst.to_str().unwrap().to_owned();
+    let mut c = backup();
+    c.arg("--source").arg(&src).arg("--dest").arg(&dst).args([
+        "--no-database",
+        "--metrics-push",
+        &pg.url(),
+    ]);
+    assert_eq!(code(&run_json(c).0), 0);
+    let push = || {
+        let mut c = rv();
+        c.arg("--from")
+            .arg(&dst)
+            .args(["--no-database", "--metrics-push", &pg.url()]);
+        run_json(c)
+    };
+    let (out, v) = push();
+    assert_eq!(code(&out), 0, "{v}");
+    let job = [("job", "immich_backup_verify"), ("target", dest.as_str())];
+    assert_eq!(
+        pg.value("immich_backup_verify_last_run_success", &job),
+        Some(1.0)
+    );
+    assert_eq!(
+        pg.value("immich_backup_verify_objects_checked", &job),
+        v["verify"]["files_checked"].as_f64()
+    );
+    let success = pg
+        .value("immich_backup_verify_last_success_timestamp_seconds", &job)
+        .expect("a success time");
+    let backup_job = [("job", "immich_backup"), ("target", dest.as_str())];
+    assert_eq!(
+        pg.value("immich_backup_last_run_success", &backup_job),
+        Some(1.0),
+        "the backup's series are still there: {}",
+        pg.metrics()
+    );
+
+    let gone = files(&dst)
+        .into_iter()
+        .find(|p| p.starts_with("library/library/admin"))
+        .unwrap();
+    fs::remove_file(dst.join(&gone)).unwrap();
+    let (out, v) = push();
+    assert_eq!(code(&out), 2, "{v}");
+    let missing = [
+        ("job", "immich_backup_verify"),
+        ("target", dest.as_str()),
+        ("kind", "missing"),
+    ];
+    assert_eq!(
+        pg.value("immich_backup_verify_findings", &missing),
+        Some(1.0)
+    );
+    assert_eq!(
+        pg.value("immich_backup_verify_last_run_success", &job),
+        Some(0.0)
+    );
+    assert_eq!(
+        pg.value("immich_backup_verify_last_success_timestamp_seconds", &job),
+        Some(success),
+        "problems never move the last success"
+    );
+    assert_eq!(
+        pg.value("immich_backup_last_run_success", &backup_job),
+        Some(1.0),
+        "still the backup's own"
+    );
+}

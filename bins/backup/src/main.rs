@@ -83,7 +83,7 @@ fn main() -> ExitCode {
         summary: result.as_ref().ok().map(|(s, _)| s),
         peak_rss_bytes: peak_rss_bytes(),
     };
-    rt.block_on(settings.metrics.report(&settings.dest, &run));
+    rt.block_on(metrics::report(&settings.metrics, &settings.dest, &run));
     code
 }
 

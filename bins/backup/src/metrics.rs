@@ -2,46 +2,13 @@
 //! series `docs/operations.md` lists, job `immich_backup`, label `target`. A push
 //! or write that fails is a warning, never a failed backup.
 
-use std::path::PathBuf;
 use std::time::SystemTime;
 
-use anyhow::bail;
 use imb_engine::Summary;
-use imb_metrics::{Auth, Metrics};
+use imb_metrics::Metrics;
 
 /// The Pushgateway job.
 pub(crate) const JOB: &str = "immich_backup";
-
-/// Where the metrics go.
-#[derive(Debug, Default)]
-pub(crate) struct MetricsSettings {
-    push: Option<String>,
-    file: Option<PathBuf>,
-    auth: Option<Auth>,
-}
-
-impl MetricsSettings {
-    /// From the settings; credentials from the environment only.
-    pub(crate) fn new(push: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Self> {
-        if let Some(url) = &push
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            bail!(
-                "--metrics-push {}: must be an http:// or https:// URL",
-                imb_metrics::host_of(url)
-            );
-        }
-        let auth = match (
-            std::env::var("IMB_METRICS_PUSH_USER").ok(),
-            std::env::var("IMB_METRICS_PUSH_PASSWORD").ok(),
-        ) {
-            (Some(user), Some(password)) => Some(Auth { user, password }),
-            (None, None) => None,
-            _ => bail!("set both IMB_METRICS_PUSH_USER and IMB_METRICS_PUSH_PASSWORD, or neither"),
-        };
-        Ok(MetricsSettings { push, file, auth })
-    }
-}
 
 /// What the run did.
 pub(crate) struct Run<'a> {
@@ -135,6 +102,11 @@ pub(crate) fn metrics(run: &Run<'_>) -> Metrics {
     ] {
         m.gauge(&format!("immich_backup_last_run_{name}"), help, v as f64);
     }
+    m.gauge(
+        "immich_backup_manifest_bytes",
+        "Bytes of manifest objects the last run uploaded (its parts, and its delta or full manifest).",
+        s.manifest_bytes as f64,
+    );
     if let Some(db) = &s.database {
         let ok = !crate::database::failed(&s.database);
         m.gauge(
@@ -153,27 +125,9 @@ pub(crate) fn metrics(run: &Run<'_>) -> Metrics {
     m
 }
 
-impl MetricsSettings {
-    /// Pushes and writes `run`'s series where asked; failures are warnings.
-    pub(crate) async fn report(&self, target: &str, run: &Run<'_>) {
-        if self.push.is_none() && self.file.is_none() {
-            return;
-        }
-        let m = metrics(run);
-        let labels = [("target", target)];
-        if let Some(path) = &self.file {
-            match m.write_file(path, &labels) {
-                Ok(()) => tracing::info!(file = %path.display(), "metrics written"),
-                Err(e) => tracing::warn!(error = %e, "could not write the metrics file"),
-            }
-        }
-        if let Some(url) = &self.push {
-            match m.push(url, JOB, &labels, self.auth.as_ref()).await {
-                Ok(()) => {
-                    tracing::info!(pushgateway = %imb_metrics::host_of(url), "metrics pushed")
-                }
-                Err(e) => tracing::warn!(error = %e, "could not push the metrics"),
-            }
-        }
+/// Pushes and writes `run`'s series where `sink` says; failures are warnings.
+pub(crate) async fn report(sink: &imb_cli::MetricsSink, target: &str, run: &Run<'_>) {
+    if sink.wanted() {
+        sink.report(JOB, target, &metrics(run)).await;
     }
 }

@@ -194,7 +194,7 @@ pub(crate) struct Settings {
     pub(crate) fsync: bool,
     pub(crate) json: bool,
     pub(crate) log_format: LogFormat,
-    pub(crate) metrics: crate::metrics::MetricsSettings,
+    pub(crate) metrics: imb_cli::MetricsSink,
 }
 
 impl Settings {
@@ -263,7 +263,7 @@ impl Settings {
             fsync: o.fsync.unwrap_or(true),
             json: o.json.unwrap_or(false),
             log_format: o.log_format.unwrap_or_default(),
-            metrics: crate::metrics::MetricsSettings::new(o.metrics_push, o.metrics_file)?,
+            metrics: imb_cli::MetricsSink::new(o.metrics_push, o.metrics_file)?,
         })
     }
 }

@@ -7,10 +7,12 @@
 //! progress displays, summaries, flags) stays in each binary.
 
 mod process;
+mod report;
 mod settings;
 mod terminal;
 
 pub use process::{on_stop_signal, runtime};
+pub use report::MetricsSink;
 pub use settings::{Layer, LogFormat, layered, load, negate, parse_args, parse_from, read_config};
 pub use terminal::{Counters, Terminal, error_chain, fail, print_json};
 

@@ -7,6 +7,8 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod metrics;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -141,6 +143,15 @@ struct Cli {
     /// backing off on 429/503].
     #[arg(long, env = "IMB_CONCURRENCY")]
     concurrency: Option<usize>,
+    /// Push the check's metrics to this Prometheus Pushgateway (POST, job
+    /// immich_backup_verify); basic auth from IMB_METRICS_PUSH_USER and
+    /// IMB_METRICS_PUSH_PASSWORD only.
+    #[arg(long, env = "IMB_METRICS_PUSH")]
+    metrics_push: Option<String>,
+    /// Write the check's metrics to this file (atomically; node_exporter's
+    /// textfile collector).
+    #[arg(long, env = "IMB_METRICS_FILE")]
+    metrics_file: Option<PathBuf>,
     /// Print one JSON report on stdout.
     #[arg(long, env = "IMB_JSON", num_args = 0..=1, require_equals = true,
           default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
@@ -191,21 +202,32 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(json, &e),
     };
-    match rt.block_on(run(cli)) {
+    let sink = match imb_cli::MetricsSink::new(cli.metrics_push.clone(), cli.metrics_file.clone()) {
+        Ok(s) => s,
+        Err(e) => return fail(json, &e),
+    };
+    let target = cli.from.clone().unwrap_or_default();
+    let result = rt.block_on(run(cli));
+    let (code, status, report) = match &result {
         Ok((report, problems)) => {
             if json {
                 println!("{report}");
             } else {
-                print_text(&report);
+                print_text(report);
             }
-            if problems {
-                ExitCode::from(2)
+            if *problems {
+                (ExitCode::from(2), 2, Some(report))
             } else {
-                ExitCode::SUCCESS
+                (ExitCode::SUCCESS, 0, Some(report))
             }
         }
-        Err(e) => fail(json, &e),
+        Err(e) => (fail(json, e), 1, None),
+    };
+    // Reported whatever happened: a check that could not run is the one to see.
+    if sink.wanted() {
+        rt.block_on(sink.report(metrics::JOB, &target, &metrics::metrics(status, report)));
     }
+    code
 }
 
 fn fail(json: bool, e: &anyhow::Error) -> ExitCode {
@@ -403,6 +425,7 @@ async fn run(cli: Cli) -> anyhow::Result<(serde_json::Value, bool)> {
         match imb_restore::verify_database(&*store, &snap, &dopts).await? {
             Some(db) => {
                 problems |= !db.ok();
+                report["database_ok"] = json!(db.ok());
                 if db.refused.is_none() {
                     passed_dump = Some(db.dump.clone());
                 }

@@ -21,7 +21,8 @@ use std::time::Duration;
 struct Gauge {
     name: String,
     help: String,
-    value: f64,
+    /// Each sample's own labels (beside the common ones) and value.
+    samples: Vec<(Vec<(String, String)>, f64)>,
 }
 
 /// The gauges of one run.
@@ -56,27 +57,50 @@ impl Metrics {
         self.gauges.push(Gauge {
             name: name.to_owned(),
             help: help.to_owned(),
-            value,
+            samples: vec![(Vec::new(), value)],
+        });
+        self
+    }
+
+    /// Adds gauge `name` with one series per value of label `label`.
+    pub fn gauge_by(
+        &mut self,
+        name: &str,
+        help: &str,
+        label: &str,
+        values: &[(&str, f64)],
+    ) -> &mut Self {
+        self.gauges.push(Gauge {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            samples: values
+                .iter()
+                .map(|(v, x)| (vec![(label.to_owned(), (*v).to_owned())], *x))
+                .collect(),
         });
         self
     }
 
     /// The text exposition format (version 0.0.4), with `labels` on every series.
     pub fn exposition(&self, labels: &[(&str, &str)]) -> String {
-        let labels = if labels.is_empty() {
-            String::new()
-        } else {
-            let inner: Vec<String> = labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-                .collect();
-            format!("{{{}}}", inner.join(","))
-        };
         let mut out = String::new();
         for g in &self.gauges {
             let _ = writeln!(out, "# HELP {} {}", g.name, g.help.replace('\n', " "));
             let _ = writeln!(out, "# TYPE {} gauge", g.name);
-            let _ = writeln!(out, "{}{labels} {}", g.name, number(g.value));
+            for (own, value) in &g.samples {
+                let all: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| (*k, *v))
+                    .chain(own.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                    .collect();
+                let set = if all.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{}}}", all.join(","))
+                };
+                let _ = writeln!(out, "{}{set} {}", g.name, number(*value));
+            }
         }
         out
     }
