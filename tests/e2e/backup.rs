@@ -705,3 +705,64 @@ fn metrics_are_pushed_and_written_and_a_failure_keeps_the_last_success() {
     assert_eq!(code(&out), 0, "{s}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("could not push the metrics"));
 }
+
+/// Pings from `IMB_PING_URL` (healthchecks.io's protocol): `/start`, then the
+/// check's URL for a good run; `/start`, then `/1` with the error and the log's
+/// last lines for a run that could not run. The URL is a credential: it never
+/// shows in the output. A ping endpoint that hangs or refuses changes nothing.
+#[test]
+fn pings_tell_a_dead_mans_switch_how_each_run_ended() {
+    use imb_testkit::ping::{PingServer, refusing_url};
+    let ping = PingServer::start();
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("upload"), t.path().join("backup"));
+    library(&src, 3, 100);
+    let run = |url: &str, source: &std::path::Path| {
+        let mut c = backup();
+        c.env("IMB_PING_URL", url).env("IMB_PING_TIMEOUT", "1s");
+        c.arg("--source")
+            .arg(source)
+            .arg("--dest")
+            .arg(&dst)
+            .arg("--no-database");
+        run_json(c)
+    };
+    let (out, s) = run(&ping.url(), &src);
+    assert_eq!(code(&out), 0, "{s}");
+    let got = ping.received();
+    let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["/ping/check-uuid/start", "/ping/check-uuid"],
+        "{got:?}"
+    );
+    assert!(got[1].body.contains("files_uploaded"), "{}", got[1].body);
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !shown.contains("check-uuid"),
+        "the URL never shows: {shown}"
+    );
+
+    let (out, _) = run(&ping.url(), &t.path().join("gone"));
+    assert_eq!(code(&out), 1);
+    let got = ping.received();
+    assert_eq!(got[2].path, "/ping/check-uuid/start");
+    assert_eq!(got[3].path, "/ping/check-uuid/1", "{got:?}");
+    assert!(got[3].body.contains("gone"), "the error: {}", got[3].body);
+    assert!(
+        got[3].body.contains("backup"),
+        "the log's last lines: {}",
+        got[3].body
+    );
+
+    for url in [PingServer::hanging().url(), refusing_url()] {
+        let (out, s) = run(&url, &src);
+        assert_eq!(code(&out), 0, "a ping that fails changes nothing: {s}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("could not ping"), "{err}");
+    }
+}

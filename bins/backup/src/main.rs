@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(json, &e),
     };
+    rt.block_on(settings.ping.start());
     let result = rt.block_on(async {
         let target = target::open(
             &settings.dest,
@@ -56,25 +57,25 @@ fn main() -> ExitCode {
         Ok::<_, anyhow::Error>((summary, (target.usage)()))
     });
     term.finish();
-    let (code, status) = match &result {
+    let (code, status, said) = match &result {
         Ok((summary, usage)) => {
+            let mut v = serde_json::to_value(summary).expect("summary serialises");
+            v["peak_rss_bytes"] = serde_json::json!(peak_rss_bytes());
+            // What the run asked of a billed store, and that at list prices.
+            v["operations"] = serde_json::json!(usage);
+            v["cost"] = serde_json::json!(imb_cost::Prices::default().estimate(usage));
             if json {
-                let mut v = serde_json::to_value(summary).expect("summary serialises");
-                v["peak_rss_bytes"] = serde_json::json!(peak_rss_bytes());
-                // What the run asked of a billed store, and that at list prices.
-                v["operations"] = serde_json::json!(usage);
-                v["cost"] = serde_json::json!(imb_cost::Prices::default().estimate(usage));
                 imb_cli::print_json(&v);
             } else {
                 ui::print_summary(summary);
             }
             if summary.has_problems() || database::failed(&summary.database) {
-                (ExitCode::from(2), 2)
+                (ExitCode::from(2), 2, v.to_string())
             } else {
-                (ExitCode::SUCCESS, 0)
+                (ExitCode::SUCCESS, 0, v.to_string())
             }
         }
-        Err(e) => (fail(json, e), 1),
+        Err(e) => (fail(json, e), 1, imb_cli::error_chain(e)),
     };
     // Reported whatever happened: a run that could not run is the one to see.
     let run = metrics::Run {
@@ -84,6 +85,7 @@ fn main() -> ExitCode {
         peak_rss_bytes: peak_rss_bytes(),
     };
     rt.block_on(metrics::report(&settings.metrics, &settings.dest, &run));
+    rt.block_on(settings.ping.finish(status, &said));
     code
 }
 

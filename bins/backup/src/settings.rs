@@ -99,6 +99,10 @@ struct Options {
     /// collector format).
     #[arg(long, env = "IMB_METRICS_FILE")]
     metrics_file: Option<PathBuf>,
+    /// A dead-man's switch to ping (healthchecks.io's protocol): config file
+    /// only, or IMB_PING_URL; never a flag, since the URL is a credential.
+    #[arg(skip)]
+    ping_url: Option<String>,
     /// Retries per request on transient errors (GCS) [default: 5].
     #[arg(long, env = "IMB_RETRIES")]
     retries: Option<u32>,
@@ -195,6 +199,7 @@ pub(crate) struct Settings {
     pub(crate) json: bool,
     pub(crate) log_format: LogFormat,
     pub(crate) metrics: imb_cli::MetricsSink,
+    pub(crate) ping: imb_cli::Pinger,
 }
 
 impl Settings {
@@ -264,6 +269,7 @@ impl Settings {
             json: o.json.unwrap_or(false),
             log_format: o.log_format.unwrap_or_default(),
             metrics: imb_cli::MetricsSink::new(o.metrics_push, o.metrics_file)?,
+            ping: imb_cli::Pinger::new(o.ping_url)?,
         })
     }
 }

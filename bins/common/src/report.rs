@@ -1,7 +1,8 @@
-//! Where a run's metrics go (`--metrics-push`, `--metrics-file`), the same for
-//! every binary: a Pushgateway POST under the binary's job with the `target`
-//! label, and an atomic textfile. Basic-auth credentials come from the
-//! environment only. A push or write that fails is a warning, never a failed run.
+//! What a run tells its monitoring, the same for every binary: metrics
+//! (`--metrics-push`, `--metrics-file`: a Pushgateway POST under the binary's job
+//! with the `target` label, and an atomic textfile; basic-auth credentials from
+//! the environment only) and dead-man's-switch pings (`IMB_PING_URL`). A push,
+//! write or ping that fails is a warning, never a failed run.
 
 use std::path::PathBuf;
 
@@ -63,6 +64,58 @@ impl MetricsSink {
                     tracing::info!(pushgateway = %imb_metrics::host_of(url), "metrics pushed")
                 }
                 Err(e) => tracing::warn!(error = %e, "could not push the metrics"),
+            }
+        }
+    }
+}
+
+/// Pings of a dead-man's switch (healthchecks.io's protocol): `URL/start`, then
+/// `URL` on exit 0 or `URL/<status>`, with the log's last lines and the summary.
+#[derive(Debug, Default)]
+pub struct Pinger(Option<imb_metrics::Ping>);
+
+impl Pinger {
+    /// From `IMB_PING_URL`, else the config file's `ping_url`; never the command
+    /// line, where every user of the machine could read it. `IMB_PING_TIMEOUT`
+    /// (e.g. `2s`) bounds each attempt [default: 5s].
+    ///
+    /// # Errors
+    /// A URL that is not http(s), named by its host only; a timeout that is not a
+    /// duration.
+    pub fn new(from_config: Option<String>) -> anyhow::Result<Pinger> {
+        let url = std::env::var("IMB_PING_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or(from_config);
+        let timeout = match std::env::var("IMB_PING_TIMEOUT") {
+            Ok(t) => humantime::parse_duration(&t)
+                .map_err(|e| anyhow::anyhow!("IMB_PING_TIMEOUT {t:?}: {e}"))?,
+            Err(_) => imb_metrics::DEFAULT_PING_TIMEOUT,
+        };
+        match url {
+            Some(u) => Ok(Pinger(Some(
+                imb_metrics::Ping::new(&u, timeout).map_err(anyhow::Error::msg)?,
+            ))),
+            None => Ok(Pinger(None)),
+        }
+    }
+
+    /// The run began.
+    pub async fn start(&self) {
+        if let Some(p) = &self.0
+            && let Err(e) = p.start().await
+        {
+            tracing::warn!(error = %e, "could not ping the start");
+        }
+    }
+
+    /// The run ended with `status`; `summary` follows the log's last lines.
+    pub async fn finish(&self, status: u8, summary: &str) {
+        if let Some(p) = &self.0 {
+            let body = format!("{}\n{summary}\n", crate::terminal::log_tail());
+            match p.finish(status, &body).await {
+                Ok(()) => tracing::debug!(status, "pinged"),
+                Err(e) => tracing::warn!(error = %e, "could not ping the end"),
             }
         }
     }

@@ -80,8 +80,27 @@ impl Write for Line {
     }
 }
 
+/// The last log lines, for a ping's body.
+static TAIL: std::sync::Mutex<std::collections::VecDeque<String>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+const TAIL_LINES: usize = 40;
+
+/// The last lines logged (at most 40), oldest first: what a failed run's ping
+/// carries. Logs hold no secrets, so neither does this.
+pub fn log_tail() -> String {
+    let tail = TAIL.lock().unwrap_or_else(|p| p.into_inner());
+    tail.iter().map(String::as_str).collect()
+}
+
 impl Drop for Line {
     fn drop(&mut self) {
+        {
+            let mut tail = TAIL.lock().unwrap_or_else(|p| p.into_inner());
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(String::from_utf8_lossy(&self.1).into_owned());
+        }
         let out = |b: &[u8]| {
             let _ = std::io::stderr().lock().write_all(b);
         };

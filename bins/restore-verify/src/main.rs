@@ -64,6 +64,10 @@ struct Cli {
     /// (prices: Google's list prices of late 2026, or the config file's [prices]).
     #[arg(long, env = "IMB_MAX_COST", value_name = "USD")]
     max_cost: Option<f64>,
+    /// A dead-man's switch to ping (healthchecks.io's protocol): config file
+    /// only, or IMB_PING_URL; never a flag, since the URL is a credential.
+    #[arg(skip)]
+    ping_url: Option<String>,
     /// Prices for the estimate, overriding the defaults (config file only:
     /// `[prices]` with `egress_per_gib` and `[prices.classes.ARCHIVE]` etc.).
     #[arg(skip)]
@@ -206,6 +210,11 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(json, &e),
     };
+    let ping = match imb_cli::Pinger::new(cli.ping_url.clone()) {
+        Ok(p) => p,
+        Err(e) => return fail(json, &e),
+    };
+    rt.block_on(ping.start());
     let target = cli.from.clone().unwrap_or_default();
     let result = rt.block_on(run(cli));
     let (code, status, report) = match &result {
@@ -227,6 +236,11 @@ fn main() -> ExitCode {
     if sink.wanted() {
         rt.block_on(sink.report(metrics::JOB, &target, &metrics::metrics(status, report)));
     }
+    let said = match &result {
+        Ok((report, _)) => report.to_string(),
+        Err(e) => imb_cli::error_chain(e),
+    };
+    rt.block_on(ping.finish(status, &said));
     code
 }
 

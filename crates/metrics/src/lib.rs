@@ -11,6 +11,9 @@
 //! * The push URL may carry nothing secret; basic-auth credentials come from the
 //!   caller (the environment), and errors never repeat them.
 
+mod ping;
+pub use ping::{DEFAULT_TIMEOUT as DEFAULT_PING_TIMEOUT, Ping};
+
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;

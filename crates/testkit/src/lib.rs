@@ -15,6 +15,7 @@ pub mod gcs;
 mod http;
 pub mod immich;
 pub mod measure;
+pub mod ping;
 pub mod prometheus;
 pub mod real_immich;
 
