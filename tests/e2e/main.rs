@@ -8,6 +8,7 @@ mod database;
 mod device_sync;
 mod gcs;
 mod lock;
+mod monitoring;
 mod real_immich;
 mod restore;
 mod secrets;
