@@ -869,3 +869,41 @@ fn status_against_a_stopped_server_says_why() {
         "{e}"
     );
 }
+
+/// device-sync pings a dead-man's switch around each sync (`IMB_PING_URL`): start
+/// and success for a good sync, start and `/1` with the error for a sync the
+/// server refuses (a wrong key).
+#[test]
+fn a_sync_pings_start_and_how_it_ended() {
+    use imb_testkit::ping::PingServer;
+    let ping = PingServer::start();
+    let d = Device::new(TestServerOptions::v3());
+    device_files(&d);
+    let mut c = d.cmd();
+    c.env("IMB_PING_URL", ping.url());
+    let (rc, s, err) = run(c, &[]);
+    assert_eq!(rc, 0, "{s}\n{err}");
+    let mut c = d.cmd();
+    c.env("IMB_PING_URL", ping.url())
+        .env("IMMICH_API_KEY", "not-the-key");
+    let (rc, _, _) = run(c, &[]);
+    assert_eq!(rc, 1);
+    let got = ping.received();
+    let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/ping/check-uuid/start",
+            "/ping/check-uuid",
+            "/ping/check-uuid/start",
+            "/ping/check-uuid/1"
+        ],
+        "{got:?}"
+    );
+    assert!(got[1].body.contains("\"uploaded\":4"), "{}", got[1].body);
+    assert!(
+        got[3].body.to_lowercase().contains("key"),
+        "{}",
+        got[3].body
+    );
+}

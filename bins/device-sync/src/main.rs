@@ -49,12 +49,29 @@ async fn run(s: &Settings, term: &Terminal) -> anyhow::Result<ExitCode> {
             }
             let stop = StopToken::new();
             spawn_signal_handler(stop.clone());
-            let summary = DeviceSync::new(client(s)?, s.sync.clone())
-                .with_progress(ui::progress(term))
-                .with_stop(stop)
-                .run()
-                .await?;
-            Ok(report(s, &summary))
+            s.ping.start().await;
+            let ran = match client(s) {
+                Ok(c) => DeviceSync::new(c, s.sync.clone())
+                    .with_progress(ui::progress(term))
+                    .with_stop(stop)
+                    .run()
+                    .await
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(e),
+            };
+            match ran {
+                Ok(summary) => {
+                    let code = report(s, &summary);
+                    let status = if summary.has_problems() { 2 } else { 0 };
+                    let said = serde_json::to_string(&summary).unwrap_or_default();
+                    s.ping.finish(status, &said).await;
+                    Ok(code)
+                }
+                Err(e) => {
+                    s.ping.finish(1, &imb_cli::error_chain(&e)).await;
+                    Err(e)
+                }
+            }
         }
         Command::Status | Command::Albums => {
             let client = if s.has_server() {
@@ -174,11 +191,22 @@ async fn watch(
         if let Some(why) = blocked(s) {
             tracing::info!(reason = %why, "not syncing: a background condition is not met");
         } else {
+            s.ping.start().await;
             let run = DeviceSync::new(client.clone(), s.sync.clone())
                 .with_progress(ui::progress(term))
                 .with_stop(stop.clone())
                 .run()
                 .await;
+            // Each sync is a run to the dead-man's switch: a watcher that stops
+            // syncing is what it is for.
+            match &run {
+                Ok(summary) => {
+                    let status = if summary.has_problems() { 2 } else { 0 };
+                    let said = serde_json::to_string(summary).unwrap_or_default();
+                    s.ping.finish(status, &said).await;
+                }
+                Err(e) => s.ping.finish(1, &e.to_string()).await,
+            }
             match run {
                 Ok(summary) => {
                     if s.json {

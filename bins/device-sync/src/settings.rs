@@ -169,6 +169,10 @@ struct Common {
     #[arg(skip)]
     #[serde(with = "humantime_serde")]
     poll: Option<Duration>,
+    /// A dead-man's switch to ping around each sync: config file only, or
+    /// IMB_PING_URL; never a flag, since the URL is a credential.
+    #[arg(skip)]
+    ping_url: Option<String>,
 }
 
 impl Layer for Common {
@@ -219,6 +223,7 @@ pub(crate) struct Settings {
     pub(crate) only_if_unmetered: bool,
     pub(crate) json: bool,
     pub(crate) log_format: LogFormat,
+    pub(crate) ping: imb_cli::Pinger,
 }
 
 impl Settings {
@@ -287,6 +292,7 @@ impl Settings {
             only_if_unmetered: c.only_if_unmetered.unwrap_or(false),
             json: c.json.unwrap_or(false),
             log_format: c.log_format.unwrap_or_default(),
+            ping: imb_cli::Pinger::new(c.ping_url)?,
         })
     }
 
