@@ -413,6 +413,23 @@ fn verify_metrics_are_pushed_beside_the_backups() {
         .find(|p| p.starts_with("library/library/admin"))
         .unwrap();
     fs::remove_file(dst.join(&gone)).unwrap();
+    let file = t.path().join("verify.prom");
+    let mut c = rv();
+    c.arg("--from")
+        .arg(&dst)
+        .arg("--no-database")
+        .arg("--metrics-file")
+        .arg(&file);
+    let (out, v) = run_json(c);
+    assert_eq!(code(&out), 2, "{v}");
+    let text = fs::read_to_string(&file).unwrap();
+    assert!(text.contains("immich_backup_verify_findings{"), "{text}");
+    let (status, said) = imb_testkit::prometheus::promtool(&["check", "metrics"], Some(&file));
+    assert_eq!(
+        (status, said.trim()),
+        (0, ""),
+        "promtool check metrics: {text}"
+    );
     let (out, v) = push();
     assert_eq!(code(&out), 2, "{v}");
     let missing = [
