@@ -22,6 +22,20 @@ fn gs(c: &mut Command, endpoint: &str, src: &std::path::Path) {
     .args(["--dest", "gs://bk1/nightly"]);
 }
 
+/// `restore-verify --from gs://bk1/PREFIX` against the emulator (or proxy) at
+/// `endpoint`, with no credentials.
+fn rv_gs(endpoint: &str, prefix: &str) -> Command {
+    let mut c = crate::util::restore_verify();
+    c.env(
+        "STORAGE_EMULATOR_HOST",
+        endpoint.trim_start_matches("http://"),
+    )
+    .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+    .env_remove("GCS_CREDENTIALS")
+    .args(["--from", &format!("gs://bk1/{prefix}")]);
+    c
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -297,13 +311,8 @@ fn restore_verify_on_gcs_catches_tampering_by_metadata_and_restores() {
     assert_eq!(code(&run_json(c).0), 0);
 
     let rv = |args: &[&str]| {
-        let mut c = crate::util::restore_verify();
-        c.env(
-            "STORAGE_EMULATOR_HOST",
-            emu.endpoint.trim_start_matches("http://"),
-        )
-        .args(["--from", "gs://bk1/nightly"])
-        .args(args);
+        let mut c = rv_gs(&emu.endpoint, "nightly");
+        c.args(args);
         run_json(c)
     };
     let out = t.path().join("restored");
@@ -389,13 +398,8 @@ fn a_tampered_bucket_manifest_cannot_write_outside_the_restore_directory() {
         assert_eq!(status, 200);
     }
     let out = t.path().join("a/b/restored");
-    let mut c = crate::util::restore_verify();
-    c.env(
-        "STORAGE_EMULATOR_HOST",
-        emu.endpoint.trim_start_matches("http://"),
-    )
-    .args(["--from", "gs://bk1/nightly", "--restore-to"])
-    .arg(&out);
+    let mut c = rv_gs(&emu.endpoint, "nightly");
+    c.arg("--restore-to").arg(&out);
     let (o, v) = run_json(c);
     assert_eq!(code(&o), 2, "{v}");
     assert!(
@@ -467,14 +471,8 @@ fn uploads_in_flight_grow_to_fill_a_slow_link_and_a_fixed_setting_holds() {
             Fault::Forward
         }
     });
-    let mut c = crate::util::restore_verify();
-    c.env(
-        "STORAGE_EMULATOR_HOST",
-        proxy.endpoint().trim_start_matches("http://"),
-    )
-    .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
-    .env_remove("GCS_CREDENTIALS")
-    .args(["--from", "gs://bk1/wan-adaptive", "--all", "--no-database"]);
+    let mut c = rv_gs(&proxy.endpoint(), "wan-adaptive");
+    c.args(["--all", "--no-database"]);
     let (out, v) = run_json(c);
     assert_eq!(code(&out), 0, "{v}");
     assert_eq!(v["verify"]["objects_hashed"], 606, "{v}");
@@ -608,14 +606,8 @@ fn metadata_verify_lists_the_target_instead_of_asking_per_file() {
     assert_eq!(code(&run_json(c).0), 0);
     let verify = || {
         let mark = proxy.requests().len();
-        let mut c = crate::util::restore_verify();
-        c.env(
-            "STORAGE_EMULATOR_HOST",
-            proxy.endpoint().trim_start_matches("http://"),
-        )
-        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
-        .env_remove("GCS_CREDENTIALS")
-        .args(["--from", "gs://bk1/nightly", "--no-database"]);
+        let mut c = rv_gs(&proxy.endpoint(), "nightly");
+        c.arg("--no-database");
         let (out, v) = run_json(c);
         (code(&out), v, proxy.requests().len() - mark)
     };
@@ -680,15 +672,8 @@ fn max_cost_refuses_before_any_object_is_read() {
     assert_eq!(code(&run_json(c).0), 0);
     let run = |args: &[&str]| {
         let mark = proxy.requests().len();
-        let mut c = crate::util::restore_verify();
-        c.env(
-            "STORAGE_EMULATOR_HOST",
-            proxy.endpoint().trim_start_matches("http://"),
-        )
-        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
-        .env_remove("GCS_CREDENTIALS")
-        .args(["--from", "gs://bk1/nightly", "--no-database"])
-        .args(args);
+        let mut c = rv_gs(&proxy.endpoint(), "nightly");
+        c.arg("--no-database").args(args);
         let (out, v) = run_json(c);
         let downloads = proxy.requests()[mark..]
             .iter()

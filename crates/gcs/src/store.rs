@@ -76,6 +76,42 @@ impl GcsStore {
         Ok(res)
     }
 
+    /// Writes an object in one request or, above the threshold, resumably;
+    /// `create`: only if absent (the generation precondition, so a repeat is safe).
+    async fn write(
+        &self,
+        name: &str,
+        payload: Payload,
+        opts: &PutOptions,
+        create: bool,
+    ) -> Result<Resource> {
+        let meta = object_json(name, opts);
+        let class = opts.storage_class.as_deref().unwrap_or(DEFAULT_CLASS);
+        self.count(|u| u.write(Some(class), payload.len()));
+        let if_absent = create.then_some(0);
+        if payload.len() <= self.client.cfg.resumable_threshold {
+            let part = Part::payload(payload);
+            return self
+                .client
+                .insert(name, &meta, part, opts.pace.clone(), if_absent, true)
+                .await;
+        }
+        if create && self.exists(name).await? {
+            return Err(Error::AlreadyExists {
+                key: format!("gs://{}/{name}", self.client.cfg.bucket),
+            });
+        }
+        self.resumable(
+            name,
+            &meta,
+            &payload,
+            opts.crc32c,
+            opts.pace.clone(),
+            if_absent,
+        )
+        .await
+    }
+
     async fn exists(&self, name: &str) -> Result<bool> {
         match self.client.head(name).await {
             Ok(_) => Ok(true),
@@ -249,37 +285,7 @@ impl ByteChunks for Empty {
 impl ObjectCreate for GcsStore {
     async fn put_opts(&self, key: &Key, payload: Payload, opts: PutOptions) -> Result<PutResult> {
         let name = self.client.name(key);
-        let meta = object_json(&name, &opts);
-        let class = opts.storage_class.as_deref().unwrap_or(DEFAULT_CLASS);
-        self.count(|u| u.write(Some(class), payload.len()));
-        let r = if payload.len() <= self.client.cfg.resumable_threshold {
-            // The precondition makes a repeat safe: it cannot overwrite.
-            self.client
-                .insert(
-                    &name,
-                    &meta,
-                    Part::payload(payload),
-                    opts.pace.clone(),
-                    Some(0),
-                    true,
-                )
-                .await?
-        } else {
-            if self.exists(&name).await? {
-                return Err(Error::AlreadyExists {
-                    key: format!("gs://{}/{name}", self.client.cfg.bucket),
-                });
-            }
-            self.resumable(
-                &name,
-                &meta,
-                &payload,
-                opts.crc32c,
-                opts.pace.clone(),
-                Some(0),
-            )
-            .await?
-        };
+        let r = self.write(&name, payload, &opts, true).await?;
         let res = self.put_result(r)?;
         check_crc(&self.client.cfg.bucket, &name, opts.crc32c, res.crc32c)?;
         Ok(res)
@@ -458,26 +464,10 @@ impl ObjectReplace for GcsStore {
         payload: Payload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        let name = self.client.name(key);
-        let meta = object_json(&name, &opts);
-        let class = opts.storage_class.as_deref().unwrap_or(DEFAULT_CLASS);
-        self.count(|u| u.write(Some(class), payload.len()));
-        let r = if payload.len() <= self.client.cfg.resumable_threshold {
-            // Only convenience copies are replaced; a repeat writes the same bytes.
-            self.client
-                .insert(
-                    &name,
-                    &meta,
-                    Part::payload(payload),
-                    opts.pace.clone(),
-                    None,
-                    true,
-                )
-                .await?
-        } else {
-            self.resumable(&name, &meta, &payload, opts.crc32c, opts.pace.clone(), None)
-                .await?
-        };
+        // Only convenience copies are replaced; a repeat writes the same bytes.
+        let r = self
+            .write(&self.client.name(key), payload, &opts, false)
+            .await?;
         self.put_result(r)
     }
 }
