@@ -182,7 +182,7 @@ pub(crate) fn print_summary(s: &Summary) {
     out.push_str(&format!("{title}\n"));
     out.push_str(&format!(
         "  {} to back up: {} uploaded ({}), {} already on the server, {} failed, {} not attempted; {} unchanged\n",
-        s.total,
+        s.candidates,
         s.uploaded,
         DecimalBytes(s.bytes),
         s.duplicates,

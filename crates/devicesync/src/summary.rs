@@ -74,7 +74,7 @@ pub struct AlbumSync {
 ///
 /// Counting: `scanned` is every accepted media file in the selected, non-excluded
 /// albums; `unchanged` of them are known to be on the server and were not looked
-/// at; the other `total` are the candidates, and each ends as exactly one of
+/// at; the other `candidates`, and each ends as exactly one of
 /// `uploaded`, `duplicates`, `failed`, `remaining` (not attempted: the run stopped,
 /// or a dry run), `skipped.deleted` or `skipped.changed`. The other `skipped`
 /// reasons count files outside the candidates.
@@ -87,8 +87,11 @@ pub struct Summary {
     pub scanned: u64,
     /// Known to be on the server with the same size and mtime: skipped without asking.
     pub unchanged: u64,
-    /// Candidates: new, changed, or not yet on the server.
+    /// Every accepted media file in the selection, on every run (as `scanned`;
+    /// the failed files, for a retry).
     pub total: u64,
+    /// This run's candidates: new, changed, or not yet on the server.
+    pub candidates: u64,
     /// Files hashed in this run.
     pub hashed: u64,
     /// Uploaded (201).

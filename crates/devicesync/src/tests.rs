@@ -381,8 +381,8 @@ async fn first_sync_then_a_rerun_that_reads_nothing() {
 
     let s = fx.sync(fx.config()).run().await.unwrap();
     assert_eq!(
-        (s.scanned, s.total, s.hashed, s.uploaded),
-        (3, 3, 3, 3),
+        (s.scanned, s.total, s.candidates, s.hashed, s.uploaded),
+        (3, 3, 3, 3, 3),
         "{s:?}"
     );
     assert_eq!(s.skipped.get(reason::UNSUPPORTED), Some(&1));
@@ -399,8 +399,8 @@ async fn first_sync_then_a_rerun_that_reads_nothing() {
     let before = fx.server.requests().len();
     let s = fx.sync(fx.config()).run().await.unwrap();
     assert_eq!(
-        (s.unchanged, s.total, s.hashed, s.uploaded),
-        (3, 0, 0, 0),
+        (s.unchanged, s.total, s.candidates, s.hashed, s.uploaded),
+        (3, 3, 0, 0, 0),
         "{s:?}"
     );
     let after: Vec<String> = fx.server.requests()[before..]
@@ -430,8 +430,8 @@ async fn candidates_are_new_changed_or_failed_files_in_selected_albums() {
     write(&fx.root.join("Camera/c.jpg"), &jpg(5, 600));
     let s = fx.sync(cfg.clone()).run().await.unwrap();
     assert_eq!(
-        (s.unchanged, s.total, s.hashed, s.uploaded),
-        (1, 2, 2, 2),
+        (s.unchanged, s.total, s.candidates, s.hashed, s.uploaded),
+        (1, 3, 2, 2, 2),
         "{s:?}"
     );
 
@@ -439,7 +439,9 @@ async fn candidates_are_new_changed_or_failed_files_in_selected_albums() {
     cfg.selection = Selection::albums(["Camera"]);
     let s = fx.sync(cfg).run().await.unwrap();
     assert_eq!(s.skipped.get(reason::NOT_SELECTED), Some(&1));
-    assert_eq!(s.total, 0);
+    // Camera's files are all known: in the selection, none a candidate.
+    assert_eq!((s.total, s.candidates), (s.scanned, 0), "{s:?}");
+    assert!(s.total > 0, "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -540,7 +542,11 @@ async fn a_failure_is_recorded_and_retried_by_id() {
         .retry(Retry::Ids(vec![id]))
         .await
         .unwrap();
-    assert_eq!((s.total, s.hashed, s.uploaded), (1, 0, 1), "{s:?}");
+    assert_eq!(
+        (s.total, s.candidates, s.hashed, s.uploaded),
+        (1, 1, 0, 1),
+        "{s:?}"
+    );
     assert!(crate::failed_uploads(&fx.state).unwrap().is_empty());
 }
 

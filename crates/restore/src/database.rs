@@ -676,12 +676,7 @@ fn consistency(pg: &Db, manifest: &Path, given: &[String], report: &mut DbReport
         .unwrap_or(&asset)
         .trim_matches('"')
         .to_owned();
-    let has_library = query(
-        pg,
-        &format!("SELECT count(*) FROM information_schema.columns WHERE table_name = '{table}' AND column_name = 'libraryId'"),
-    )
-    .as_deref()
-        != Some("0");
+    let has_library = crate::inventory::has_column(pg, &table, "libraryId");
     let own = if has_library {
         r#"WHERE "libraryId" IS NULL"#
     } else {
@@ -709,12 +704,7 @@ fn consistency(pg: &Db, manifest: &Path, given: &[String], report: &mut DbReport
     // exist. Each is (sidecar path, its asset's original path).
     let has_asset_file =
         query(pg, "SELECT to_regclass('public.asset_file') IS NOT NULL").as_deref() == Some("t");
-    let has_sidecar_column = query(
-        pg,
-        &format!("SELECT count(*) FROM information_schema.columns WHERE table_name = '{table}' AND column_name = 'sidecarPath'"),
-    )
-    .as_deref()
-        != Some("0");
+    let has_sidecar_column = crate::inventory::has_column(pg, &table, "sidecarPath");
     let and_own = if has_library {
         r#"AND a."libraryId" IS NULL"#
     } else {

@@ -30,7 +30,7 @@ CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 pub(crate) const THUMBS_NOT_BACKED_UP: &str = "thumbnails_not_backed_up";
 pub(crate) const VIDEOS_NOT_BACKED_UP: &str = "videos_not_backed_up";
 
-fn has_column(pg: &Db, table: &str, column: &str) -> bool {
+pub(crate) fn has_column(pg: &Db, table: &str, column: &str) -> bool {
     query(
         pg,
         &format!("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '{table}' AND column_name = '{column}'"),

@@ -459,11 +459,6 @@ impl Flow {
         }
     }
 
-    /// Transfers in flight.
-    pub fn in_flight(&self) -> usize {
-        self.ctl.in_flight()
-    }
-
     /// What it did so far.
     pub fn report(&self) -> Report {
         self.ctl.report()

@@ -77,7 +77,8 @@ impl DeviceSync {
             Ok(r) => r?,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
-        l.s.total = cands.len() as u64;
+        l.s.candidates = cands.len() as u64;
+        l.s.total = l.s.scanned;
         Ok((l, cands))
     }
 
@@ -119,12 +120,12 @@ impl DeviceSync {
             let meta = match std::fs::metadata(&c.path) {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    l.s.total += 1;
+                    l.s.candidates += 1;
                     l.with(|e| e.deleted(&c.path))?;
                     continue;
                 }
                 Err(e) => {
-                    l.s.total += 1;
+                    l.s.candidates += 1;
                     let msg = read_error(&e);
                     l.with(|e| e.failed(&c, &msg))?;
                     continue;
@@ -136,7 +137,7 @@ impl DeviceSync {
             }
             let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
             l.s.scanned += 1;
-            l.s.total += 1;
+            l.s.candidates += 1;
             c.sha1 = r
                 .sha1
                 .filter(|_| r.size == meta.len() && r.mtime_ns == mtime_ns(mtime));
@@ -144,6 +145,7 @@ impl DeviceSync {
             c.mtime = mtime;
             cands.push(c);
         }
+        l.s.total = l.s.scanned;
         Ok(cands)
     }
 }

@@ -116,7 +116,7 @@ impl Ledger {
             kind: kind.into(),
             started_at,
             finished_at: finished,
-            total: s.total,
+            total: s.candidates,
             uploaded: s.uploaded,
             duplicates: s.duplicates,
             failed: s.failed,
