@@ -202,33 +202,50 @@ impl DeviceSync {
         l.s.to_upload = to_upload.len() as u64;
         l.s.bytes_to_upload = to_upload.iter().map(|c| c.size).sum();
 
-        // 4. Quota, up front.
+        // 4. Quota, up front: when everything does not fit, what fits goes (in
+        // the upload order, each file that still fits), the rest waits for room.
+        let mut to_upload = to_upload;
+        let mut short_of_quota = false;
         if !to_upload.is_empty() {
-            l.s.quota_exceeded = if dry {
-                user.would_exceed_quota(l.s.bytes_to_upload)
+            let now = if dry {
+                user.clone()
             } else {
-                match client.ensure_quota(l.s.bytes_to_upload).await {
-                    Ok(u) => {
-                        l.s.quota = Some(Quota::of(&u));
-                        false
-                    }
-                    Err(e) if e.is_quota_exceeded() => {
-                        tracing::error!(error = %e, "not enough quota for this backup: stopping");
-                        true
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                client.my_user().await?
             };
+            l.s.quota = Some(Quota::of(&now));
+            if let Some(room) = now.quota_remaining().filter(|r| *r < l.s.bytes_to_upload) {
+                short_of_quota = true;
+                let mut room = room;
+                let (fit, wait): (Vec<_>, Vec<_>) = to_upload.into_iter().partition(|c| {
+                    let fits = c.size <= room;
+                    if fits {
+                        room -= c.size;
+                    }
+                    fits
+                });
+                tracing::error!(
+                    uploading = fit.len(),
+                    waiting = wait.len(),
+                    free = now.quota_remaining().unwrap_or(0),
+                    "not enough quota for this whole backup: uploading what fits"
+                );
+                for c in &wait {
+                    l.left(c);
+                }
+                to_upload = fit;
+            }
         }
 
         // 5. Upload.
-        if dry || l.s.quota_exceeded {
+        if dry {
             for c in &to_upload {
                 l.left(c);
             }
         } else {
             self.upload(&mut l, to_upload).await?;
         }
+        // Set after the upload, which stops at the first quota refusal.
+        l.s.quota_exceeded |= short_of_quota;
 
         // 6. Album sync.
         if self.config.album_sync && !dry {
