@@ -262,11 +262,8 @@ async fn estimate(
     let mut usage = plan.usage.clone();
     if cli.database.unwrap_or(true) && assumed.is_some() {
         let dumps = imb_layout::list_dumps(store).await?;
-        let dump = match &cli.dump {
-            Some(d) => dumps.iter().find(|(_, m)| m.key.as_str() == d.as_str()),
-            None => dumps.last(),
-        };
-        if let Some((_, m)) = dump {
+        // The same dump the check will download (it was the oldest here once).
+        if let Some((_, m)) = imb_layout::choose_dump(&dumps, cli.dump.as_deref()) {
             usage.read(m.storage_class.as_deref().or(assumed), m.size);
         }
     }

@@ -15,7 +15,6 @@ pub(crate) struct Form {
     boundary: String,
     segments: Vec<Part>,
     head: BytesMut,
-    len: u64,
 }
 
 /// WHATWG's escaping of names in `Content-Disposition` (what browsers and undici do).
@@ -31,7 +30,6 @@ impl Form {
             boundary,
             segments: Vec::new(),
             head: BytesMut::new(),
-            len: 0,
         }
     }
 
@@ -42,7 +40,6 @@ impl Form {
     fn flush_head(&mut self) {
         if !self.head.is_empty() {
             let b = self.head.split().freeze();
-            self.len += b.len() as u64;
             self.segments.push(Part::Bytes(b));
         }
     }
@@ -67,7 +64,6 @@ impl Form {
         );
         self.push_text(&s);
         self.flush_head();
-        self.len += payload.len();
         self.segments.push(Part::payload(payload));
         self.push_text("\r\n");
     }
@@ -78,7 +74,8 @@ impl Form {
         self.push_text(&end);
         self.flush_head();
         let ct = format!("multipart/form-data; boundary={}", self.boundary);
-        let len = self.len;
-        (Source::new(self.segments, None), ct, len)
+        let body = Source::new(self.segments, None);
+        let len = body.len();
+        (body, ct, len)
     }
 }

@@ -102,6 +102,18 @@ pub async fn list_dumps(read: &dyn ObjectRead) -> imb_storage::Result<Vec<(DumpN
     Ok(list_dumps_at(read, SystemTime::now()).await?.0)
 }
 
+/// The dump a check reads from `dumps` (as [`list_dumps`] returns them, newest
+/// first): the one with key `wanted`, or the newest.
+pub fn choose_dump<'a>(
+    dumps: &'a [(DumpName, ObjectMeta)],
+    wanted: Option<&str>,
+) -> Option<&'a (DumpName, ObjectMeta)> {
+    match wanted {
+        Some(k) => dumps.iter().find(|(n, _)| n.key() == k),
+        None => dumps.first(),
+    }
+}
+
 /// [`list_dumps`] as of `now`, with the keys of the future-dated dumps it left out (a
 /// planted `database/2999-…` must not push real dumps out of retention).
 ///

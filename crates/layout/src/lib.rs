@@ -27,7 +27,7 @@ mod keys;
 mod manifest;
 mod ts;
 
-pub use dump::{DUMP_PREFIX, DumpName, list_dumps, list_dumps_at};
+pub use dump::{DUMP_PREFIX, DumpName, choose_dump, list_dumps, list_dumps_at};
 pub use keys::{
     LOCKS_PREFIX, content_key, library_key, lock_key, lock_marker_key, manifest_copy_key,
     report_key, version_key,

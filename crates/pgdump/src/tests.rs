@@ -620,3 +620,20 @@ async fn a_future_dated_dump_is_not_counted_by_retention() {
     let newest = crate::list_dumps(&store).await.unwrap();
     assert_eq!(newest[0].0.key(), dump_key(2, "2.3.1"));
 }
+
+/// restore-verify prices and checks the same dump: the newest, or the one named.
+#[tokio::test]
+async fn the_dump_a_check_reads_is_the_newest_or_the_named_one() {
+    let store = InMemory::new();
+    for day in [1, 3, 2] {
+        put(&store, &dump_key(day, "2.3.1")).await;
+    }
+    let dumps = crate::list_dumps(&store).await.unwrap();
+    let pick = |wanted: Option<&str>| imb_layout::choose_dump(&dumps, wanted).map(|(n, _)| n.key());
+    assert_eq!(pick(None), Some(dump_key(3, "2.3.1")));
+    assert_eq!(
+        pick(Some(&dump_key(1, "2.3.1"))),
+        Some(dump_key(1, "2.3.1"))
+    );
+    assert_eq!(pick(Some("database/nothing.sql.gz")), None);
+}

@@ -157,10 +157,7 @@ pub async fn verify_database(
             path: "database/".into(),
             source: std::io::Error::other(e.to_string()),
         })?;
-    let chosen = match &opts.dump {
-        Some(k) => dumps.iter().find(|(n, _)| n.key() == *k),
-        None => dumps.first(),
-    };
+    let chosen = imb_layout::choose_dump(&dumps, opts.dump.as_deref());
     let Some((name, meta)) = chosen else {
         return Ok(None);
     };

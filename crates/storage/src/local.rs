@@ -1,14 +1,16 @@
 //! A store in a local directory, laid out exactly like the bucket: object
 //! `library/a/b.jpg` is the file `ROOT/library/a/b.jpg`.
 //!
-//! Writes go to a staged file under `ROOT/.imb-staging/`, are checked against the
-//! declared CRC32C, and then published: by `hard_link` for a create (atomic, and
-//! it fails if the target exists, so a create can never overwrite) and by
-//! `rename` for a replace (synced first). A kill leaves at most a stray staged
-//! file, never a partial object. Creates are made durable together by `flush` (one
-//! `syncfs`), which the backup calls before every manifest save, so a manifest row
-//! never names an object a power cut could lose. Blocking I/O runs on tokio's
-//! blocking pool.
+//! A create is written to an unnamed `O_TMPFILE` in the object's own directory,
+//! checked against the declared CRC32C, and linked at its key (`linkat`, which
+//! fails if the key exists, so a create can never overwrite); where the
+//! filesystem refuses `O_TMPFILE`, a staged file under `ROOT/.imb-staging/` and a
+//! `hard_link` do the same. A replace is a staged file and a `rename` (synced
+//! first). A kill leaves at most a stray staged file, never a partial object.
+//! Creates are made durable together by `flush` (one `syncfs`), which the backup
+//! calls before every manifest save, so a manifest row never names an object a
+//! power cut could lose. Blocking I/O runs in `block_in_place` on a
+//! multi-threaded runtime, else on tokio's blocking pool.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};

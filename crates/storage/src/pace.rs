@@ -29,11 +29,6 @@ impl Pace {
         }
     }
 
-    /// The rate, bytes a second.
-    pub fn rate(&self) -> u64 {
-        self.rate as u64
-    }
-
     /// Reserves `n` bytes (at most [`PIECE`]) asked for at `now` (since the pace
     /// was made) and returns when they may be sent. The clock is the caller's, so
     /// the rule is tested without sleeping.
