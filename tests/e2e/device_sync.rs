@@ -345,14 +345,21 @@ fn album_sync_adds_to_the_existing_same_name_album() {
 
 /// When the pending files do not all fit the free quota, the ones that fit are
 /// uploaded (each that still fits, in upload order) and the rest wait, named as
-/// remaining; nothing the server would refuse is sent.
+/// remaining; nothing the server would refuse is sent. The run says it stopped
+/// for the quota (exit 2), and `status` says the backup is paused, counts the
+/// waiting files as pending, and keeps "Last backup" at the last run that was
+/// not stopped: none yet, then the one after room was made.
 #[test]
 fn a_quota_too_small_uploads_what_fits_and_leaves_the_rest() {
     let d = Device::new(TestServerOptions::v3().with_quota(5000));
     device_files(&d);
     let (rc, s, err) = run(d.cmd(), &[]);
     assert_eq!(rc, 2, "{s}\n{err}");
-    assert_eq!(s["quota_exceeded"], true);
+    assert_eq!(
+        (&s["stopped"], &s["stop_reason"]),
+        (&true.into(), &"quota".into()),
+        "{s}"
+    );
     let (uploaded, remaining) = (
         s["uploaded"].as_u64().unwrap(),
         s["remaining"].as_u64().unwrap(),
@@ -364,11 +371,35 @@ fn a_quota_too_small_uploads_what_fits_and_leaves_the_rest() {
     let stored: u64 = d.server.assets().iter().map(|a| a.size).sum();
     assert!(stored <= 5000, "only what fits was sent: {stored} bytes");
     assert_eq!(d.server.assets().len() as u64, uploaded);
-    let text = String::from_utf8_lossy(&d.cmd().output().unwrap().stderr).into_owned();
-    assert!(
-        text.contains("Backup stopped: storage quota exceeded"),
-        "{text}"
+
+    let (rc, st, _) = run(d.cmd(), &["status"]);
+    assert_eq!(rc, 0);
+    assert_eq!(st["paused"], "quota", "{st}");
+    assert!(st["last_backup"].is_null(), "no run has finished: {st}");
+    assert_eq!(
+        st["statistics"]["pending"].as_u64(),
+        Some(remaining),
+        "{st}"
     );
+    assert_eq!(st["remaining"].as_u64(), Some(remaining), "{st}");
+    let out = d.cmd().arg("status").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("Backup paused: quota reached"), "{text}");
+    assert!(text.contains(&format!("{remaining} pending")), "{text}");
+    assert!(text.contains("Last backup: never"), "{text}");
+    let text = String::from_utf8_lossy(&d.cmd().output().unwrap().stderr).into_owned();
+    assert!(text.contains("Backup paused: quota reached"), "{text}");
+
+    d.server.set_quota(DEFAULT_EMAIL, None);
+    let (rc, s, _) = run(d.cmd(), &[]);
+    assert_eq!(
+        (rc, &s["stopped"], &s["stop_reason"]),
+        (0, &false.into(), &Value::Null),
+        "{s}"
+    );
+    let (_, st, _) = run(d.cmd(), &["status"]);
+    assert!(st["paused"].is_null() && st["complete"] == true, "{st}");
+    assert!(st["last_backup"].as_str().is_some(), "{st}");
 }
 
 #[test]
@@ -396,7 +427,7 @@ fn quota_reached_mid_run_stops_the_backup_and_the_next_run_continues() {
     }
     let (rc, s, err) = run(d.cmd(), &["--concurrency", "1"]);
     assert_eq!(rc, 2, "{s}\n{err}");
-    assert_eq!(s["quota_exceeded"], true, "{s}");
+    assert_eq!(s["stop_reason"], "quota", "{s}");
     assert_eq!(s["uploaded"], 2);
     assert_eq!(s["failed"], 0, "a full quota is not the file's fault");
     assert_eq!(s["remaining"], 4);
@@ -826,7 +857,11 @@ fn sigterm_finishes_the_upload_in_flight_and_stops() {
     drop(open_gate);
     let (rc, s) = w.finish();
     assert_eq!(rc, 2, "{s}");
-    assert_eq!(s["stopped"], true, "{s}");
+    assert_eq!(
+        (&s["stopped"], &s["stop_reason"]),
+        (&true.into(), &"signal".into()),
+        "{s}"
+    );
     // The first upload, and the one in flight at SIGTERM; none started after it.
     let uploaded = s["uploaded"].as_u64().unwrap();
     assert_eq!(uploaded, 2, "{s}");
@@ -922,4 +957,80 @@ fn a_sync_pings_start_and_how_it_ended() {
         "{}",
         got[3].body
     );
+}
+
+/// A stand-in for NetworkManager's `nmcli` (there is none here) answering
+/// `GENERAL.METERED` with `metered`, first on `PATH`.
+fn fake_nmcli(dir: &Path, metered: &str) -> String {
+    let bin = dir.join("fake-bin");
+    fs::create_dir_all(&bin).unwrap();
+    let p = bin.join("nmcli");
+    write(
+        &p,
+        format!("#!/bin/sh\necho 'GENERAL.METERED:{metered}'\n").as_bytes(),
+    );
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// The seed's separate "use cellular" rules for photos and videos: on a metered
+/// network `--only-if-unmetered-videos` uploads the photos and holds the video
+/// back (skipped as `waiting`, named in `status`); once the network is
+/// unmetered the video goes and `status` waits for nothing. `--only-if-unmetered`
+/// (both) does not run at all on a metered network, and says so.
+#[test]
+fn videos_wait_for_an_unmetered_network_while_photos_go() {
+    let d = Device::new(TestServerOptions::v3());
+    device_files(&d);
+    let metered = fake_nmcli(d.t.path(), "yes");
+    let (rc, s, err) = run(
+        d.cmd().env("PATH", &metered),
+        &["--only-if-unmetered-videos"],
+    );
+    assert_eq!(rc, 0, "{s}\n{err}");
+    assert_eq!(
+        (&s["uploaded"], &s["skipped"]["waiting"]),
+        (&3.into(), &1.into()),
+        "{s}"
+    );
+    assert!(
+        d.server
+            .assets()
+            .iter()
+            .all(|a| !a.filename.ends_with(".mp4"))
+    );
+    let (_, st, _) = run(d.cmd(), &["status"]);
+    let why = st["waiting"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("metered") && why.contains("videos wait"),
+        "{st}"
+    );
+    assert_eq!(
+        (&st["backed_up"], &st["total"]),
+        (&3.into(), &4.into()),
+        "{st}"
+    );
+    let text =
+        String::from_utf8_lossy(&d.cmd().arg("status").output().unwrap().stdout).into_owned();
+    assert!(
+        text.contains("Waiting: NetworkManager reports a metered connection: videos wait"),
+        "{text}"
+    );
+
+    let (rc, s, _) = run(d.cmd().env("PATH", &metered), &["--only-if-unmetered"]);
+    assert_eq!((rc, &s["ran"]), (0, &false.into()), "{s}");
+    assert_eq!(d.server.assets().len(), 3);
+
+    let unmetered = fake_nmcli(d.t.path(), "no");
+    let (rc, s, _) = run(
+        d.cmd().env("PATH", &unmetered),
+        &["--only-if-unmetered-videos"],
+    );
+    assert_eq!((rc, &s["uploaded"]), (0, &1.into()), "{s}");
+    let (_, st, _) = run(d.cmd(), &["status"]);
+    assert!(st["waiting"].is_null() && st["complete"] == true, "{st}");
 }

@@ -634,3 +634,113 @@ fn restore_drill_ends_in_a_second_working_server() {
     assert!(findings.contains("no thumbnail (404)"), "{findings}");
     assert_eq!(v["immich"]["originals_identical"], 4, "{v}");
 }
+
+/// Reconciling with the real server (#14): after a sync, one asset is deleted
+/// for good on the server (`DELETE /api/assets` with `force`, its deletion job
+/// run to the end) and another is moved to the trash. A sync within the
+/// reconcile interval asks nothing; `--reconcile` asks, uploads the deleted one
+/// again (`requeued` 1, from its recorded hash: nothing hashed) and leaves the
+/// trashed one in the trash (`trashed` 1, not uploaded).
+#[test]
+fn a_file_deleted_on_the_server_is_uploaded_again_and_a_trashed_one_is_not() {
+    let t = tempfile::tempdir().unwrap();
+    let (_pg, immich, _db) = server();
+    let bob = immich.user("bob@example.test");
+    let root = t.path().join("DCIM");
+    let state = t.path().join("state");
+    let files = [
+        ("Camera/gone.jpg", real_jpg(41, None)),
+        ("Camera/trashed.jpg", real_jpg(42, None)),
+        ("Camera/kept.jpg", real_jpg(43, None)),
+    ];
+    for (p, b) in &files {
+        let p = root.join(p);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, b).unwrap();
+    }
+    let sync = |extra: &[&str]| {
+        let mut c = Command::new(bin("device-sync"));
+        clean_env(&mut c);
+        let out = c
+            .env("IMMICH_API_KEY", &bob.key)
+            .arg("--server")
+            .arg(immich.url())
+            .arg("--root")
+            .arg(&root)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--json")
+            .args(extra)
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!("{}", String::from_utf8_lossy(&out.stderr));
+        });
+        (code(&out), v)
+    };
+    let (rc, s) = sync(&[]);
+    assert_eq!((rc, &s["uploaded"]), (0, &3.into()), "{s}");
+    assert_eq!(s["reconciled"], true, "the first sync has never asked: {s}");
+    let by_sha1 = |want: &[u8]| {
+        let want = sha1(want);
+        assets_of(&immich, &bob)
+            .into_iter()
+            .find(|(_, (s, _))| *s == want)
+            .map(|(id, _)| id)
+    };
+    let gone = by_sha1(&files[0].1).expect("uploaded");
+    let trashed = by_sha1(&files[1].1).expect("uploaded");
+    let (status, body) = immich.call(
+        "DELETE",
+        "/api/assets",
+        Some(&bob.key),
+        &json!({"ids": [gone], "force": true}),
+    );
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = immich.call(
+        "DELETE",
+        "/api/assets",
+        Some(&bob.key),
+        &json!({"ids": [trashed]}),
+    );
+    assert_eq!(status, 204, "{body}");
+    immich.wait_idle();
+    assert!(by_sha1(&files[0].1).is_none(), "deleted for good");
+
+    // Within the interval (a day by default): not asked, nothing uploaded.
+    let (rc, s) = sync(&[]);
+    assert_eq!(
+        (rc, &s["reconciled"], &s["uploaded"]),
+        (0, &false.into(), &0.into()),
+        "{s}"
+    );
+
+    let (rc, s) = sync(&["--reconcile"]);
+    assert_eq!(rc, 0, "{s}");
+    assert_eq!(
+        (&s["reconciled"], &s["requeued"], &s["trashed"]),
+        (&true.into(), &1.into(), &1.into()),
+        "{s}"
+    );
+    assert_eq!(
+        (&s["uploaded"], &s["hashed"]),
+        (&1.into(), &0.into()),
+        "{s}"
+    );
+    let again = by_sha1(&files[0].1).expect("uploaded again");
+    assert_ne!(again, gone, "a new asset");
+    let info = immich.get(&format!("/api/assets/{trashed}"), &bob.key);
+    assert_eq!(info["isTrashed"], true, "left in the trash: {info}");
+    let (status, body) = immich.call(
+        "POST",
+        "/api/search/metadata",
+        Some(&bob.key),
+        &json!({"withDeleted": true, "size": 100}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["assets"]["items"].as_array().map(Vec::len),
+        Some(3),
+        "one asset per file, the trashed one not uploaded again: {body}"
+    );
+}

@@ -14,7 +14,7 @@ mod terminal;
 pub use process::{on_stop_signal, runtime};
 pub use report::{MetricsSink, Pinger};
 pub use settings::{Layer, LogFormat, layered, load, negate, parse_args, parse_from, read_config};
-pub use terminal::{Counters, Terminal, error_chain, fail, log_tail, print_json};
+pub use terminal::{Counters, Terminal, chain_of, error_chain, fail, log_tail, print_json};
 
 #[cfg(test)]
 mod tests;

@@ -177,8 +177,13 @@ pub fn print_json(v: &serde_json::Value) {
 /// source's text in their own message (thiserror's `{source}`) and also report it
 /// as the source, which `{:#}` would print twice.
 pub fn error_chain(e: &anyhow::Error) -> String {
+    chain_of(e.as_ref())
+}
+
+/// [`error_chain`] of any error.
+pub fn chain_of(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = String::new();
-    for cause in e.chain() {
+    for cause in std::iter::successors(Some(e), |e| e.source()) {
         let text = cause.to_string();
         if out.contains(&text) {
             continue;

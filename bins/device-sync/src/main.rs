@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use imb_cli::{Terminal, print_json};
-use imb_devicesync::conditions::{self, Check};
+use imb_devicesync::conditions;
 use imb_devicesync::watch::{Debounce, fingerprint};
-use imb_devicesync::{DeviceSync, Retry, StopToken, Summary};
+use imb_devicesync::{DeviceSync, Retry, StopToken, Summary, SyncConfig};
 use imb_immich::ImmichClient;
 use settings::{Command, Settings};
 
@@ -44,14 +44,15 @@ fn main() -> ExitCode {
 async fn run(s: &Settings, term: &Terminal) -> anyhow::Result<ExitCode> {
     match &s.command {
         Command::Sync => {
-            if let Some(why) = blocked(s) {
-                return Ok(not_run(s, &why));
-            }
+            let config = match allowed(s) {
+                Ok(c) => c,
+                Err(why) => return Ok(not_run(s, &why)),
+            };
             let stop = StopToken::new();
             spawn_signal_handler(stop.clone());
             s.ping.start().await;
             let ran = match client(s) {
-                Ok(c) => DeviceSync::new(c, s.sync.clone())
+                Ok(c) => DeviceSync::new(c, config)
                     .with_progress(ui::progress(term))
                     .with_stop(stop)
                     .run()
@@ -59,19 +60,8 @@ async fn run(s: &Settings, term: &Terminal) -> anyhow::Result<ExitCode> {
                     .map_err(anyhow::Error::from),
                 Err(e) => Err(e),
             };
-            match ran {
-                Ok(summary) => {
-                    let code = report(s, &summary);
-                    let status = if summary.has_problems() { 2 } else { 0 };
-                    let said = serde_json::to_string(&summary).unwrap_or_default();
-                    s.ping.finish(status, &said).await;
-                    Ok(code)
-                }
-                Err(e) => {
-                    s.ping.finish(1, &imb_cli::error_chain(&e)).await;
-                    Err(e)
-                }
-            }
+            ping_end(s, ran.as_ref().map_err(|e| e.as_ref() as _)).await;
+            ran.map(|summary| report(s, &summary))
         }
         Command::Status | Command::Albums => {
             let client = if s.has_server() {
@@ -134,25 +124,31 @@ fn report(s: &Settings, summary: &Summary) -> ExitCode {
     }
 }
 
-/// Why a background condition keeps this run from starting, if one does.
-fn blocked(s: &Settings) -> Option<String> {
-    let mut checks = Vec::new();
-    if s.only_if_charging {
-        checks.push(conditions::charging(Path::new(
-            conditions::POWER_SUPPLY_DIR,
-        )));
+/// The sync the network and power rules allow now: the settings with what
+/// must wait held back, or why nothing may run. Either way `status` is told.
+fn allowed(s: &Settings) -> Result<SyncConfig, String> {
+    let a = s.rules.allowed(
+        || conditions::charging(Path::new(conditions::POWER_SUPPLY_DIR)),
+        conditions::unmetered,
+    );
+    for why in &a.assumed {
+        tracing::info!("{why}");
     }
-    if s.only_if_unmetered {
-        checks.push(conditions::unmetered());
+    if !s.sync.dry_run
+        && let Err(e) = imb_devicesync::note_waiting(&s.sync.state_dir, a.why.as_deref())
+    {
+        tracing::warn!(error = %e, "could not note for `status` why runs wait");
     }
-    for c in checks {
-        match c {
-            Check::Met => {}
-            Check::Assumed(why) => tracing::info!("{why}"),
-            Check::NotMet(why) => return Some(why),
-        }
+    if a.nothing() {
+        return Err(a.why.unwrap_or_default());
     }
-    None
+    if let Some(why) = &a.why {
+        tracing::info!(reason = %why, "some files wait for a background condition");
+    }
+    let mut c = s.sync.clone();
+    c.hold_photos = !a.photos;
+    c.hold_videos = !a.videos;
+    Ok(c)
 }
 
 fn not_run(s: &Settings, why: &str) -> ExitCode {
@@ -188,42 +184,38 @@ async fn watch(
     while !stop.is_stopped() {
         // Taken before the sync, so a file added while it runs counts as a change.
         let mut last = fingerprint_of(s).await;
-        if let Some(why) = blocked(s) {
-            tracing::info!(reason = %why, "not syncing: a background condition is not met");
-        } else {
-            s.ping.start().await;
-            let run = DeviceSync::new(client.clone(), s.sync.clone())
-                .with_progress(ui::progress(term))
-                .with_stop(stop.clone())
-                .run()
-                .await;
-            // Each sync is a run to the dead-man's switch: a watcher that stops
-            // syncing is what it is for.
-            match &run {
-                Ok(summary) => {
-                    let status = if summary.has_problems() { 2 } else { 0 };
-                    let said = serde_json::to_string(summary).unwrap_or_default();
-                    s.ping.finish(status, &said).await;
-                }
-                Err(e) => s.ping.finish(1, &e.to_string()).await,
+        match allowed(s) {
+            Err(why) => {
+                tracing::info!(reason = %why, "not syncing: a background condition is not met");
             }
-            match run {
-                Ok(summary) => {
-                    if s.json {
-                        print_json(&serde_json::to_value(&summary)?);
+            Ok(config) => {
+                s.ping.start().await;
+                let run = DeviceSync::new(client.clone(), config)
+                    .with_progress(ui::progress(term))
+                    .with_stop(stop.clone())
+                    .run()
+                    .await;
+                // Each sync is a run to the dead-man's switch: a watcher that stops
+                // syncing is what it is for.
+                ping_end(s, run.as_ref().map_err(|e| e as _)).await;
+                match run {
+                    Ok(summary) => {
+                        if s.json {
+                            print_json(&serde_json::to_value(&summary)?);
+                        }
+                        tracing::info!(
+                            uploaded = summary.uploaded,
+                            duplicates = summary.duplicates,
+                            failed = summary.failed,
+                            "sync finished"
+                        );
                     }
-                    tracing::info!(
-                        uploaded = summary.uploaded,
-                        duplicates = summary.duplicates,
-                        failed = summary.failed,
-                        "sync finished"
-                    );
+                    Err(e) if e.is_lock_held() => tracing::info!("{e}; skipping this round"),
+                    Err(e) if e.is_unauthorized() => {
+                        return Err(e).context("the server refused the API key");
+                    }
+                    Err(e) => tracing::error!(error = %e, "sync failed; trying again later"),
                 }
-                Err(e) if e.is_lock_held() => tracing::info!("{e}; skipping this round"),
-                Err(e) if e.is_unauthorized() => {
-                    return Err(e).context("the server refused the API key");
-                }
-                Err(e) => tracing::error!(error = %e, "sync failed; trying again later"),
             }
         }
         debounce.reset();
@@ -250,6 +242,25 @@ async fn watch(
     }
     tracing::info!("watch stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the dead-man's switch how a sync ended: 0 done, 2 done with named
+/// problems, 1 it could not run. A sync that found another one running is 0:
+/// the backup is being done, by that one.
+async fn ping_end(s: &Settings, run: Result<&Summary, &(dyn std::error::Error + 'static)>) {
+    let lock_held = |e: &(dyn std::error::Error + 'static)| {
+        e.downcast_ref::<imb_devicesync::Error>()
+            .is_some_and(imb_devicesync::Error::is_lock_held)
+    };
+    match run {
+        Ok(summary) => {
+            let status = if summary.has_problems() { 2 } else { 0 };
+            let said = serde_json::to_string(summary).unwrap_or_default();
+            s.ping.finish(status, &said).await;
+        }
+        Err(e) if lock_held(e) => s.ping.finish(0, &format!("skipped: {e}")).await,
+        Err(e) => s.ping.finish(1, &imb_cli::chain_of(e)).await,
+    }
 }
 
 fn fail(json: bool, e: &anyhow::Error) -> ExitCode {

@@ -11,6 +11,7 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use conflate::Merge;
 use imb_cli::{Layer, LogFormat, negate};
+use imb_devicesync::conditions::Rules;
 use imb_devicesync::{Selection, SyncConfig};
 use imb_immich::{ApiKey, ApiVersion, ClientConfig, RetryPolicy};
 use serde::Deserialize;
@@ -145,8 +146,9 @@ struct Common {
     #[arg(long, global = true)]
     #[merge(skip)]
     no_only_if_charging: bool,
-    /// Run only on an unmetered network (NetworkManager's judgement; assumed
-    /// unmetered without it).
+    /// Upload only on an unmetered network, photos and videos alike
+    /// (NetworkManager's judgement; assumed unmetered without it). Sets both
+    /// rules below.
     #[arg(long, global = true, env = "IMB_SYNC_ONLY_IF_UNMETERED", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
     only_if_unmetered: Option<bool>,
@@ -154,6 +156,26 @@ struct Common {
     #[arg(long, global = true)]
     #[merge(skip)]
     no_only_if_unmetered: bool,
+    /// Upload photos only on an unmetered network (the app's "use cellular for
+    /// photos", off) [default: --only-if-unmetered].
+    #[arg(long, global = true, env = "IMB_SYNC_ONLY_IF_UNMETERED_PHOTOS", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    only_if_unmetered_photos: Option<bool>,
+    /// Upload videos only on an unmetered network (the app's "use cellular for
+    /// videos", off); photos still go on a metered one [default: --only-if-unmetered].
+    #[arg(long, global = true, env = "IMB_SYNC_ONLY_IF_UNMETERED_VIDEOS", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    only_if_unmetered_videos: Option<bool>,
+    /// Ask the server now whether every asset this device backed up is still
+    /// there (else at most every --reconcile-every): one deleted there is
+    /// uploaded again, one in its trash is not.
+    #[arg(long, global = true, env = "IMB_SYNC_RECONCILE", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    reconcile: Option<bool>,
+    /// How often a sync asks the server what it still has [default: 1d; 0s: every sync].
+    #[arg(long, global = true, env = "IMB_SYNC_RECONCILE_EVERY", value_parser = humantime::parse_duration)]
+    #[serde(with = "humantime_serde")]
+    reconcile_every: Option<Duration>,
     /// Print one JSON object on stdout.
     #[arg(long, global = true, env = "IMB_JSON", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
@@ -185,6 +207,12 @@ impl Layer for Common {
         negate(c.no_album_sync, &mut c.album_sync);
         negate(c.no_only_if_charging, &mut c.only_if_charging);
         negate(c.no_only_if_unmetered, &mut c.only_if_unmetered);
+        // The old switch sets both per-type rules, in its own layer: a file's
+        // `only_if_unmetered_videos = false` still loses to a --only-if-unmetered.
+        if let Some(b) = c.only_if_unmetered {
+            c.only_if_unmetered_photos.get_or_insert(b);
+            c.only_if_unmetered_videos.get_or_insert(b);
+        }
     }
 }
 
@@ -219,8 +247,7 @@ pub(crate) struct Settings {
     ca_certs: Vec<PathBuf>,
     pub(crate) api: Option<ApiVersion>,
     pub(crate) retry: RetryPolicy,
-    pub(crate) only_if_charging: bool,
-    pub(crate) only_if_unmetered: bool,
+    pub(crate) rules: Rules,
     pub(crate) json: bool,
     pub(crate) log_format: LogFormat,
     pub(crate) ping: imb_cli::Pinger,
@@ -251,6 +278,10 @@ impl Settings {
             sync.concurrency = Some(n);
         }
         sync.dry_run = c.dry_run.unwrap_or(false);
+        sync.reconcile = c.reconcile.unwrap_or(false);
+        if let Some(d) = c.reconcile_every {
+            sync.reconcile_every = d;
+        }
         if let Some(d) = c.device_id {
             sync.device_id = d;
         }
@@ -288,8 +319,13 @@ impl Settings {
             ca_certs: c.ca_certs.unwrap_or_default(),
             api: c.api,
             retry,
-            only_if_charging: c.only_if_charging.unwrap_or(false),
-            only_if_unmetered: c.only_if_unmetered.unwrap_or(false),
+            rules: {
+                let mut r = Rules::default();
+                r.charging = c.only_if_charging.unwrap_or(false);
+                r.unmetered_photos = c.only_if_unmetered_photos.unwrap_or(false);
+                r.unmetered_videos = c.only_if_unmetered_videos.unwrap_or(false);
+                r
+            },
             json: c.json.unwrap_or(false),
             log_format: c.log_format.unwrap_or_default(),
             ping: imb_cli::Pinger::new(c.ping_url)?,
@@ -383,7 +419,8 @@ mod tests {
         )
         .unwrap();
         let s = parse(&["--config", c, "--state-dir", "/s", "watch"]).unwrap();
-        assert!(s.only_if_charging && s.only_if_unmetered && s.sync.dry_run);
+        assert!(s.rules.charging && s.sync.dry_run);
+        assert!(s.rules.unmetered_photos && s.rules.unmetered_videos);
         assert_eq!(
             s.command,
             Command::Watch {
@@ -401,7 +438,33 @@ mod tests {
             "--dry-run=false",
         ])
         .unwrap();
-        assert!(!s.only_if_charging && !s.only_if_unmetered && !s.sync.dry_run);
+        assert!(!s.rules.charging && !s.sync.dry_run);
+        assert!(!s.rules.unmetered_photos && !s.rules.unmetered_videos);
+        // Per type: videos wait on a metered network, photos go; a per-type
+        // flag beats the old switch of a lower layer.
+        let s = parse(&[
+            "--config",
+            c,
+            "--state-dir",
+            "/s",
+            "--only-if-unmetered-photos=false",
+        ])
+        .unwrap();
+        assert!(!s.rules.unmetered_photos && s.rules.unmetered_videos);
+        let s = parse(&[
+            "--root",
+            "/r",
+            "--only-if-unmetered-videos",
+            "--state-dir",
+            "/s",
+        ])
+        .unwrap();
+        assert!(!s.rules.unmetered_photos && s.rules.unmetered_videos);
+        // Reconciling: forced, and its interval from the file.
+        std::fs::write(&cfg, "roots = ['/r']\nreconcile_every = '12h'\n").unwrap();
+        let s = parse(&["--config", c, "--state-dir", "/s", "--reconcile"]).unwrap();
+        assert!(s.sync.reconcile);
+        assert_eq!(s.sync.reconcile_every, Duration::from_secs(12 * 3600));
         // Album names keep their commas.
         let s = parse(&["--root", "/r", "--album", "Trip, 2024", "--state-dir", "/s"]).unwrap();
         assert!(s.sync.selection.includes("Trip, 2024"));

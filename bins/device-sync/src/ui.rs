@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use imb_cli::{Counters, Terminal};
-use imb_devicesync::{AlbumInfo, FileRecord, Phase, Progress, Status, Summary};
+use imb_devicesync::{AlbumInfo, FileRecord, Phase, Progress, Status, StopReason, Summary};
 use indicatif::{DecimalBytes, MultiProgress, ProgressBar, ProgressStyle};
 
 /// A fresh progress display for one run: bars on a terminal, log lines otherwise.
@@ -168,8 +168,8 @@ pub(crate) fn print_summary(s: &Summary) {
     let mut out = String::new();
     let title = if s.dry_run {
         "Dry run: nothing uploaded"
-    } else if s.quota_exceeded {
-        "Backup stopped: storage quota exceeded"
+    } else if s.quota_stopped() {
+        "Backup paused: quota reached (what fitted was uploaded; the rest waits for room)"
     } else if s.stopped {
         "Backup stopped early (the next run continues)"
     } else if s.has_problems() {
@@ -195,6 +195,12 @@ pub(crate) fn print_summary(s: &Summary) {
             "  would upload {} files ({})\n",
             s.to_upload,
             DecimalBytes(s.bytes_to_upload)
+        ));
+    }
+    if s.requeued > 0 || s.trashed > 0 {
+        out.push_str(&format!(
+            "  server: {} deleted there, backed up again; {} in its trash, left there\n",
+            s.requeued, s.trashed
         ));
     }
     if !s.skipped.is_empty() {
@@ -229,11 +235,19 @@ pub(crate) fn print_summary(s: &Summary) {
 
 pub(crate) fn print_status(s: &Status) {
     let mut out = String::new();
-    out.push_str(if s.complete {
-        "✓ Backup complete\n"
-    } else {
-        "… Backup not complete\n"
+    out.push_str(match (&s.paused, &s.waiting) {
+        (Some(StopReason::Quota), _) => "Backup paused: quota reached\n",
+        _ if s.complete => "✓ Backup complete\n",
+        (Some(_), _) => "… Backup stopped early (the next run continues)\n",
+        _ => "… Backup not complete\n",
     });
+    if let Some(w) = &s.waiting {
+        out.push_str(&format!(
+            "  Waiting: {} (since {})\n",
+            w.reason,
+            ago(&w.since)
+        ));
+    }
     out.push_str(&format!("  {} of {} backed up\n", s.backed_up, s.total));
     match &s.last_backup {
         Some(t) => out.push_str(&format!("  Last backup: {} ({t})\n", ago(t))),
@@ -254,8 +268,8 @@ pub(crate) fn print_status(s: &Status) {
     }
     let t = &s.statistics;
     out.push_str(&format!(
-        "  Statistics: {} files recorded: {} uploaded, {} duplicates, {} failed\n",
-        t.total, t.uploaded, t.duplicates, t.failed
+        "  Statistics: {} files recorded: {} uploaded, {} duplicates, {} failed, {} pending\n",
+        t.total, t.uploaded, t.duplicates, t.failed, t.pending
     ));
     print!("{out}");
 }

@@ -100,3 +100,81 @@ pub fn unmetered() -> Check {
         Err(e) => Check::Assumed(format!("nmcli is not available ({e}): assuming unmetered")),
     }
 }
+
+/// The seed's background rules: "only while charging", and "use cellular" for
+/// photos and for videos apart (a metered network may carry photos but not
+/// videos).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Rules {
+    /// Run only on mains power or while charging.
+    pub charging: bool,
+    /// Upload photos only on an unmetered network.
+    pub unmetered_photos: bool,
+    /// Upload videos only on an unmetered network.
+    pub unmetered_videos: bool,
+}
+
+/// What the rules allow now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Allowed {
+    /// Photos may be uploaded.
+    pub photos: bool,
+    /// Videos may be uploaded.
+    pub videos: bool,
+    /// Why something waits, when it does.
+    pub why: Option<String>,
+    /// What could not be told and was assumed met, to log.
+    pub assumed: Vec<String>,
+}
+
+impl Allowed {
+    /// Nothing may be uploaded: the run does not start.
+    pub fn nothing(&self) -> bool {
+        !self.photos && !self.videos
+    }
+}
+
+impl Rules {
+    /// What the rules allow, asking the machine only about the rules set:
+    /// `charging` and `unmetered` are [`charging`] and [`unmetered`], or stand-ins.
+    pub fn allowed(
+        self,
+        charging: impl FnOnce() -> Check,
+        unmetered: impl FnOnce() -> Check,
+    ) -> Allowed {
+        let mut a = Allowed {
+            photos: true,
+            videos: true,
+            why: None,
+            assumed: Vec::new(),
+        };
+        if self.charging {
+            match charging() {
+                Check::Met => {}
+                Check::Assumed(why) => a.assumed.push(why),
+                Check::NotMet(why) => {
+                    (a.photos, a.videos, a.why) = (false, false, Some(why));
+                    return a;
+                }
+            }
+        }
+        if self.unmetered_photos || self.unmetered_videos {
+            match unmetered() {
+                Check::Met => {}
+                Check::Assumed(why) => a.assumed.push(why),
+                Check::NotMet(why) => {
+                    a.photos = !self.unmetered_photos;
+                    a.videos = !self.unmetered_videos;
+                    a.why = Some(match (a.photos, a.videos) {
+                        (true, false) => format!("{why}: videos wait for an unmetered network"),
+                        (false, true) => format!("{why}: photos wait for an unmetered network"),
+                        _ => why,
+                    });
+                }
+            }
+        }
+        a
+    }
+}

@@ -2,8 +2,13 @@
 //! and config file.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::{Error, Result, Selection};
+
+/// How often a sync checks with the server what it still has, by default: a
+/// day, as a phone's daily background backup would notice.
+pub const DEFAULT_RECONCILE_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// Settings for a [`crate::DeviceSync`].
 #[derive(Debug, Clone)]
@@ -26,6 +31,16 @@ pub struct SyncConfig {
     pub dry_run: bool,
     /// `deviceId` for v2 servers.
     pub device_id: String,
+    /// Ask the server whether what the state calls backed up is still there at
+    /// most this often (an asset deleted on the server is uploaded again).
+    pub reconcile_every: Duration,
+    /// Ask it in this run, whenever the last time was.
+    pub reconcile: bool,
+    /// Photos wait for a later run (a network rule is not met now): they are
+    /// skipped as `waiting`, and their albums are not complete.
+    pub hold_photos: bool,
+    /// Videos wait likewise.
+    pub hold_videos: bool,
 }
 
 impl SyncConfig {
@@ -53,6 +68,10 @@ impl SyncConfig {
             album_sync: false,
             dry_run: false,
             device_id: default_device_id(),
+            reconcile_every: DEFAULT_RECONCILE_EVERY,
+            reconcile: false,
+            hold_photos: false,
+            hold_videos: false,
         }
     }
 

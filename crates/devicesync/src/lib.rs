@@ -46,7 +46,7 @@ mod status;
 mod summary;
 pub mod watch;
 
-pub use config::{SyncConfig, default_device_id, default_state_dir};
+pub use config::{DEFAULT_RECONCILE_EVERY, SyncConfig, default_device_id, default_state_dir};
 pub use error::{Error, Result};
 pub use imb_storage::StopToken;
 pub use lock::{LOCK_FILE, RunLock};
@@ -54,8 +54,8 @@ pub use progress::{NoProgress, Phase, Progress};
 pub use run::{DeviceSync, Retry};
 pub use selection::{AlbumChoice, RECENTS, Selection, album_of};
 pub use state::{FileRecord, FileStatus, RunRecord, STATE_FILE, StateDb, Totals, mtime_ns};
-pub use status::{AlbumInfo, Status, failed_uploads, status};
-pub use summary::{AlbumSync, Failure, MAX_LISTED_FAILURES, Quota, Summary, reason};
+pub use status::{AlbumInfo, Status, Waiting, failed_uploads, note_waiting, status};
+pub use summary::{AlbumSync, Failure, MAX_LISTED_FAILURES, Quota, StopReason, Summary, reason};
 
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,7 @@ use std::time::SystemTime;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
+use crate::summary::StopReason;
 use crate::{Error, Result};
 
 /// The database's file name in the state directory.
@@ -56,9 +57,13 @@ CREATE TABLE IF NOT EXISTS runs (
     failed INTEGER NOT NULL,
     skipped INTEGER NOT NULL,
     bytes INTEGER NOT NULL,
-    complete INTEGER NOT NULL
+    complete INTEGER NOT NULL,
+    stop_reason TEXT
 );
 ";
+
+/// Columns added after the first release, for databases made before them.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("runs", "stop_reason", "TEXT")];
 
 /// Where a file stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -168,6 +173,8 @@ pub struct RunRecord {
     pub bytes: u64,
     /// Whether the run finished everything it found (no failures, not stopped).
     pub complete: bool,
+    /// Why it stopped early, if it did.
+    pub stop_reason: Option<StopReason>,
 }
 
 /// Totals over `files`: the seed's statistics.
@@ -182,7 +189,7 @@ pub struct Totals {
     pub duplicates: u64,
     /// Failed.
     pub failed: u64,
-    /// Hashed, not yet on the server.
+    /// Hashed, not yet on the server (new, or waiting for quota).
     pub pending: u64,
 }
 
@@ -259,6 +266,22 @@ impl StateDb {
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
             .map_err(db.err())?;
         db.conn.execute_batch(SCHEMA).map_err(db.err())?;
+        for (table, column, ty) in ADDED_COLUMNS {
+            let has: bool = db
+                .conn
+                .query_row(
+                    &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                    [column],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n > 0)
+                .map_err(db.err())?;
+            if !has {
+                db.conn
+                    .execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))
+                    .map_err(db.err())?;
+            }
+        }
         Ok(db)
     }
 
@@ -307,6 +330,17 @@ impl StateDb {
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 [key, value],
             )
+            .map(drop)
+            .map_err(self.err())
+    }
+
+    /// Removes a `meta` value.
+    ///
+    /// # Errors
+    /// [`Error::State`].
+    pub fn delete_meta(&self, key: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM meta WHERE key = ?1", [key])
             .map(drop)
             .map_err(self.err())
     }
@@ -527,6 +561,68 @@ impl StateDb {
             .map_err(self.err())
     }
 
+    /// Up to `limit` rows after row id `after` that are on the server with a
+    /// hash and an asset id, by id: (id, SHA-1, asset id).
+    ///
+    /// # Errors
+    /// [`Error::State`].
+    pub fn on_server_page(&self, after: i64, limit: usize) -> Result<Vec<(i64, [u8; 20], String)>> {
+        self.conn
+            .prepare_cached(
+                "SELECT id, sha1, asset_id FROM files
+                 WHERE id > ?1 AND status IN ('uploaded', 'duplicate')
+                   AND sha1 IS NOT NULL AND asset_id IS NOT NULL
+                 ORDER BY id LIMIT ?2",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![after, i(limit as u64)], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get(2)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map(|rows| {
+                rows.into_iter()
+                    .filter_map(|(id, h, a)| Some((id, <[u8; 20]>::try_from(h).ok()?, a)))
+                    .collect()
+            })
+            .map_err(self.err())
+    }
+
+    /// The server no longer has these rows' content: back to pending, hashes
+    /// kept, so the next scan takes them without reading them again.
+    ///
+    /// # Errors
+    /// [`Error::State`].
+    pub fn requeue(&self, ids: &[i64]) -> Result<()> {
+        self.batch(|db| {
+            let mut st = db
+                .conn
+                .prepare_cached(
+                    "UPDATE files SET status = 'pending', asset_id = NULL, album_id = NULL,
+                       error = NULL, attempts = 0 WHERE id = ?1",
+                )
+                .map_err(db.err())?;
+            for id in ids {
+                st.execute([id]).map_err(db.err())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Row `id`'s content is on the server as `asset_id`.
+    ///
+    /// # Errors
+    /// [`Error::State`].
+    pub fn set_asset(&self, id: i64, asset_id: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE files SET asset_id = ?2, album_id = NULL WHERE id = ?1",
+                params![id, asset_id],
+            )
+            .map(drop)
+            .map_err(self.err())
+    }
+
     /// Sets an album's last backup time.
     ///
     /// # Errors
@@ -566,8 +662,8 @@ impl StateDb {
         self.conn
             .execute(
                 "INSERT INTO runs (kind, started_at, finished_at, total, uploaded, duplicates,
-                   failed, skipped, bytes, complete)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                   failed, skipped, bytes, complete, stop_reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     r.kind,
                     r.started_at,
@@ -578,7 +674,8 @@ impl StateDb {
                     i(r.failed),
                     i(r.skipped),
                     i(r.bytes),
-                    r.complete
+                    r.complete,
+                    r.stop_reason.map(StopReason::as_str)
                 ],
             )
             .map(drop)
@@ -590,10 +687,27 @@ impl StateDb {
     /// # Errors
     /// [`Error::State`].
     pub fn last_run(&self) -> Result<Option<RunRecord>> {
+        self.run_where("1")
+    }
+
+    /// The latest run that was not stopped early (by the quota or a signal): the
+    /// seed's "Last backup". Failed files do not make a run stopped; they are
+    /// counted apart.
+    ///
+    /// # Errors
+    /// [`Error::State`].
+    pub fn last_finished_run(&self) -> Result<Option<RunRecord>> {
+        self.run_where("stop_reason IS NULL")
+    }
+
+    fn run_where(&self, cond: &str) -> Result<Option<RunRecord>> {
         self.conn
             .query_row(
-                "SELECT kind, started_at, finished_at, total, uploaded, duplicates, failed,
-                   skipped, bytes, complete FROM runs ORDER BY id DESC LIMIT 1",
+                &format!(
+                    "SELECT kind, started_at, finished_at, total, uploaded, duplicates, failed,
+                       skipped, bytes, complete, stop_reason FROM runs WHERE {cond}
+                     ORDER BY id DESC LIMIT 1"
+                ),
                 [],
                 |r| {
                     let n = |k: usize| r.get::<_, i64>(k).map(|v| v.max(0) as u64);
@@ -608,6 +722,10 @@ impl StateDb {
                         skipped: n(7)?,
                         bytes: n(8)?,
                         complete: r.get(9)?,
+                        stop_reason: r
+                            .get::<_, Option<String>>(10)?
+                            .as_deref()
+                            .and_then(StopReason::parse),
                     })
                 },
             )

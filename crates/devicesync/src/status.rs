@@ -3,15 +3,16 @@
 //! Nothing is uploaded, hashed or written.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use imb_immich::{ImmichClient, MediaTypes};
 use serde::Serialize;
 
-use crate::run::META_MEDIA_TYPES;
+use crate::run::{META_MEDIA_TYPES, META_WAITING};
 use crate::scan::{self, Event, Kind};
 use crate::state::{FileStatus, RunRecord, StateDb, Totals};
-use crate::summary::Quota;
+use crate::summary::{Quota, StopReason};
 use crate::{AlbumChoice, Error, Result, SyncConfig};
 
 /// One device album.
@@ -50,8 +51,15 @@ pub struct Status {
     pub remaining: u64,
     /// Selected files whose last upload failed.
     pub failed: u64,
-    /// When the last run ended (RFC 3339).
+    /// When the last run that was not stopped early ended (RFC 3339): the
+    /// seed's "Last backup".
     pub last_backup: Option<String>,
+    /// Why the backup is paused: the last run stopped early for this reason
+    /// (`quota`: nothing more fits; the next run goes on when there is room).
+    pub paused: Option<StopReason>,
+    /// Why a background run is waiting (a network or power rule not met), as
+    /// the last one that did not start said.
+    pub waiting: Option<Waiting>,
     /// Storage quota, when the server could be asked.
     pub quota: Option<Quota>,
     /// Why the server could not be asked, if it could not.
@@ -64,6 +72,48 @@ pub struct Status {
     pub last_run: Option<RunRecord>,
     /// Every device album under the roots.
     pub albums: Vec<AlbumInfo>,
+}
+
+/// A background run that did not start, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Waiting {
+    /// The rule not met, in words ("on a metered network: videos wait for an unmetered one").
+    pub reason: String,
+    /// Since when (RFC 3339): the first time this reason kept a run back.
+    pub since: String,
+}
+
+/// Notes in `state_dir` that a run did not start because of `why` (for
+/// `status`), or, with `None`, that nothing keeps runs back any more.
+///
+/// # Errors
+/// [`Error::State`], [`Error::Io`] if the state directory cannot be made.
+pub fn note_waiting(state_dir: &Path, why: Option<&str>) -> Result<()> {
+    let Some(why) = why else {
+        if let Some(db) = StateDb::open_existing(state_dir)? {
+            db.delete_meta(META_WAITING)?;
+        }
+        return Ok(());
+    };
+    let db = StateDb::open(state_dir)?;
+    let was = waiting(&db)?;
+    if was.as_ref().is_some_and(|w| w.reason == why) {
+        return Ok(());
+    }
+    let w = Waiting {
+        reason: why.to_owned(),
+        since: crate::state::now(),
+    };
+    db.set_meta(META_WAITING, &serde_json::to_string(&w).unwrap_or_default())
+}
+
+fn waiting(db: &StateDb) -> Result<Option<Waiting>> {
+    // Read back from a file anyone with the state directory could have written:
+    // a value that does not parse is no note.
+    Ok(db
+        .meta(META_WAITING)?
+        .and_then(|j| serde_json::from_str(&j).ok()))
 }
 
 /// Backup status for `config`'s roots and selection. With a client, the quota and
@@ -112,7 +162,9 @@ pub async fn status(config: &SyncConfig, client: Option<&ImmichClient>) -> Resul
     if let Some(db) = &db {
         st.statistics = db.totals()?;
         st.last_run = db.last_run()?;
-        st.last_backup = st.last_run.as_ref().map(|r| r.finished_at.clone());
+        st.last_backup = db.last_finished_run()?.map(|r| r.finished_at);
+        st.paused = st.last_run.as_ref().and_then(|r| r.stop_reason);
+        st.waiting = waiting(db)?;
     }
     let roots = scan::normalise_roots(&config.roots)?;
     let selection = config.selection.clone();

@@ -21,8 +21,40 @@ pub mod reason {
     pub const DELETED: &str = "deleted";
     /// Changed between hashing and uploading; the next run takes the new content.
     pub const CHANGED: &str = "changed";
+    /// Held back by a network rule (videos on a metered network): the next run
+    /// where the rule is met takes it.
+    pub const WAITING: &str = "waiting";
     /// A directory the walk could not read.
     pub const UNREADABLE_DIR: &str = "unreadable_dir";
+}
+
+/// Why a run stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum StopReason {
+    /// Nothing more fits in the storage quota.
+    Quota,
+    /// A stop was requested (SIGTERM, Ctrl-C).
+    Signal,
+}
+
+impl StopReason {
+    /// The name in the JSON and the state database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Quota => "quota",
+            StopReason::Signal => "signal",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<StopReason> {
+        match s {
+            "quota" => Some(StopReason::Quota),
+            "signal" => Some(StopReason::Signal),
+            _ => None,
+        }
+    }
 }
 
 /// The user's storage quota (`GET /users/me`).
@@ -112,10 +144,19 @@ pub struct Summary {
     pub bytes_to_upload: u64,
     /// The quota after the run (before it, when it could not be read again).
     pub quota: Option<Quota>,
-    /// The quota stopped the run (up front or on the server's answer).
-    pub quota_exceeded: bool,
-    /// The run was asked to stop (signal) before everything was attempted.
+    /// The run stopped before everything was attempted; `stop_reason` says why.
     pub stopped: bool,
+    /// Why it stopped: the storage quota (up front or on the server's answer),
+    /// or a stop request (signal).
+    pub stop_reason: Option<StopReason>,
+    /// Assets the state called backed up that the server no longer has: they
+    /// were candidates again (reconciling, see [`crate::SyncConfig::reconcile_every`]).
+    pub requeued: u64,
+    /// Assets the state called backed up that are in the server's trash: not
+    /// uploaded again (the user deleted them there).
+    pub trashed: u64,
+    /// Whether this run asked the server about what the state calls backed up.
+    pub reconciled: bool,
     /// A dry run: nothing was uploaded or recorded.
     pub dry_run: bool,
     /// Album sync.
@@ -135,7 +176,18 @@ impl Summary {
     /// Whether the run left work undone that it should have done: failures, a
     /// quota stop, a signal stop, or albums that could not be synced.
     pub fn has_problems(&self) -> bool {
-        self.failed > 0 || self.quota_exceeded || self.stopped || !self.albums.errors.is_empty()
+        self.failed > 0 || self.stopped || !self.albums.errors.is_empty()
+    }
+
+    /// Whether the quota stopped the run.
+    pub fn quota_stopped(&self) -> bool {
+        self.stop_reason == Some(StopReason::Quota)
+    }
+
+    /// The run stops for `why`; the first reason is the one reported.
+    pub(crate) fn stop(&mut self, why: StopReason) {
+        self.stopped = true;
+        self.stop_reason.get_or_insert(why);
     }
 
     /// Skipped files, all reasons.

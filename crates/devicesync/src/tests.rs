@@ -12,8 +12,8 @@ use crate::conditions::{Check, charging, metered_from_nmcli};
 use crate::media::{self, test_files};
 use crate::watch::Debounce;
 use crate::{
-    AlbumChoice, DeviceSync, FileStatus, Retry, RunLock, Selection, StateDb, SyncConfig, album_of,
-    reason,
+    AlbumChoice, DeviceSync, FileStatus, Retry, RunLock, RunRecord, Selection, StateDb, StopReason,
+    SyncConfig, album_of, reason,
 };
 
 fn write(p: &Path, bytes: &[u8]) {
@@ -175,6 +175,55 @@ fn state_reopens_with_its_rows() {
             .unwrap()
             .is_none()
     );
+}
+
+/// A database from before `runs.stop_reason` gains the column on open, and
+/// "last backup" is the newest run that was not stopped early: a quota stop
+/// after it does not move it, a run with failed files does.
+#[test]
+fn an_old_state_gains_stop_reasons_and_last_backup_skips_stopped_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = rusqlite::Connection::open(dir.path().join(crate::STATE_FILE)).unwrap();
+        c.execute_batch(
+            "CREATE TABLE runs (id INTEGER PRIMARY KEY, kind TEXT NOT NULL,
+               started_at TEXT NOT NULL, finished_at TEXT NOT NULL, total INTEGER NOT NULL,
+               uploaded INTEGER NOT NULL, duplicates INTEGER NOT NULL, failed INTEGER NOT NULL,
+               skipped INTEGER NOT NULL, bytes INTEGER NOT NULL, complete INTEGER NOT NULL);
+             INSERT INTO runs VALUES (1, 'sync', 't0', 'old', 1, 1, 0, 0, 0, 1, 1);",
+        )
+        .unwrap();
+    }
+    let db = StateDb::open(dir.path()).unwrap();
+    assert_eq!(db.last_finished_run().unwrap().unwrap().finished_at, "old");
+    let run = |finished: &str, failed: u64, stop: Option<StopReason>| RunRecord {
+        kind: "sync".into(),
+        started_at: "t".into(),
+        finished_at: finished.into(),
+        total: 1,
+        uploaded: 0,
+        duplicates: 0,
+        failed,
+        skipped: 0,
+        bytes: 0,
+        complete: failed == 0 && stop.is_none(),
+        stop_reason: stop,
+    };
+    db.record_run(&run("with failures", 1, None)).unwrap();
+    db.record_run(&run("quota", 0, Some(StopReason::Quota)))
+        .unwrap();
+    assert_eq!(
+        db.last_finished_run().unwrap().unwrap().finished_at,
+        "with failures"
+    );
+    let last = db.last_run().unwrap().unwrap();
+    assert_eq!(
+        (last.finished_at.as_str(), last.stop_reason),
+        ("quota", Some(StopReason::Quota))
+    );
+    drop(db);
+    // Opening again does not add the column twice.
+    assert!(StateDb::open(dir.path()).is_ok());
 }
 
 // ---- media ----
@@ -570,4 +619,43 @@ impl OnTestServer for imb_testkit::immich::TestServer {
     fn client_config(&self) -> imb_immich::ClientConfig {
         self.client_config_for(self.key())
     }
+}
+
+#[test]
+fn network_rules_hold_back_only_the_type_they_name() {
+    use crate::conditions::Rules;
+    let metered = || Check::NotMet("metered".into());
+    let asked = std::cell::Cell::new(false);
+    let unasked = || {
+        asked.set(true);
+        Check::Met
+    };
+    // No rule: nothing is asked, everything goes.
+    let a = Rules::default().allowed(|| unreachable!(), unasked);
+    assert!(a.photos && a.videos && a.why.is_none() && !asked.get());
+    let mut r = Rules {
+        unmetered_videos: true,
+        ..Rules::default()
+    };
+    let a = r.allowed(|| unreachable!(), metered);
+    assert!(a.photos && !a.videos && !a.nothing());
+    assert_eq!(
+        a.why.as_deref(),
+        Some("metered: videos wait for an unmetered network")
+    );
+    r.unmetered_photos = true;
+    let a = r.allowed(|| unreachable!(), metered);
+    assert!(a.nothing());
+    assert_eq!(a.why.as_deref(), Some("metered"));
+    // Charging first: on battery nothing runs, whatever the network.
+    r.charging = true;
+    let a = r.allowed(
+        || Check::NotMet("on battery power".into()),
+        || unreachable!(),
+    );
+    assert!(a.nothing());
+    assert_eq!(a.why.as_deref(), Some("on battery power"));
+    // What cannot be told is assumed met, and said.
+    let a = r.allowed(|| Check::Met, || Check::Assumed("no nmcli".into()));
+    assert!(a.photos && a.videos && a.assumed == ["no nmcli"]);
 }

@@ -24,6 +24,7 @@ impl DeviceSync {
         let roots = scan::normalise_roots(&self.config.roots)?;
         let media = media.clone();
         let selection = self.config.selection.clone();
+        let (hold_photos, hold_videos) = (self.config.hold_photos, self.config.hold_videos);
         let joined = tokio::task::spawn_blocking(move || {
             let mut cands = Vec::new();
             let mut err = None;
@@ -45,6 +46,10 @@ impl DeviceSync {
                 }
                 l.s.scanned += 1;
                 l.seen_album(&f.album);
+                let held = match f.kind {
+                    Kind::Video => hold_videos,
+                    _ => hold_photos,
+                };
                 let rec = match l.db().get(&f.path) {
                     Ok(r) => r,
                     Err(e) => {
@@ -55,6 +60,11 @@ impl DeviceSync {
                 let same = rec.as_ref().filter(|r| r.matches(f.size, f.mtime_ns()));
                 if same.is_some_and(|r| r.status.on_server()) {
                     l.s.unchanged += 1;
+                    return;
+                }
+                if held {
+                    l.s.skip(reason::WAITING);
+                    l.incomplete(&f.album);
                     return;
                 }
                 cands.push(Candidate {

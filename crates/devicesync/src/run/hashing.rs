@@ -11,6 +11,7 @@ use super::ledger::Ledger;
 use super::{Candidate, DeviceSync, read_error};
 use crate::Result;
 use crate::progress::Phase;
+use crate::summary::StopReason;
 
 /// Why hashing a file did not give a hash.
 enum HashError {
@@ -92,7 +93,7 @@ impl DeviceSync {
         // Stopped while hashing: what was not hashed waits for the next run.
         for i in next {
             gone[i] = true;
-            l.s.stopped = true;
+            l.s.stop(StopReason::Signal);
             l.left(&cands[i]);
         }
         let mut i = 0;

@@ -105,7 +105,7 @@ impl Ledger {
         let s = &self.s;
         let db = self.db();
         let finished = now();
-        if full_sync && !s.quota_exceeded && !s.stopped {
+        if full_sync && !s.stopped {
             for (album, outcome) in &self.albums {
                 if *outcome == AlbumOutcome::Complete {
                     db.set_album_backup(album, &finished)?;
@@ -123,6 +123,7 @@ impl Ledger {
             skipped: s.skipped_total(),
             bytes: s.bytes,
             complete: !s.has_problems(),
+            stop_reason: s.stop_reason,
         })
     }
 }

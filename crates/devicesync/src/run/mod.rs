@@ -13,6 +13,7 @@ mod candidates;
 mod check;
 mod hashing;
 mod ledger;
+mod reconcile;
 mod upload;
 
 use std::path::PathBuf;
@@ -24,7 +25,7 @@ use imb_immich::{ImmichClient, MediaTypes};
 use crate::StopToken;
 use crate::progress::{NoProgress, Phase, Progress};
 use crate::state::{StateDb, now};
-use crate::summary::{Quota, Summary};
+use crate::summary::{Quota, StopReason, Summary};
 use crate::{Result, RunLock, SyncConfig};
 use ledger::Ledger;
 
@@ -32,6 +33,10 @@ use ledger::Ledger;
 pub(crate) const META_SERVER: &str = "server";
 pub(crate) const META_USER: &str = "user_id";
 pub(crate) const META_MEDIA_TYPES: &str = "media_types";
+/// Why background runs are being kept back (see [`crate::note_waiting`]).
+pub(crate) const META_WAITING: &str = "waiting";
+/// When the state's "on the server" facts were last checked with the server.
+pub(crate) const META_RECONCILED: &str = "reconciled_at";
 
 /// Runs device-sync: `run` for a full sync, `retry` for failed uploads.
 ///
@@ -179,7 +184,10 @@ impl DeviceSync {
         // 1. Candidates.
         self.progress.phase(Phase::Scanning);
         let (mut l, mut cands) = match &retry {
-            None => self.scan(l, &media).await?,
+            None => {
+                let l = self.reconcile(l).await?;
+                self.scan(l, &media).await?
+            }
             Some(which) => {
                 let mut l = l;
                 let cands = self.failed_candidates(&mut l, &media, which)?;
@@ -245,7 +253,9 @@ impl DeviceSync {
             self.upload(&mut l, to_upload).await?;
         }
         // Set after the upload, which stops at the first quota refusal.
-        l.s.quota_exceeded |= short_of_quota;
+        if short_of_quota {
+            l.s.stop(StopReason::Quota);
+        }
 
         // 6. Album sync.
         if self.config.album_sync && !dry {

@@ -15,7 +15,7 @@ use crate::Result;
 use crate::media;
 use crate::progress::Phase;
 use crate::state::{FileStatus, mtime_ns};
-use crate::summary::reason;
+use crate::summary::{StopReason, reason};
 
 /// How one upload ended.
 enum Upload {
@@ -120,7 +120,7 @@ impl DeviceSync {
         let signal = imb_storage::adaptive::Signal(Arc::new(move || client.congestion()));
         let mut flow = imb_storage::adaptive::Flow::new(self.config.flow(), Some(signal));
         loop {
-            while !l.s.quota_exceeded && fatal.is_none() && !self.stop.is_stopped() {
+            while !l.s.quota_stopped() && fatal.is_none() && !self.stop.is_stopped() {
                 let Some(c) = next.peek() else { break };
                 if !flow.try_start(buffered(c)) {
                     break;
@@ -178,10 +178,10 @@ impl DeviceSync {
                     l.with(|e| e.failed(&c, &msg))?;
                 }
                 Upload::Quota(msg) => {
-                    if !l.s.quota_exceeded {
+                    if !l.s.quota_stopped() {
                         tracing::error!(file = %c.shown(), error = %msg, "storage quota exceeded: stopping the backup");
                     }
-                    l.s.quota_exceeded = true;
+                    l.s.stop(StopReason::Quota);
                     l.left(&c);
                 }
                 Upload::Fatal(e) => {
@@ -194,8 +194,8 @@ impl DeviceSync {
         for c in &left {
             l.left(c);
         }
-        if !left.is_empty() && self.stop.is_stopped() && !l.s.quota_exceeded {
-            l.s.stopped = true;
+        if !left.is_empty() && self.stop.is_stopped() && !l.s.quota_stopped() {
+            l.s.stop(StopReason::Signal);
             tracing::warn!(
                 left = left.len(),
                 "stopped before every file was uploaded; the next run continues"
