@@ -177,7 +177,24 @@ fn every_json_field_is_documented_in_docs_cli_md() {
     let sync = ds(&["--album-sync"]);
     check(&doc, "device-sync", &[&sync], &mut problems);
     let v = ds(&["status"]);
-    check(&doc, "device-sync status", &[&v], &mut problems);
+    // A run that held videos back on a metered network: status says it waits.
+    let mut c = Command::new(bin("device-sync"));
+    clean_env(&mut c);
+    let out = c
+        .env("IMMICH_API_KEY", server.key())
+        .env("PATH", crate::util::fake_nmcli(t.path(), "yes"))
+        .arg("--server")
+        .arg(server.url())
+        .arg("--root")
+        .arg(&device)
+        .arg("--state-dir")
+        .arg(t.path().join("state"))
+        .arg("--only-if-unmetered-videos")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let waiting = ds(&["status"]);
+    check(&doc, "device-sync status", &[&v, &waiting], &mut problems);
     let v = ds(&["failed"]);
     check(&doc, "device-sync failed", &[&v], &mut problems);
     let v = ds(&["albums"]);

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use imb_testkit::immich::{DEFAULT_EMAIL, Fault, Seen, TestServer, TestServerOptions, burst};
 use serde_json::Value;
 
-use crate::util::{bin, code, write};
+use crate::util::{bin, code, fake_nmcli, write};
 use imb_testkit::fixtures::{jpg, jpg_with_exif, mp4};
 
 /// A device folder, a state directory and a server.
@@ -957,24 +957,6 @@ fn a_sync_pings_start_and_how_it_ended() {
         "{}",
         got[3].body
     );
-}
-
-/// A stand-in for NetworkManager's `nmcli` (there is none here) answering
-/// `GENERAL.METERED` with `metered`, first on `PATH`.
-fn fake_nmcli(dir: &Path, metered: &str) -> String {
-    let bin = dir.join("fake-bin");
-    fs::create_dir_all(&bin).unwrap();
-    let p = bin.join("nmcli");
-    write(
-        &p,
-        format!("#!/bin/sh\necho 'GENERAL.METERED:{metered}'\n").as_bytes(),
-    );
-    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-    format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
 }
 
 /// The seed's separate "use cellular" rules for photos and videos: on a metered

@@ -250,3 +250,21 @@ pub(crate) fn fetched_manifest(dst: &Path) -> (tempfile::TempDir, imb_manifest::
     let m = imb_manifest::ManifestReader::open(&path).unwrap();
     (dir, m)
 }
+
+/// A stand-in for NetworkManager's `nmcli` (there is none here) answering
+/// `GENERAL.METERED` with `metered`, first on `PATH`.
+pub(crate) fn fake_nmcli(dir: &Path, metered: &str) -> String {
+    let bin = dir.join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let p = bin.join("nmcli");
+    write(
+        &p,
+        format!("#!/bin/sh\necho 'GENERAL.METERED:{metered}'\n").as_bytes(),
+    );
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
