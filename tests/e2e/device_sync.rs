@@ -1016,3 +1016,50 @@ fn videos_wait_for_an_unmetered_network_while_photos_go() {
     let (_, st, _) = run(d.cmd(), &["status"]);
     assert!(st["waiting"].is_null() && st["complete"] == true, "{st}");
 }
+
+/// The capture time device-sync sends (`fileCreatedAt`) comes from the EXIF of
+/// HEIC, PNG and TIFF as well as JPEG, with its time zone, on files made with
+/// the standard tools (ffmpeg, libheif's heif-enc, exiftool); without an offset
+/// the EXIF time is sent as UTC.
+#[test]
+fn capture_dates_come_from_heic_png_and_tiff_exif_with_the_zone() {
+    use imb_testkit::fixtures::real_dated;
+    let d = Device::new(TestServerOptions::v3());
+    let files = [
+        (
+            "Camera/IMG_0001.heic",
+            real_dated(1, "heic", "2023:07:14 09:30:00", Some("+09:00")),
+            "2023-07-14T09:30:00.000+09:00",
+        ),
+        (
+            "Camera/shot.png",
+            real_dated(2, "png", "2022:01:02 03:04:05", Some("-05:00")),
+            "2022-01-02T03:04:05.000-05:00",
+        ),
+        (
+            "Camera/scan.tif",
+            real_dated(3, "tif", "2021:12:24 20:00:00", None),
+            "2021-12-24T20:00:00.000Z",
+        ),
+        (
+            "Camera/IMG_0002.jpg",
+            real_dated(4, "jpg", "2020:06:30 23:59:59", Some("+05:30")),
+            "2020-06-30T23:59:59.000+05:30",
+        ),
+    ];
+    for (p, b, _) in &files {
+        d.file(p, b);
+    }
+    let (rc, s, err) = run(d.cmd(), &[]);
+    assert_eq!((rc, &s["uploaded"]), (0, &4.into()), "{s}\n{err}");
+    for (p, _, want) in &files {
+        let name = p.rsplit('/').next().unwrap();
+        let a = d
+            .server
+            .assets()
+            .into_iter()
+            .find(|a| a.filename == name)
+            .unwrap_or_else(|| panic!("{name} uploaded"));
+        assert_eq!(a.fields["fileCreatedAt"], *want, "{name}");
+    }
+}

@@ -49,6 +49,10 @@ pub(crate) fn prepare() -> Result<()> {
     postgres()?;
     node_cli()?;
     debian_packages(PROMETHEUS_PACKAGES, "the metrics tests")?;
+    debian_packages(
+        &[("libheif-examples", "/usr/bin/heif-enc")],
+        "device-sync's HEIC date tests",
+    )?;
     crate::immich::immich()
 }
 

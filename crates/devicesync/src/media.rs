@@ -1,22 +1,28 @@
 //! What an upload says about a file beyond its bytes: the capture time (EXIF
-//! `DateTimeOriginal` for JPEG and TIFF-based raw files, the `mvhd` creation time
-//! for MP4/QuickTime videos, else the file's modification time), a video's
-//! duration (`mvhd`), and the `.xmp` sidecar next to it.
-//!
-//! A page of parsing instead of an EXIF crate: we need two tags from two
-//! containers, read with positional reads from the descriptor the upload streams
-//! from. HEIC, PNG and WebP keep their EXIF in containers this does not open; they
-//! get file times (the server extracts the real capture time itself anyway, so
-//! what we send only matters until its metadata job has run).
+//! `DateTimeOriginal` with its offset, from JPEG, HEIC/HEIF, PNG, WebP and
+//! TIFF-based raws, read by kamadak-exif; the `mvhd` creation time for
+//! MP4/QuickTime videos; else the file's modification time), a video's duration
+//! (`mvhd`), and the `.xmp` sidecar next to it. Everything is read with
+//! positional reads from the descriptor the upload streams from, so what is
+//! uploaded is what was looked at. The server extracts the capture time itself
+//! too; what we send matters until its metadata job has run.
 
 use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
+
+use exif::{In, Tag, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How much of a file's start is read to find EXIF (a JPEG's APP1 segment is at
-/// most 64 KiB and comes first; TIFF-based raws keep IFD0 near the start).
+/// How much of a TIFF-based raw's start is parsed for EXIF (its IFDs are near
+/// the start; the parser would otherwise read the whole file).
 const HEAD: usize = 256 * 1024;
+
+/// The most read from any image to find its EXIF: a HEIC's Exif item may sit
+/// after other items, a PNG's eXIf chunk after the picture data; past this the
+/// file times are sent.
+const EXIF_READ_LIMIT: u64 = 64 << 20;
 
 /// Seconds from 1904-01-01 (QuickTime's epoch) to 1970-01-01.
 const QT_EPOCH_OFFSET: u64 = 2_082_844_800;
@@ -49,11 +55,12 @@ pub(crate) fn inspect(file: &File, len: u64, mtime: SystemTime, video: bool) -> 
             created_at = created.map(rfc3339);
         }
     } else {
-        let want = usize::try_from(len).unwrap_or(HEAD).min(HEAD);
-        let mut head = vec![0u8; want];
-        if read_full_at(file, &mut head, 0).is_ok() {
-            created_at = exif_datetime(&head);
-        }
+        let at = At {
+            file,
+            pos: 0,
+            end: len.min(EXIF_READ_LIMIT),
+        };
+        created_at = exif_datetime(&mut BufReader::with_capacity(64 * 1024, at));
     }
     MediaInfo {
         created_at: created_at.unwrap_or_else(|| modified_at.clone()),
@@ -83,145 +90,83 @@ pub(crate) fn sidecar_of(media: &Path) -> Option<PathBuf> {
 
 // ---- EXIF ----
 
-#[derive(Clone, Copy)]
-struct Tiff<'a> {
-    data: &'a [u8],
-    little: bool,
+/// Positional reads from the descriptor the upload streams from (its cursor is
+/// not moved), at most `end` bytes into the file: a device's file may be built
+/// to make a parser read (and allocate) without end.
+struct At<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
 }
 
-impl Tiff<'_> {
-    fn u16(&self, at: usize) -> Option<u16> {
-        let b: [u8; 2] = self.data.get(at..at + 2)?.try_into().ok()?;
-        Some(if self.little {
-            u16::from_le_bytes(b)
-        } else {
-            u16::from_be_bytes(b)
-        })
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.end.saturating_sub(self.pos);
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        let got = self.file.read_at(&mut buf[..n], self.pos)?;
+        self.pos += got as u64;
+        Ok(got)
     }
-    fn u32(&self, at: usize) -> Option<u32> {
-        let b: [u8; 4] = self.data.get(at..at + 4)?.try_into().ok()?;
-        Some(if self.little {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        })
-    }
+}
 
-    /// The entries of the IFD at `offset`: (tag, type, count, value-or-offset position).
-    fn entries(&self, offset: usize) -> Vec<(u16, u16, u32, usize)> {
-        let Some(n) = self.u16(offset) else {
-            return Vec::new();
+impl Seek for At<'_> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let base = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.end.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
-        (0..usize::from(n).min(512))
-            .filter_map(|i| {
-                let e = offset + 2 + i * 12;
-                Some((self.u16(e)?, self.u16(e + 2)?, self.u32(e + 4)?, e + 8))
-            })
-            .collect()
-    }
-
-    /// An ASCII value (type 2), without its NUL.
-    fn ascii(&self, count: u32, at: usize) -> Option<&str> {
-        let count = usize::try_from(count).ok()?;
-        let start = if count <= 4 {
-            at
-        } else {
-            usize::try_from(self.u32(at)?).ok()?
-        };
-        let bytes = self.data.get(start..start.checked_add(count)?)?;
-        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-        std::str::from_utf8(&bytes[..end]).ok().map(str::trim)
+        self.pos = base.ok_or_else(|| std::io::Error::other("seek out of range"))?;
+        Ok(self.pos)
     }
 }
 
-/// The TIFF structure inside a JPEG's `Exif` APP1 segment, or the file itself
-/// when it is TIFF-based (DNG, NEF, CR2, ARW, TIFF…).
-fn tiff_of(head: &[u8]) -> Option<&[u8]> {
-    if head.starts_with(b"II*\0") || head.starts_with(b"MM\0*") {
-        return Some(head);
-    }
-    if !head.starts_with(&[0xff, 0xd8]) {
-        return None;
-    }
-    let mut i = 2;
-    while i + 4 <= head.len() {
-        if head[i] != 0xff {
-            return None;
-        }
-        let marker = head[i + 1];
-        match marker {
-            0xff => {
-                i += 1;
-                continue;
-            }
-            // Start of scan or end of image: no EXIF before the picture data.
-            0xd9 | 0xda => return None,
-            0x01 | 0xd0..=0xd7 => {
-                i += 2;
-                continue;
-            }
-            _ => {}
-        }
-        let len = usize::from(u16::from_be_bytes([head[i + 2], head[i + 3]]));
-        if len < 2 {
-            return None;
-        }
-        let seg = head.get(i + 4..i + 2 + len)?;
-        if marker == 0xe1 && seg.starts_with(b"Exif\0\0") {
-            return Some(&seg[6..]);
-        }
-        i += 2 + len;
-    }
-    None
-}
-
-/// The capture time from EXIF, as RFC 3339: `DateTimeOriginal` (else
-/// `DateTimeDigitized`, else IFD0's `DateTime`) with `OffsetTimeOriginal` when
-/// present. EXIF times without an offset are local times of an unknown zone; they
-/// are sent as UTC (a documented approximation: Immich re-reads EXIF itself).
-pub(crate) fn exif_datetime(head: &[u8]) -> Option<String> {
-    let data = tiff_of(head)?;
-    let little = match data.get(..2)? {
-        b"II" => true,
-        b"MM" => false,
-        _ => return None,
+/// The capture time from the EXIF of a JPEG, HEIC/HEIF/AVIF, PNG, WebP or
+/// TIFF-based raw, as RFC 3339: `DateTimeOriginal` with `OffsetTimeOriginal`
+/// (else `DateTimeDigitized`, else IFD0's `DateTime`, each with its own offset).
+/// EXIF times without an offset are local times of an unknown zone; they are
+/// sent as UTC (a documented approximation: Immich re-reads EXIF itself).
+pub(crate) fn exif_datetime<R: BufRead + Seek>(r: &mut R) -> Option<String> {
+    let mut head = [0u8; 4];
+    r.read_exact(&mut head).ok()?;
+    r.rewind().ok()?;
+    let mut reader = exif::Reader::new();
+    reader.continue_on_error(true);
+    // A TIFF-based raw is read whole by the parser: its IFDs are near the start,
+    // so the first HEAD bytes are what is parsed (entries beyond are dropped).
+    let parsed = if head.starts_with(b"II*\0") || head.starts_with(b"MM\0*") {
+        let mut buf = Vec::new();
+        r.take(HEAD as u64).read_to_end(&mut buf).ok()?;
+        reader.read_raw(buf)
+    } else {
+        reader.read_from_container(r)
     };
-    let t = Tiff { data, little };
-    if t.u16(2)? != 42 {
-        return None;
-    }
-    let ifd0 = usize::try_from(t.u32(4)?).ok()?;
-    let (mut original, mut digitized, mut plain, mut offset, mut subsec) =
-        (None, None, None, None, None);
-    let mut exif_ifd = None;
-    for (tag, ty, count, at) in t.entries(ifd0) {
-        match (tag, ty) {
-            (0x8769, 4) => exif_ifd = t.u32(at).and_then(|o| usize::try_from(o).ok()),
-            (0x0132, 2) => plain = t.ascii(count, at),
-            _ => {}
+    let exif = parsed.or_else(|e| e.distill_partial_result(|_| {})).ok()?;
+    let ascii = |tag: Tag| -> Option<String> {
+        match &exif.get_field(tag, In::PRIMARY)?.value {
+            Value::Ascii(v) => Some(String::from_utf8_lossy(v.first()?).trim().to_owned()),
+            _ => None,
         }
-    }
-    if let Some(exif) = exif_ifd {
-        for (tag, ty, count, at) in t.entries(exif) {
-            if ty != 2 {
-                continue;
-            }
-            match tag {
-                0x9003 => original = t.ascii(count, at),
-                0x9004 => digitized = t.ascii(count, at),
-                0x9011 => offset = t.ascii(count, at),
-                0x9291 => subsec = t.ascii(count, at),
-                _ => {}
-            }
-        }
-    }
-    let (when, offset, subsec) = match (original, digitized, plain) {
-        (Some(o), _, _) => (o, offset, subsec),
-        (None, Some(d), _) => (d, None, None),
-        (None, None, Some(p)) => (p, None, None),
-        _ => return None,
     };
-    format_exif(when, offset, subsec)
+    let (when, offset, subsec) = [
+        (
+            Tag::DateTimeOriginal,
+            Tag::OffsetTimeOriginal,
+            Tag::SubSecTimeOriginal,
+        ),
+        (
+            Tag::DateTimeDigitized,
+            Tag::OffsetTimeDigitized,
+            Tag::SubSecTimeDigitized,
+        ),
+        (Tag::DateTime, Tag::OffsetTime, Tag::SubSecTime),
+    ]
+    .into_iter()
+    .find_map(|(t, o, s)| Some((ascii(t)?, ascii(o), ascii(s))))?;
+    format_exif(&when, offset.as_deref(), subsec.as_deref())
 }
 
 /// `2024:05:01 10:00:00` (+ `+02:00`, + `12`) → `2024-05-01T10:00:00.120+02:00`.

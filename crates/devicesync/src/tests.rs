@@ -231,22 +231,20 @@ fn an_old_state_gains_stop_reasons_and_last_backup_skips_stopped_runs() {
 #[test]
 fn exif_capture_time_with_and_without_offset() {
     let with = test_files::jpeg_with_exif("2023:07:14 18:30:05", Some("+02:00"), b"pixels");
+    let exif = |b: &[u8]| media::exif_datetime(&mut std::io::Cursor::new(b));
     assert_eq!(
-        media::exif_datetime(&with).as_deref(),
+        exif(&with).as_deref(),
         Some("2023-07-14T18:30:05.000+02:00")
     );
     let without = test_files::jpeg_with_exif("2023:07:14 18:30:05", None, b"pixels");
-    assert_eq!(
-        media::exif_datetime(&without).as_deref(),
-        Some("2023-07-14T18:30:05.000Z")
-    );
+    assert_eq!(exif(&without).as_deref(), Some("2023-07-14T18:30:05.000Z"));
     let zero = test_files::jpeg_with_exif("0000:00:00 00:00:00", None, b"");
-    assert_eq!(media::exif_datetime(&zero), None);
-    assert_eq!(media::exif_datetime(&jpg(1, 100)), None);
-    assert_eq!(media::exif_datetime(b"not an image"), None);
+    assert_eq!(exif(&zero), None);
+    assert_eq!(exif(&jpg(1, 100)), None);
+    assert_eq!(exif(b"not an image"), None);
     // Truncated input never panics.
     for n in 0..with.len() {
-        let _ = media::exif_datetime(&with[..n]);
+        let _ = exif(&with[..n]);
     }
 }
 
@@ -658,4 +656,26 @@ fn network_rules_hold_back_only_the_type_they_name() {
     // What cannot be told is assumed met, and said.
     let a = r.allowed(|| Check::Met, || Check::Assumed("no nmcli".into()));
     assert!(a.photos && a.videos && a.assumed == ["no nmcli"]);
+}
+
+proptest! {
+    /// A device's file may be anything: whatever follows a container's magic
+    /// (JPEG, TIFF both orders, PNG, HEIF, WebP), reading its EXIF never panics.
+    #[test]
+    fn exif_of_any_bytes_never_panics(
+        magic in 0usize..6,
+        rest in proptest::collection::vec(any::<u8>(), 0..1500),
+    ) {
+        let magics: [&[u8]; 6] = [
+            &[0xff, 0xd8, 0xff, 0xe1],
+            b"II*\0",
+            b"MM\0*",
+            b"\x89PNG\r\n\x1a\n",
+            b"\0\0\0\x18ftypheic\0\0\0\0heic",
+            b"RIFF\0\0\0\0WEBPVP8X",
+        ];
+        let mut b = magics[magic].to_vec();
+        b.extend(rest);
+        let _ = media::exif_datetime(&mut std::io::Cursor::new(&b[..]));
+    }
 }

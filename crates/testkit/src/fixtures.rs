@@ -64,7 +64,8 @@ pub fn mp4(seed: u32) -> Vec<u8> {
 }
 
 /// Runs a media tool (ffmpeg, exiftool: `cargo xtask immich` installs both, the
-/// real server needs them) and panics with its output when it fails.
+/// real server needs them; heif-enc: `cargo xtask prepare`) and panics with its
+/// output when it fails.
 fn tool(program: &str, args: &[&str]) {
     let out = std::process::Command::new(program)
         .args(args)
@@ -113,6 +114,37 @@ pub fn real_jpg(seed: u32, date: Option<(&str, &str)>) -> Vec<u8> {
             ],
         );
     }
+    std::fs::read(path).expect("read the picture")
+}
+
+/// A real picture in `ext`'s format (`jpg`, `png`, `heic`, `tif`) whose EXIF
+/// says `DateTimeOriginal = when` and, when given, `OffsetTimeOriginal`,
+/// written by exiftool into the container's own EXIF place (a HEIC's Exif item,
+/// a PNG's eXIf chunk). A HEIC is encoded by libheif's `heif-enc` from a PNG.
+pub fn real_dated(seed: u32, ext: &str, when: &str, offset: Option<&str>) -> Vec<u8> {
+    let made = if ext == "heic" { "png" } else { ext };
+    let (dir, mut path) = real(seed, made, &["-frames:v", "1"]);
+    if ext == "heic" {
+        let heic = dir.path().join("f.heic");
+        let (from, to) = (
+            path.to_str().expect("utf-8 temp path"),
+            heic.to_str().expect("utf-8 temp path"),
+        );
+        tool("heif-enc", &["-q", "50", from, "-o", to]);
+        path = heic;
+    }
+    let p = path.to_str().expect("utf-8 temp path");
+    let mut args = vec![
+        "-q".to_owned(),
+        "-overwrite_original".to_owned(),
+        format!("-EXIF:DateTimeOriginal={when}"),
+    ];
+    if let Some(o) = offset {
+        args.push(format!("-EXIF:OffsetTimeOriginal={o}"));
+    }
+    args.push(p.to_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    tool("exiftool", &args);
     std::fs::read(path).expect("read the picture")
 }
 
