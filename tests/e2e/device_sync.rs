@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
 
 use imb_testkit::immich::{DEFAULT_EMAIL, Fault, Seen, TestServer, TestServerOptions, burst};
 use serde_json::Value;
@@ -1062,4 +1063,87 @@ fn capture_dates_come_from_heic_png_and_tiff_exif_with_the_zone() {
             .unwrap_or_else(|| panic!("{name} uploaded"));
         assert_eq!(a.fields["fileCreatedAt"], *want, "{name}");
     }
+}
+
+/// `c` as the unprivileged user 65534 when the tests run as root (root reads a
+/// file whatever its mode), else as it is.
+fn unprivileged(c: &Command) -> Command {
+    let root =
+        fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    let mut w = if root {
+        let mut w = Command::new("setpriv");
+        w.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(c.get_program());
+        w
+    } else {
+        Command::new(c.get_program())
+    };
+    w.args(c.get_args());
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => w.env(k, v),
+            None => w.env_remove(k),
+        };
+    }
+    w
+}
+
+/// A sync client's placeholder (an old, unallocated, non-empty file) is skipped
+/// as `offline` without being read: it has mode 000 and the sync runs as an
+/// unprivileged user, so a read would have failed. `status` counts it as not
+/// on this disk. A fresh unallocated file is read (it may still be being
+/// written), and `--download-offline` reads the placeholder too: both fail
+/// for the mode, which shows the read was tried.
+#[test]
+fn a_sync_clients_placeholder_is_skipped_without_reading_it() {
+    let d = Device::new(TestServerOptions::v3());
+    d.file("Camera/IMG_1.jpg", &jpg(1, 2000));
+    let sparse = |name: &str, age: Duration| {
+        let p = d.root.join("Camera").join(name);
+        let f = fs::File::create(&p).unwrap();
+        f.set_len(1 << 20).unwrap();
+        f.set_modified(std::time::SystemTime::now() - age).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o000)).unwrap();
+    };
+    sparse("IMG_2.jpg", Duration::from_secs(3600));
+    sparse("IMG_3.jpg", Duration::ZERO);
+    std::os::unix::fs::chown(d.t.path(), Some(65534), Some(65534)).unwrap();
+    fs::set_permissions(d.t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+
+    let (rc, s, err) = run(unprivileged(&d.cmd()), &[]);
+    assert_eq!(rc, 2, "the fresh one failed: {s}\n{err}");
+    assert_eq!(
+        (&s["uploaded"], &s["skipped"]["offline"]),
+        (&1.into(), &1.into()),
+        "{s}"
+    );
+    let failed: Vec<&str> = s["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(failed.len() == 1 && failed[0].ends_with("IMG_3.jpg"), "{s}");
+    assert!(
+        s["failures"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("permission denied"),
+        "{s}"
+    );
+
+    let (_, st, _) = run(unprivileged(&d.offline()), &["status"]);
+    assert_eq!(
+        (&st["offline"], &st["backed_up"], &st["total"]),
+        (&1.into(), &1.into(), &3.into()),
+        "{st}"
+    );
+
+    let (rc, s, _) = run(unprivileged(&d.cmd()), &["--download-offline"]);
+    assert_eq!(
+        (rc, &s["failed"], &s["skipped"]["offline"]),
+        (2, &2.into(), &Value::Null),
+        "{s}"
+    );
+    assert_eq!(d.server.assets().len(), 1);
 }

@@ -166,6 +166,13 @@ struct Common {
     #[arg(long, global = true, env = "IMB_SYNC_ONLY_IF_UNMETERED_VIDEOS", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
     only_if_unmetered_videos: Option<bool>,
+    /// Read sync clients' placeholders too (files whose content is not on this
+    /// disk: Nextcloud virtual files, online-only files on a Windows share, old
+    /// files with no data blocks), which downloads them; else they are skipped
+    /// as `offline` and stay pending.
+    #[arg(long, global = true, env = "IMB_SYNC_DOWNLOAD_OFFLINE", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    download_offline: Option<bool>,
     /// Ask the server now whether every asset this device backed up is still
     /// there (else at most every --reconcile-every): one deleted there is
     /// uploaded again, one in its trash is not.
@@ -279,6 +286,7 @@ impl Settings {
         }
         sync.dry_run = c.dry_run.unwrap_or(false);
         sync.reconcile = c.reconcile.unwrap_or(false);
+        sync.download_offline = c.download_offline.unwrap_or(false);
         if let Some(d) = c.reconcile_every {
             sync.reconcile_every = d;
         }

@@ -259,6 +259,12 @@ pub(crate) fn print_status(s: &Status) {
             s.failed
         ));
     }
+    if s.offline > 0 {
+        out.push_str(&format!(
+            "  {} not on this disk (a sync client's placeholders; --download-offline reads them)\n",
+            s.offline
+        ));
+    }
     match (&s.quota, &s.server_error) {
         (Some(q), _) => out.push_str(&format!("  Storage: {}\n", quota_line(q))),
         (None, Some(e)) => out.push_str(&format!(

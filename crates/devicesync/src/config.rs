@@ -41,6 +41,9 @@ pub struct SyncConfig {
     pub hold_photos: bool,
     /// Videos wait likewise.
     pub hold_videos: bool,
+    /// Read sync clients' placeholders too (downloading them); else they are
+    /// skipped as `offline` and stay pending.
+    pub download_offline: bool,
 }
 
 impl SyncConfig {
@@ -72,6 +75,7 @@ impl SyncConfig {
             reconcile: false,
             hold_photos: false,
             hold_videos: false,
+            download_offline: false,
         }
     }
 

@@ -37,6 +37,7 @@ mod config;
 mod error;
 mod lock;
 mod media;
+mod offline;
 mod progress;
 mod run;
 mod scan;

@@ -32,11 +32,18 @@ pub(crate) struct Found {
     pub(crate) kind: Kind,
     pub(crate) size: u64,
     pub(crate) mtime: SystemTime,
+    /// 512-byte blocks allocated (see [`crate::offline`]).
+    pub(crate) blocks: u64,
 }
 
 impl Found {
     pub(crate) fn mtime_ns(&self) -> i64 {
         mtime_ns(self.mtime)
+    }
+
+    /// Why it is a sync client's placeholder, if it is one.
+    pub(crate) fn placeholder(&self, now: SystemTime) -> Option<&'static str> {
+        crate::offline::placeholder(&self.path, self.size, self.blocks, self.mtime, now)
     }
 }
 
@@ -129,6 +136,7 @@ pub(crate) fn walk(roots: &[PathBuf], media: &MediaTypes, mut visit: impl FnMut(
                 kind: kind_of(media, &path),
                 size: meta.len(),
                 mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                blocks: std::os::unix::fs::MetadataExt::blocks(&meta),
                 path,
             }));
         }

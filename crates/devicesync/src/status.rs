@@ -51,6 +51,9 @@ pub struct Status {
     pub remaining: u64,
     /// Selected files whose last upload failed.
     pub failed: u64,
+    /// Selected files not backed up that are sync clients' placeholders (not
+    /// on this disk; `--download-offline` reads them).
+    pub offline: u64,
     /// When the last run that was not stopped early ended (RFC 3339): the
     /// seed's "Last backup".
     pub last_backup: Option<String>,
@@ -174,6 +177,8 @@ pub async fn status(config: &SyncConfig, client: Option<&ImmichClient>) -> Resul
             .as_ref()
             .map(|d| d.lock().unwrap_or_else(|p| p.into_inner()));
         let mut albums: BTreeMap<String, AlbumInfo> = BTreeMap::new();
+        let mut offline = 0;
+        let now = std::time::SystemTime::now();
         let mut err = None;
         scan::walk(&roots, &media, |e| {
             let Event::File(f) = e else { return };
@@ -195,15 +200,27 @@ pub async fn status(config: &SyncConfig, client: Option<&ImmichClient>) -> Resul
             }
             a.files += 1;
             a.bytes += f.size;
-            if let Some(db) = &guard {
-                match db.get(&f.path) {
-                    Ok(Some(r)) if r.matches(f.size, f.mtime_ns()) && r.status.on_server() => {
-                        a.backed_up += 1;
+            let record = match &guard {
+                Some(db) => match db.get(&f.path) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        err = Some(e);
+                        return;
                     }
-                    Ok(Some(r)) if r.status == FileStatus::Failed => a.failed += 1,
-                    Ok(_) => {}
-                    Err(e) => err = Some(e),
+                },
+                None => None,
+            };
+            match record {
+                Some(r) if r.matches(f.size, f.mtime_ns()) && r.status.on_server() => {
+                    a.backed_up += 1;
                 }
+                Some(r) if r.status == FileStatus::Failed => a.failed += 1,
+                _ if a.selection == AlbumChoice::Selected.as_str()
+                    && f.placeholder(now).is_some() =>
+                {
+                    offline += 1;
+                }
+                _ => {}
             }
         });
         if let Some(e) = err {
@@ -223,6 +240,7 @@ pub async fn status(config: &SyncConfig, client: Option<&ImmichClient>) -> Resul
             }
         }
         st.albums = albums.into_values().collect();
+        st.offline = offline;
         Ok(st)
     })
     .await;
@@ -233,6 +251,7 @@ pub async fn status(config: &SyncConfig, client: Option<&ImmichClient>) -> Resul
     st.total = walked.total;
     st.backed_up = walked.backed_up;
     st.failed = walked.failed;
+    st.offline = walked.offline;
     st.remaining = st.total - st.backed_up;
     st.complete = st.remaining == 0;
     st.albums = walked.albums;

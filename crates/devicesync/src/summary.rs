@@ -24,6 +24,9 @@ pub mod reason {
     /// Held back by a network rule (videos on a metered network): the next run
     /// where the rule is met takes it.
     pub const WAITING: &str = "waiting";
+    /// A sync client's placeholder whose content is not on this disk (see
+    /// `--download-offline`).
+    pub const OFFLINE: &str = "offline";
     /// A directory the walk could not read.
     pub const UNREADABLE_DIR: &str = "unreadable_dir";
 }

@@ -679,3 +679,33 @@ proptest! {
         let _ = media::exif_datetime(&mut std::io::Cursor::new(&b[..]));
     }
 }
+
+/// Placeholders are told by their metadata: an old unallocated non-empty file
+/// is one, a fresh or small or allocated one is not; Windows' offline bits
+/// as CIFS shows them.
+#[test]
+fn placeholders_are_told_without_reading() {
+    use crate::offline::{SETTLE, dos_attributes, placeholder};
+    let dir = tempfile::tempdir().unwrap();
+    let sparse = dir.path().join("IMG_1.jpg");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let now = std::time::SystemTime::now();
+    let old = now - SETTLE - Duration::from_secs(1);
+    assert_eq!(
+        placeholder(&sparse, 1 << 20, 0, old, now),
+        Some("no data on this disk")
+    );
+    assert_eq!(placeholder(&sparse, 1 << 20, 0, now, now), None, "fresh");
+    assert_eq!(placeholder(&sparse, 100, 0, old, now), None, "inline-sized");
+    assert_eq!(
+        placeholder(&sparse, 1 << 20, 2048, old, now),
+        None,
+        "allocated"
+    );
+    assert_eq!(dos_attributes(b"0x20"), Some(0x20));
+    assert_eq!(dos_attributes(b"0x401020\0"), Some(0x40_1020));
+    assert_eq!(dos_attributes(b"junk"), None);
+}

@@ -25,6 +25,8 @@ impl DeviceSync {
         let media = media.clone();
         let selection = self.config.selection.clone();
         let (hold_photos, hold_videos) = (self.config.hold_photos, self.config.hold_videos);
+        let download_offline = self.config.download_offline;
+        let now = SystemTime::now();
         let joined = tokio::task::spawn_blocking(move || {
             let mut cands = Vec::new();
             let mut err = None;
@@ -64,6 +66,12 @@ impl DeviceSync {
                 }
                 if held {
                     l.s.skip(reason::WAITING);
+                    l.incomplete(&f.album);
+                    return;
+                }
+                if !download_offline && let Some(why) = f.placeholder(now) {
+                    tracing::info!(file = %f.path.display(), why, "not on this disk: skipped (--download-offline reads it)");
+                    l.s.skip(reason::OFFLINE);
                     l.incomplete(&f.album);
                     return;
                 }
