@@ -1147,3 +1147,137 @@ fn a_sync_clients_placeholder_is_skipped_without_reading_it() {
     );
     assert_eq!(d.server.assets().len(), 1);
 }
+
+/// `systemd-analyze --user verify` of `unit`: exit 0 and not one warning.
+/// (`--man=no`: the man page is installed by `cargo xtask man`, not here.)
+fn verify_unit(unit: &Path, runtime: &Path) {
+    let out = Command::new("systemd-analyze")
+        .env("XDG_RUNTIME_DIR", runtime)
+        .args(["--user", "verify", "--man=no"])
+        .arg(unit)
+        .output()
+        .expect("systemd-analyze (`cargo xtask prepare` installs systemd)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "{}: {err}",
+        unit.display()
+    );
+}
+
+/// `install` writes systemd user units that run this binary with the current
+/// settings (every layer merged into a settings file of mode 0600), pass
+/// `systemd-analyze --user verify` without a warning, and hold no key: the key
+/// stays in the key file named by path (neither it nor a canary key in the
+/// environment appears in any written file). It refuses without `--key-file`.
+/// `--timer` writes a one-shot sync and its timer instead;
+/// `uninstall` removes all of it.
+#[test]
+fn install_writes_verified_units_without_the_key_and_uninstall_removes_them() {
+    let d = Device::new(TestServerOptions::v3());
+    let canary = "canary-key-7f3e9a";
+    let key = d.t.path().join("key");
+    write(&key, d.server.key().as_bytes());
+    let (cfg_home, runtime) = (d.t.path().join("config"), d.t.path().join("run"));
+    fs::create_dir_all(&runtime).unwrap();
+    fs::set_permissions(&runtime, fs::Permissions::from_mode(0o700)).unwrap();
+    let install = |extra: &[&str]| {
+        let mut c = d.cmd();
+        c.env("XDG_CONFIG_HOME", &cfg_home)
+            .env("IMMICH_API_KEY", canary)
+            .env("IMB_SYNC_EXCLUDE_ALBUM", "Screenshots")
+            .arg("install")
+            .arg("--no-enable")
+            .args(extra);
+        c
+    };
+    // The key in the environment only: refused, nothing written.
+    let o = install(&[]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 1, "{err}");
+    assert!(err.contains("--key-file") && !err.contains(canary), "{err}");
+    assert!(!cfg_home.exists());
+
+    let (rc, out, err) = run(install(&["--key-file", key.to_str().unwrap()]), &[]);
+    assert_eq!(rc, 0, "{out}\n{err}");
+    let units = cfg_home.join("systemd/user");
+    let service = units.join("immich-device-sync.service");
+    let settings = cfg_home.join("immich-device-sync/device-sync.toml");
+    let text = fs::read_to_string(&service).unwrap();
+    assert!(
+        text.contains(&format!(
+            "ExecStart={} --config {} watch",
+            bin("device-sync").display(),
+            settings.display()
+        )),
+        "{text}"
+    );
+    verify_unit(&service, &runtime);
+    let toml = fs::read_to_string(&settings).unwrap();
+    assert!(
+        toml.contains("Screenshots") && toml.contains(&d.server.url()),
+        "{toml}"
+    );
+    assert!(
+        toml.contains(&format!(
+            "key_file = \"{}\"",
+            fs::canonicalize(&key).unwrap().display()
+        )),
+        "{toml}"
+    );
+    assert_eq!(
+        fs::metadata(&settings).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(out["done"].as_array().unwrap().len() >= 2, "{out}");
+
+    // The units' settings file is a config device-sync reads: a status with it works.
+    let o = Command::new(bin("device-sync"))
+        .env("IMMICH_API_KEY", "not-this-one")
+        .arg("--config")
+        .arg(&settings)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+
+    let (rc, _, _) = run(
+        install(&["--key-file", key.to_str().unwrap(), "--timer", "90m"]),
+        &[],
+    );
+    assert_eq!(rc, 0);
+    let timer = units.join("immich-device-sync.timer");
+    assert!(
+        fs::read_to_string(&timer)
+            .unwrap()
+            .contains("OnUnitActiveSec=1h30m")
+    );
+    assert!(
+        fs::read_to_string(&service)
+            .unwrap()
+            .contains("Type=oneshot")
+    );
+    verify_unit(&timer, &runtime);
+    verify_unit(&service, &runtime);
+    for f in crate::util::files(&cfg_home) {
+        let bytes = fs::read(cfg_home.join(&f)).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(canary) && !text.contains(d.server.key()),
+            "{} holds a key",
+            f.display()
+        );
+    }
+
+    let (rc, out, _) = run(
+        d.offline()
+            .env("XDG_CONFIG_HOME", &cfg_home)
+            .args(["uninstall", "--no-enable"]),
+        &[],
+    );
+    assert_eq!(rc, 0, "{out}");
+    assert!(
+        !service.exists() && !timer.exists() && !settings.exists(),
+        "{out}"
+    );
+}

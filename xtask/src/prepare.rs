@@ -50,8 +50,11 @@ pub(crate) fn prepare() -> Result<()> {
     node_cli()?;
     debian_packages(PROMETHEUS_PACKAGES, "the metrics tests")?;
     debian_packages(
-        &[("libheif-examples", "/usr/bin/heif-enc")],
-        "device-sync's HEIC date tests",
+        &[
+            ("libheif-examples", "/usr/bin/heif-enc"),
+            ("systemd", "/usr/bin/systemd-analyze"),
+        ],
+        "device-sync's HEIC date and systemd unit tests",
     )?;
     crate::immich::immich()
 }

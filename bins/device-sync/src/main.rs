@@ -6,6 +6,7 @@
 //! ran); 2 the run finished with named problems (failed files, the storage quota,
 //! a stop request, albums that could not be synced); 1 it could not run.
 
+mod install;
 mod settings;
 mod ui;
 
@@ -103,6 +104,12 @@ async fn run(s: &Settings, term: &Terminal) -> anyhow::Result<ExitCode> {
             Ok(report(s, &summary))
         }
         Command::Watch { interval, poll } => watch(s, term, *interval, *poll).await,
+        Command::Install {
+            timer,
+            enable,
+            settings,
+        } => install::install(*timer, *enable, settings, s.json),
+        Command::Uninstall { enable } => install::uninstall(*enable, s.json),
     }
 }
 

@@ -14,7 +14,7 @@ use imb_cli::{Layer, LogFormat, negate};
 use imb_devicesync::conditions::Rules;
 use imb_devicesync::{Selection, SyncConfig};
 use imb_immich::{ApiKey, ApiVersion, ClientConfig, RetryPolicy};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The environment variable holding the API key (as `@immich/cli` reads it).
 pub(crate) const KEY_ENV: &str = "IMMICH_API_KEY";
@@ -50,6 +50,23 @@ enum Cmd {
     },
     /// List the device albums under the roots, with counts and selection.
     Albums,
+    /// Write and enable systemd user units that back up in the background with
+    /// these settings: a service running `watch`, or with --timer a timer for
+    /// periodic syncs. Needs --key-file (a unit never carries the key itself).
+    Install {
+        /// Sync every this long from a timer instead of watching for changes.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timer: Option<Duration>,
+        /// Write the units only; do not ask systemd to enable or start them.
+        #[arg(long)]
+        no_enable: bool,
+    },
+    /// Stop, disable and remove what `install` wrote.
+    Uninstall {
+        /// Remove the files only; do not ask systemd to stop or disable them.
+        #[arg(long)]
+        no_enable: bool,
+    },
     /// Keep running: sync when files change (after TriggerDelay 5 s of quiet, at
     /// most MaxDelay 50 s after the first change) and at least every --interval.
     Watch {
@@ -62,7 +79,7 @@ enum Cmd {
     },
 }
 
-#[derive(Debug, Default, Args, Deserialize, Merge)]
+#[derive(Debug, Clone, Default, Args, Deserialize, Serialize, Merge)]
 #[serde(deny_unknown_fields, default)]
 #[merge(strategy = conflate::option::overwrite_none)]
 struct Common {
@@ -115,6 +132,7 @@ struct Common {
     /// Same as --album-sync=false.
     #[arg(long, global = true)]
     #[merge(skip)]
+    #[serde(skip_serializing)]
     no_album_sync: bool,
     /// Uploads in flight at once, fixed [default: adapted, from 4 up to 32,
     /// backing off on 429/503].
@@ -126,7 +144,7 @@ struct Common {
     dry_run: Option<bool>,
     /// Speak this API generation instead of asking GET /server/version.
     #[arg(long, global = true, env = "IMB_SYNC_API", value_parser = parse_api)]
-    #[serde(deserialize_with = "api_from_str")]
+    #[serde(deserialize_with = "api_from_str", serialize_with = "api_to_str")]
     api: Option<ApiVersion>,
     /// deviceId sent to v2 servers [default: device-sync-HOSTNAME].
     #[arg(long, global = true, env = "IMB_SYNC_DEVICE_ID")]
@@ -145,6 +163,7 @@ struct Common {
     /// Same as --only-if-charging=false.
     #[arg(long, global = true)]
     #[merge(skip)]
+    #[serde(skip_serializing)]
     no_only_if_charging: bool,
     /// Upload only on an unmetered network, photos and videos alike
     /// (NetworkManager's judgement; assumed unmetered without it). Sets both
@@ -155,6 +174,7 @@ struct Common {
     /// Same as --only-if-unmetered=false.
     #[arg(long, global = true)]
     #[merge(skip)]
+    #[serde(skip_serializing)]
     no_only_if_unmetered: bool,
     /// Upload photos only on an unmetered network (the app's "use cellular for
     /// photos", off) [default: --only-if-unmetered].
@@ -186,9 +206,11 @@ struct Common {
     /// Print one JSON object on stdout.
     #[arg(long, global = true, env = "IMB_JSON", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    #[serde(skip_serializing)]
     json: Option<bool>,
     /// Log format on stderr.
     #[arg(long, global = true, env = "IMB_LOG_FORMAT", value_enum)]
+    #[serde(skip_serializing)]
     log_format: Option<LogFormat>,
     /// `watch --interval`, in the file.
     #[arg(skip)]
@@ -223,11 +245,64 @@ impl Layer for Common {
     }
 }
 
+impl Common {
+    /// These settings as the config file background units run with: every path
+    /// absolute (a unit starts in another directory), the key by file only.
+    fn for_units(mut self) -> anyhow::Result<String> {
+        let absolute = |p: &PathBuf, what: &str| {
+            std::fs::canonicalize(p).map_err(|e| anyhow!("{what} {}: {e}", p.display()))
+        };
+        let Some(key) = &self.key_file else {
+            bail!(
+                "install needs --key-file (or IMMICH_API_KEY_FILE, or `key_file` in --config): \
+                 a unit must never carry the key itself"
+            );
+        };
+        self.key_file = Some(absolute(key, "--key-file")?);
+        if self.server.is_none() {
+            bail!("--server is required (or IMMICH_INSTANCE_URL, or `server` in --config)");
+        }
+        let roots = self.roots.take().unwrap_or_default();
+        if roots.is_empty() {
+            bail!("--root is required (or IMB_SYNC_ROOT, or `roots` in --config)");
+        }
+        self.roots = Some(
+            roots
+                .iter()
+                .map(|r| absolute(r, "--root"))
+                .collect::<anyhow::Result<_>>()?,
+        );
+        if let Some(cas) = self.ca_certs.take() {
+            self.ca_certs = Some(
+                cas.iter()
+                    .map(|c| absolute(c, "--ca-cert"))
+                    .collect::<anyhow::Result<_>>()?,
+            );
+        }
+        let state = match self.state_dir.take() {
+            Some(d) => std::path::absolute(&d)?,
+            None => imb_devicesync::default_state_dir().ok_or_else(|| {
+                anyhow!("--state-dir is required when neither XDG_STATE_HOME nor HOME is set")
+            })?,
+        };
+        self.state_dir = Some(state);
+        self.config = None;
+        Ok(toml::to_string(&self)?)
+    }
+}
+
 fn api_from_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ApiVersion>, D::Error> {
     let s = String::deserialize(d)?;
     s.parse()
         .map(Some)
         .map_err(|e| serde::de::Error::custom(format!("api: {e}")))
+}
+
+fn api_to_str<S: serde::Serializer>(v: &Option<ApiVersion>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(a) => s.serialize_str(&a.to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 fn parse_api(s: &str) -> Result<ApiVersion, String> {
@@ -239,9 +314,24 @@ fn parse_api(s: &str) -> Result<ApiVersion, String> {
 pub(crate) enum Command {
     Sync,
     Status,
-    Failed { retry: Vec<i64>, retry_all: bool },
+    Failed {
+        retry: Vec<i64>,
+        retry_all: bool,
+    },
     Albums,
-    Watch { interval: Duration, poll: Duration },
+    Watch {
+        interval: Duration,
+        poll: Duration,
+    },
+    /// `install`, with the settings file the units run with.
+    Install {
+        timer: Option<Duration>,
+        enable: bool,
+        settings: String,
+    },
+    Uninstall {
+        enable: bool,
+    },
 }
 
 /// Everything `main` needs.
@@ -268,6 +358,11 @@ impl Settings {
 
     fn resolve(cli: Cli) -> anyhow::Result<Settings> {
         let c = imb_cli::layered(cli.common)?;
+        // What the background units run with: these settings, every layer merged.
+        let unit_settings = match &cli.cmd {
+            Some(Cmd::Install { .. }) => Some(c.clone().for_units()?),
+            _ => None,
+        };
         let state_dir = c
             .state_dir
             .or_else(imb_devicesync::default_state_dir)
@@ -310,12 +405,18 @@ impl Settings {
                 interval: interval.or(c.interval).unwrap_or(Duration::from_secs(3600)),
                 poll: poll.or(c.poll).unwrap_or(Duration::from_secs(10)),
             },
+            Cmd::Install { timer, no_enable } => Command::Install {
+                timer,
+                enable: !no_enable,
+                settings: unit_settings.unwrap_or_default(),
+            },
+            Cmd::Uninstall { no_enable } => Command::Uninstall { enable: !no_enable },
         };
-        // Listing failures only reads the state database.
+        // Listing failures only reads the state database; uninstalling reads nothing.
         let needs_roots = !matches!(
             &command,
             Command::Failed { retry, retry_all } if retry.is_empty() && !retry_all
-        );
+        ) && !matches!(command, Command::Uninstall { .. });
         if needs_roots && sync.roots.is_empty() {
             bail!("--root is required (or IMB_SYNC_ROOT, or `roots` in --config)");
         }
