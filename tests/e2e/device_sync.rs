@@ -524,15 +524,27 @@ fn watch_syncs_again_when_files_change_and_stops_on_sigterm() {
     let d = Device::new(TestServerOptions::v3());
     d.file("Camera/a.jpg", &jpg(1, 500));
     let mut c = d.cmd();
-    c.args(["watch", "--poll", "100ms"]);
+    c.args([
+        "watch",
+        "--watch-mode",
+        "poll",
+        "--poll",
+        "100ms",
+        "--trigger-delay",
+        "100ms",
+    ]);
     let w = crate::util::spawn(c);
+    w.wait_for("watching by polling");
     w.wait_for("sync finished");
     assert_eq!(d.server.assets().len(), 1);
     // While it idles, a manual run is allowed (the lock is per run).
     assert_eq!(run(d.cmd(), &[]).0, 0);
     d.file("Camera/b.jpg", &jpg(2, 500));
     let line = w.wait_for("sync finished");
-    assert!(line.contains("uploaded=1"), "{line}");
+    assert!(
+        line.contains("uploaded=1") && line.contains("walks=1"),
+        "polling walks: {line}"
+    );
     assert_eq!(d.server.assets().len(), 2);
     let kill = Command::new("kill")
         .args(["-TERM", &w.child.id().to_string()])
@@ -1280,4 +1292,52 @@ fn install_writes_verified_units_without_the_key_and_uninstall_removes_them() {
         !service.exists() && !timer.exists() && !settings.exists(),
         "{out}"
     );
+}
+
+/// With inotify (the default on a local file system), after the start-up sync a
+/// file copied in, and a folder of photos moved in, are each synced by looking
+/// at those paths only: the sync says `walks=0` and uploads just them.
+#[test]
+fn watch_by_inotify_syncs_the_changed_paths_without_a_walk() {
+    let d = Device::new(TestServerOptions::v3());
+    d.file("Camera/a.jpg", &jpg(1, 500));
+    let mut c = d.cmd();
+    c.args(["watch", "--trigger-delay", "100ms"]);
+    let w = crate::util::spawn(c);
+    w.wait_for("watching by inotify events");
+    let line = w.wait_for("sync finished");
+    assert!(line.contains("walks=1"), "the start-up sync walks: {line}");
+
+    // Written elsewhere, then copied in, as a file manager would.
+    let staged = d.t.path().join("staged.jpg");
+    write(&staged, &jpg(2, 800));
+    fs::copy(&staged, d.root.join("Camera/b.jpg")).unwrap();
+    let line = w.wait_for("sync finished");
+    assert!(
+        line.contains("walks=0") && line.contains("uploaded=1"),
+        "{line}"
+    );
+
+    let trip = d.t.path().join("Trip");
+    write(&trip.join("c.jpg"), &jpg(3, 600));
+    write(&trip.join("d.jpg"), &jpg(4, 600));
+    fs::rename(&trip, d.root.join("Trip")).unwrap();
+    let line = w.wait_for("sync finished");
+    assert!(
+        line.contains("walks=0") && line.contains("uploaded=2"),
+        "{line}"
+    );
+    let names: std::collections::BTreeSet<String> =
+        d.server.assets().into_iter().map(|a| a.filename).collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &w.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    w.wait_for("watch stopped");
+    assert_eq!(w.finish().0, 0);
 }

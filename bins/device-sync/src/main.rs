@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use imb_cli::{Terminal, print_json};
 use imb_devicesync::conditions;
-use imb_devicesync::watch::{Debounce, fingerprint};
+use imb_devicesync::watch::{Change, Debounce, Events, fingerprint};
 use imb_devicesync::{DeviceSync, Retry, StopToken, Summary, SyncConfig};
 use imb_immich::ImmichClient;
-use settings::{Command, Settings};
+use settings::{Command, Settings, WatchMode, WatchOptions};
 
 fn main() -> ExitCode {
     let settings = match Settings::load() {
@@ -103,7 +103,7 @@ async fn run(s: &Settings, term: &Terminal) -> anyhow::Result<ExitCode> {
                 .await?;
             Ok(report(s, &summary))
         }
-        Command::Watch { interval, poll } => watch(s, term, *interval, *poll).await,
+        Command::Watch(o) => watch(s, term, o).await,
         Command::Install {
             timer,
             enable,
@@ -173,35 +173,77 @@ async fn fingerprint_of(s: &Settings) -> u64 {
         .unwrap_or(0)
 }
 
-/// Watch mode: sync, then poll the roots; sync again when they change (debounced
-/// with the seed's TriggerDelay/MaxDelay) or when `interval` has passed. Each
-/// sync takes the state directory's lock, so a manual `device-sync` in between is
-/// safe: whichever comes second skips (or fails with "another device-sync is running").
-async fn watch(
-    s: &Settings,
-    term: &Terminal,
-    interval: Duration,
-    poll: Duration,
-) -> anyhow::Result<ExitCode> {
+/// How watch mode hears of changes.
+enum Ears {
+    Events(Events),
+    /// Walking the roots every `poll`, with the last fingerprint.
+    Poll(u64),
+}
+
+impl Ears {
+    fn open(s: &Settings, mode: WatchMode) -> Ears {
+        let roots: Vec<_> = s
+            .sync
+            .roots
+            .iter()
+            .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
+            .collect();
+        let why = match mode {
+            WatchMode::Poll => Some("--watch-mode poll".to_owned()),
+            WatchMode::Auto => imb_devicesync::watch::poll_reason(&roots),
+            WatchMode::Events => None,
+        };
+        if let Some(why) = why {
+            tracing::info!(reason = %why, "watching by polling");
+            return Ears::Poll(0);
+        }
+        match Events::start(&roots) {
+            Ok(e) => {
+                tracing::info!("watching by inotify events");
+                Ears::Events(e)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "inotify is not available; watching by polling");
+                Ears::Poll(0)
+            }
+        }
+    }
+}
+
+/// Watch mode: a full sync, then syncs of what changed (debounced with the
+/// seed's TriggerDelay/MaxDelay), and a full sync again at least every
+/// `interval`. With inotify a change syncs only the changed paths; a queue
+/// overflow, polling, and the interval walk the roots. Each sync takes the state
+/// directory's lock, so a manual `device-sync` in between is safe: whichever
+/// comes second skips (or fails with "another device-sync is running").
+async fn watch(s: &Settings, term: &Terminal, o: &WatchOptions) -> anyhow::Result<ExitCode> {
     let client = client(s)?;
     let stop = StopToken::new();
     spawn_signal_handler(stop.clone());
-    let mut debounce = Debounce::default();
-    tracing::info!(interval = %humantime::format_duration(interval), poll = %humantime::format_duration(poll), "watching for changes");
+    let mut debounce = Debounce::new(o.trigger_delay, o.max_delay);
+    let mut ears = Ears::open(s, o.mode);
+    tracing::info!(interval = %humantime::format_duration(o.interval), "watching for changes");
+    // Ticks short enough for the trigger delay, long enough to cost nothing.
+    let tick = (o.trigger_delay / 2).clamp(Duration::from_millis(10), Duration::from_millis(200));
+    let mut paths: Option<Vec<std::path::PathBuf>> = None;
     while !stop.is_stopped() {
-        // Taken before the sync, so a file added while it runs counts as a change.
-        let mut last = fingerprint_of(s).await;
+        if let Ears::Poll(last) = &mut ears {
+            // Taken before the sync, so a file added while it runs counts as a change.
+            *last = fingerprint_of(s).await;
+        }
         match allowed(s) {
             Err(why) => {
                 tracing::info!(reason = %why, "not syncing: a background condition is not met");
             }
             Ok(config) => {
                 s.ping.start().await;
-                let run = DeviceSync::new(client.clone(), config)
+                let sync = DeviceSync::new(client.clone(), config)
                     .with_progress(ui::progress(term))
-                    .with_stop(stop.clone())
-                    .run()
-                    .await;
+                    .with_stop(stop.clone());
+                let run = match paths.take() {
+                    Some(p) => sync.run_paths(p).await,
+                    None => sync.run().await,
+                };
                 // Each sync is a run to the dead-man's switch: a watcher that stops
                 // syncing is what it is for.
                 ping_end(s, run.as_ref().map_err(|e| e as _)).await;
@@ -214,6 +256,7 @@ async fn watch(
                             uploaded = summary.uploaded,
                             duplicates = summary.duplicates,
                             failed = summary.failed,
+                            walks = summary.walks,
                             "sync finished"
                         );
                     }
@@ -227,22 +270,43 @@ async fn watch(
         }
         debounce.reset();
         let since = Instant::now();
+        let mut next_poll = Instant::now() + o.poll;
         loop {
-            let wake = Instant::now() + poll;
-            while Instant::now() < wake && !stop.is_stopped() {
-                tokio::time::sleep(Duration::from_millis(200).min(poll)).await;
-            }
-            if stop.is_stopped() || since.elapsed() >= interval {
+            tokio::time::sleep(tick).await;
+            if stop.is_stopped() || since.elapsed() >= o.interval {
+                paths = None;
                 break;
             }
-            let now_fp = fingerprint_of(s).await;
-            if now_fp != last {
-                last = now_fp;
-                debounce.changed(Instant::now());
-                tracing::debug!("files changed");
+            match &mut ears {
+                Ears::Events(ev) => {
+                    if ev.arrived() {
+                        debounce.changed(Instant::now());
+                    }
+                }
+                Ears::Poll(last) if Instant::now() >= next_poll => {
+                    next_poll = Instant::now() + o.poll;
+                    let now_fp = fingerprint_of(s).await;
+                    if now_fp != *last {
+                        *last = now_fp;
+                        debounce.changed(Instant::now());
+                    }
+                }
+                Ears::Poll(_) => {}
             }
             if debounce.due(Instant::now()) {
-                tracing::info!("files changed: syncing");
+                paths = match &ears {
+                    Ears::Events(ev) => match ev.take() {
+                        Some(Change::Paths(p)) => Some(p),
+                        // Overflow: only a walk finds everything.
+                        Some(Change::Rescan) | None => None,
+                    },
+                    Ears::Poll(_) => None,
+                };
+                tracing::info!(
+                    paths = paths.as_ref().map_or(0, Vec::len),
+                    walk = paths.is_none(),
+                    "files changed: syncing"
+                );
                 break;
             }
         }

@@ -67,16 +67,52 @@ enum Cmd {
         #[arg(long)]
         no_enable: bool,
     },
-    /// Keep running: sync when files change (after TriggerDelay 5 s of quiet, at
-    /// most MaxDelay 50 s after the first change) and at least every --interval.
+    /// Keep running: sync when files change (after --trigger-delay of quiet, at
+    /// most --max-delay after the first change) and at least every --interval.
+    /// Changes come from inotify, so a change costs a look at that file only;
+    /// on network and FUSE file systems, or with --watch-mode poll, the roots
+    /// are walked every --poll instead.
     Watch {
-        /// Sync at least this often [default: 1h].
+        /// Sync (walking every root) at least this often [default: 1h].
         #[arg(long, env = "IMB_SYNC_INTERVAL", value_parser = humantime::parse_duration)]
         interval: Option<Duration>,
-        /// How often to look for changed files [default: 10s].
+        /// How often to look for changed files when polling [default: 10s].
         #[arg(long, env = "IMB_SYNC_POLL", value_parser = humantime::parse_duration)]
         poll: Option<Duration>,
+        /// The seed's TriggerDelay: wait for this much quiet after a change [default: 5s].
+        #[arg(long, env = "IMB_SYNC_TRIGGER_DELAY", value_parser = humantime::parse_duration)]
+        trigger_delay: Option<Duration>,
+        /// The seed's MaxDelay: never wait longer than this after the first change [default: 50s].
+        #[arg(long, env = "IMB_SYNC_MAX_DELAY", value_parser = humantime::parse_duration)]
+        max_delay: Option<Duration>,
+        /// How changes are noticed: inotify events, polling, or auto (events
+        /// unless a root is on NFS, SMB, FUSE or 9p) [default: auto].
+        #[arg(long, env = "IMB_SYNC_WATCH_MODE", value_enum)]
+        watch_mode: Option<WatchMode>,
     },
+}
+
+/// `watch --watch-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum WatchMode {
+    /// Events, unless a root is on a file system where they miss changes.
+    #[default]
+    Auto,
+    /// inotify events.
+    Events,
+    /// Walk the roots every --poll.
+    Poll,
+}
+
+/// Watch mode's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WatchOptions {
+    pub(crate) interval: Duration,
+    pub(crate) poll: Duration,
+    pub(crate) trigger_delay: Duration,
+    pub(crate) max_delay: Duration,
+    pub(crate) mode: WatchMode,
 }
 
 #[derive(Debug, Clone, Default, Args, Deserialize, Serialize, Merge)]
@@ -220,6 +256,17 @@ struct Common {
     #[arg(skip)]
     #[serde(with = "humantime_serde")]
     poll: Option<Duration>,
+    /// `watch --trigger-delay`, in the file.
+    #[arg(skip)]
+    #[serde(with = "humantime_serde")]
+    trigger_delay: Option<Duration>,
+    /// `watch --max-delay`, in the file.
+    #[arg(skip)]
+    #[serde(with = "humantime_serde")]
+    max_delay: Option<Duration>,
+    /// `watch --watch-mode`, in the file.
+    #[arg(skip)]
+    watch_mode: Option<WatchMode>,
     /// A dead-man's switch to ping around each sync: config file only, or
     /// IMB_PING_URL; never a flag, since the URL is a credential.
     #[arg(skip)]
@@ -319,10 +366,7 @@ pub(crate) enum Command {
         retry_all: bool,
     },
     Albums,
-    Watch {
-        interval: Duration,
-        poll: Duration,
-    },
+    Watch(WatchOptions),
     /// `install`, with the settings file the units run with.
     Install {
         timer: Option<Duration>,
@@ -401,10 +445,23 @@ impl Settings {
             Cmd::Status => Command::Status,
             Cmd::Albums => Command::Albums,
             Cmd::Failed { retry, retry_all } => Command::Failed { retry, retry_all },
-            Cmd::Watch { interval, poll } => Command::Watch {
+            Cmd::Watch {
+                interval,
+                poll,
+                trigger_delay,
+                max_delay,
+                watch_mode,
+            } => Command::Watch(WatchOptions {
                 interval: interval.or(c.interval).unwrap_or(Duration::from_secs(3600)),
                 poll: poll.or(c.poll).unwrap_or(Duration::from_secs(10)),
-            },
+                trigger_delay: trigger_delay
+                    .or(c.trigger_delay)
+                    .unwrap_or(imb_devicesync::watch::TRIGGER_DELAY),
+                max_delay: max_delay
+                    .or(c.max_delay)
+                    .unwrap_or(imb_devicesync::watch::MAX_DELAY),
+                mode: watch_mode.or(c.watch_mode).unwrap_or_default(),
+            }),
             Cmd::Install { timer, no_enable } => Command::Install {
                 timer,
                 enable: !no_enable,
@@ -532,10 +589,13 @@ mod tests {
         assert!(s.rules.unmetered_photos && s.rules.unmetered_videos);
         assert_eq!(
             s.command,
-            Command::Watch {
+            Command::Watch(WatchOptions {
                 interval: Duration::from_secs(7200),
-                poll: Duration::from_secs(10)
-            }
+                poll: Duration::from_secs(10),
+                trigger_delay: Duration::from_secs(5),
+                max_delay: Duration::from_secs(50),
+                mode: WatchMode::Auto,
+            })
         );
         let s = parse(&[
             "--config",

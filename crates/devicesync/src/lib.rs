@@ -30,7 +30,8 @@
 //!   hashing, opening files) runs in `spawn_blocking`.
 //! * **Approximations** are written down where they are made: EXIF times without
 //!   an offset are sent as UTC (`media.rs`), "unmetered" is NetworkManager's
-//!   opinion (`conditions.rs`), watch mode polls (`watch.rs`).
+//!   opinion (`conditions.rs`), placeholders are told by metadata (`offline.rs`),
+//!   watch mode polls where inotify misses changes (`watch.rs`).
 
 pub mod conditions;
 mod config;

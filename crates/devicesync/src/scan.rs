@@ -130,16 +130,54 @@ pub(crate) fn walk(roots: &[PathBuf], media: &MediaTypes, mut visit: impl FnMut(
                     continue;
                 }
             };
-            let path = entry.into_path();
-            visit(Event::File(Found {
-                album: album_of(&path),
-                kind: kind_of(media, &path),
-                size: meta.len(),
-                mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                blocks: std::os::unix::fs::MetadataExt::blocks(&meta),
-                path,
-            }));
+            visit(Event::File(found(entry.into_path(), &meta, media)));
         }
+    }
+}
+
+/// Visits what changed: each of `paths` that is a regular file, or every file
+/// under it when it is a directory (a folder moved in), as [`walk`] would; paths
+/// outside the roots, hidden ones, and ones gone since are left out.
+pub(crate) fn visit_paths(
+    roots: &[PathBuf],
+    paths: &[PathBuf],
+    media: &MediaTypes,
+    mut visit: impl FnMut(Event),
+) {
+    let mut seen = std::collections::BTreeSet::new();
+    for p in paths {
+        let Some(root) = roots.iter().find(|r| p.starts_with(r)) else {
+            continue;
+        };
+        let below = p.strip_prefix(root).unwrap_or(p);
+        if below
+            .components()
+            .any(|c| c.as_os_str().as_encoded_bytes().first() == Some(&b'.'))
+        {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            walk(std::slice::from_ref(p), media, |e| match e {
+                Event::File(f) if !seen.insert(f.path.clone()) => {}
+                e => visit(e),
+            });
+        } else if meta.is_file() && seen.insert(p.clone()) {
+            visit(Event::File(found(p.clone(), &meta, media)));
+        }
+    }
+}
+
+fn found(path: PathBuf, meta: &std::fs::Metadata, media: &MediaTypes) -> Found {
+    Found {
+        album: album_of(&path),
+        kind: kind_of(media, &path),
+        size: meta.len(),
+        mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        blocks: std::os::unix::fs::MetadataExt::blocks(meta),
+        path,
     }
 }
 

@@ -171,6 +171,9 @@ pub struct Summary {
     /// The uploads in flight: how many, and why that changed (absent when
     /// nothing was uploaded).
     pub concurrency: Option<imb_storage::adaptive::Report>,
+    /// Full walks of the roots this run made: 1 for a sync, 0 for one that
+    /// looked only at the paths a watcher reported (or a retry).
+    pub walks: u64,
     /// Wall time in seconds.
     pub duration_s: f64,
 }

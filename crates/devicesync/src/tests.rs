@@ -709,3 +709,32 @@ fn placeholders_are_told_without_reading() {
     assert_eq!(dos_attributes(b"0x401020\0"), Some(0x40_1020));
     assert_eq!(dos_attributes(b"junk"), None);
 }
+
+/// What inotify reports that can mean new content: creation, writes, renames in,
+/// a closed write; not reads, opens, deletions or permission changes (our own
+/// hashing reads must not trigger a sync).
+#[test]
+fn only_events_that_can_bring_content_count() {
+    use crate::watch::matters;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, EventKind, MetadataKind, ModifyKind,
+        RemoveKind, RenameMode,
+    };
+    for yes in [
+        EventKind::Create(CreateKind::File),
+        EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::WriteTime)),
+        EventKind::Access(AccessKind::Close(AccessMode::Write)),
+    ] {
+        assert!(matters(&yes), "{yes:?}");
+    }
+    for no in [
+        EventKind::Access(AccessKind::Open(AccessMode::Read)),
+        EventKind::Access(AccessKind::Close(AccessMode::Read)),
+        EventKind::Remove(RemoveKind::File),
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions)),
+    ] {
+        assert!(!matters(&no), "{no:?}");
+    }
+}

@@ -35,6 +35,8 @@ pub(crate) const META_USER: &str = "user_id";
 pub(crate) const META_MEDIA_TYPES: &str = "media_types";
 /// Why background runs are being kept back (see [`crate::note_waiting`]).
 pub(crate) const META_WAITING: &str = "waiting";
+/// How many files the selection had at the last full walk.
+pub(crate) const META_TOTAL: &str = "selection_total";
 /// When the state's "on the server" facts were last checked with the server.
 pub(crate) const META_RECONCILED: &str = "reconciled_at";
 
@@ -69,6 +71,16 @@ pub enum Retry {
     All,
     /// These failed files (ids from `device-sync failed`).
     Ids(Vec<i64>),
+}
+
+/// What a sync looks at.
+enum Scope {
+    /// Every file under the roots.
+    Full,
+    /// These files and folders.
+    Paths(Vec<PathBuf>),
+    /// Failed files from the state database.
+    Retry(Retry),
 }
 
 /// A file that may need uploading.
@@ -129,7 +141,16 @@ impl DeviceSync {
     /// database, the server unreachable or the key refused. Per-file problems are
     /// in the [`Summary`].
     pub async fn run(&self) -> Result<Summary> {
-        self.sync(None).await
+        self.sync(Scope::Full).await
+    }
+
+    /// A sync of only these files and folders (what a watcher saw change; paths
+    /// outside the roots are ignored): no walk of the roots, no reconcile.
+    ///
+    /// # Errors
+    /// As [`Self::run`].
+    pub async fn run_paths(&self, paths: Vec<PathBuf>) -> Result<Summary> {
+        self.sync(Scope::Paths(paths)).await
     }
 
     /// Retries failed uploads now (`device-sync failed --retry`), whatever their album.
@@ -138,10 +159,10 @@ impl DeviceSync {
     /// As [`Self::run`], and [`Error::UnknownFailedId`] for an id that is not a
     /// failed upload.
     pub async fn retry(&self, which: Retry) -> Result<Summary> {
-        self.sync(Some(which)).await
+        self.sync(Scope::Retry(which)).await
     }
 
-    async fn sync(&self, retry: Option<Retry>) -> Result<Summary> {
+    async fn sync(&self, scope: Scope) -> Result<Summary> {
         let start = Instant::now();
         let started_at = now();
         self.config.validate()?;
@@ -183,14 +204,21 @@ impl DeviceSync {
 
         // 1. Candidates.
         self.progress.phase(Phase::Scanning);
-        let (mut l, mut cands) = match &retry {
-            None => {
+        let full = matches!(scope, Scope::Full);
+        let kind = if matches!(scope, Scope::Retry(_)) {
+            "retry"
+        } else {
+            "sync"
+        };
+        let (mut l, mut cands) = match scope {
+            Scope::Full => {
                 let l = self.reconcile(l).await?;
-                self.scan(l, &media).await?
+                self.scan(l, &media, None).await?
             }
-            Some(which) => {
+            Scope::Paths(paths) => self.scan(l, &media, Some(paths)).await?,
+            Scope::Retry(which) => {
                 let mut l = l;
-                let cands = self.failed_candidates(&mut l, &media, which)?;
+                let cands = self.failed_candidates(&mut l, &media, &which)?;
                 (l, cands)
             }
         };
@@ -269,8 +297,7 @@ impl DeviceSync {
         }
         l.s.retries = client.retries();
         l.s.duration_s = start.elapsed().as_secs_f64();
-        let kind = if retry.is_some() { "retry" } else { "sync" };
-        l.finish(kind, started_at, retry.is_none())?;
+        l.finish(kind, started_at, full)?;
         let s = l.s;
         tracing::info!(
             uploaded = s.uploaded,
