@@ -1341,3 +1341,36 @@ fn watch_by_inotify_syncs_the_changed_paths_without_a_walk() {
     w.wait_for("watch stopped");
     assert_eq!(w.finish().0, 0);
 }
+
+/// On a v2 server too, a live photo goes as the v2 app sent it: the motion
+/// video first with `visibility=hidden`, then the still naming it in
+/// `livePhotoVideoId` (the server links at upload; nothing else is asked).
+#[test]
+fn a_live_photo_on_a_v2_server_sends_the_hidden_video_first() {
+    let d = Device::new(TestServerOptions::v2());
+    d.file("Camera/IMG_7001.jpg", &jpg(1, 900));
+    d.file(
+        "Camera/IMG_7001.mov",
+        &imb_testkit::fixtures::real_mov(2, 1, None),
+    );
+    let (rc, s, err) = run(d.cmd(), &[]);
+    assert_eq!(
+        (rc, &s["uploaded"], &s["live_photos"]),
+        (0, &2.into(), &1.into()),
+        "{s}\n{err}"
+    );
+    let assets = d.server.assets();
+    assert_eq!(assets[0].filename, "IMG_7001.mov", "the video first");
+    assert_eq!(
+        assets[0].fields.get("visibility").map(String::as_str),
+        Some("hidden")
+    );
+    assert_eq!(
+        assets[1].fields.get("livePhotoVideoId"),
+        Some(&assets[0].id)
+    );
+    assert!(
+        assets[1].fields.contains_key("deviceAssetId"),
+        "v2's device fields"
+    );
+}

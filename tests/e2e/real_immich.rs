@@ -744,3 +744,122 @@ fn a_file_deleted_on_the_server_is_uploaded_again_and_a_trashed_one_is_not() {
         "one asset per file, the trashed one not uploaded again: {body}"
     );
 }
+
+/// Live photos against the real server with its metadata job paused, so only
+/// device-sync can link (#14): a name-stem pair (`IMG_4001.jpg` + a 1-second
+/// `IMG_4001.mov`) and a content-identifier pair under different names (the
+/// still's Apple MakerNote, synthetic; the movie's QuickTime key, written by
+/// exiftool) each become one asset right after the upload: the still's
+/// `livePhotoVideoId` is the video, the video hidden, and album sync puts only
+/// the stills in the album. A 6-second movie of the same stem as a third still
+/// stays its own asset. A second device syncing the same files uploads nothing
+/// and links the pairs it finds on the server by checksum.
+#[test]
+fn live_photos_are_uploaded_as_linked_pairs() {
+    use imb_testkit::fixtures::{real_mov, with_apple_content_id};
+    let t = tempfile::tempdir().unwrap();
+    let (_pg, immich, _db) = server();
+    let (status, body) = immich.call(
+        "PUT",
+        "/api/jobs/metadataExtraction",
+        Some(&immich.admin().key),
+        &json!({"command": "pause", "force": false}),
+    );
+    assert!(status < 300, "pause the metadata job: {status} {body}");
+    let carol = immich.user("carol@example.test");
+    let root = t.path().join("DCIM");
+    let files = [
+        ("Camera/IMG_4001.jpg", real_jpg(51, None)),
+        ("Camera/IMG_4001.mov", real_mov(52, 1, None)),
+        (
+            "Camera/IMG_5000.jpg",
+            with_apple_content_id(&real_jpg(53, None), "9A1C3F2E-LIVE"),
+        ),
+        (
+            "Camera/motion_5000.mov",
+            real_mov(54, 2, Some("9A1C3F2E-LIVE")),
+        ),
+        ("Camera/IMG_6000.jpg", real_jpg(55, None)),
+        ("Camera/IMG_6000.mov", real_mov(56, 6, None)),
+    ];
+    for (p, b) in &files {
+        let p = root.join(p);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, b).unwrap();
+    }
+    let sync = |state: &Path| {
+        let mut c = Command::new(bin("device-sync"));
+        clean_env(&mut c);
+        let out = c
+            .env("IMMICH_API_KEY", &carol.key)
+            .arg("--server")
+            .arg(immich.url())
+            .arg("--root")
+            .arg(&root)
+            .arg("--state-dir")
+            .arg(state)
+            .args(["--album-sync", "--json"])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        (code(&out), v)
+    };
+    let (rc, s) = sync(&t.path().join("state"));
+    assert_eq!(rc, 0, "{s}");
+    assert_eq!(
+        (&s["uploaded"], &s["live_photos"]),
+        (&6.into(), &2.into()),
+        "{s}"
+    );
+
+    let id_of = |b: &[u8]| {
+        let want = sha1(b);
+        let (status, body) = immich.call(
+            "POST",
+            "/api/search/metadata",
+            Some(&carol.key),
+            &json!({"checksum": base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                imb_hash::digest(b).sha1
+            ), "withDeleted": true}),
+        );
+        assert_eq!(status, 200, "{body}");
+        let items = body["assets"]["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(items.len(), 1, "{want}: {body}");
+        items[0]["id"].as_str().unwrap().to_owned()
+    };
+    for (still, video) in [(0, 1), (2, 3)] {
+        let (s_id, v_id) = (id_of(&files[still].1), id_of(&files[video].1));
+        let a = immich.get(&format!("/api/assets/{s_id}"), &carol.key);
+        assert_eq!(
+            a["livePhotoVideoId"],
+            v_id.as_str(),
+            "{}: {a}",
+            files[still].0
+        );
+        let v = immich.get(&format!("/api/assets/{v_id}"), &carol.key);
+        assert_eq!(v["visibility"], "hidden", "{}: {v}", files[video].0);
+    }
+    let lone = immich.get(&format!("/api/assets/{}", id_of(&files[5].1)), &carol.key);
+    assert_eq!(
+        lone["visibility"], "timeline",
+        "a 6-second movie is its own asset: {lone}"
+    );
+    let albums = immich.get("/api/albums", &carol.key);
+    assert_eq!(
+        albums[0]["assetCount"], 4,
+        "the stills and the lone movie: {albums}"
+    );
+
+    let (rc, s) = sync(&t.path().join("second-device"));
+    assert_eq!(rc, 0, "{s}");
+    assert_eq!(
+        (&s["uploaded"], &s["duplicates"], &s["live_photos"]),
+        (&0.into(), &6.into(), &2.into()),
+        "{s}"
+    );
+}

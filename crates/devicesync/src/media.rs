@@ -169,6 +169,135 @@ pub(crate) fn exif_datetime<R: BufRead + Seek>(r: &mut R) -> Option<String> {
     format_exif(&when, offset.as_deref(), subsec.as_deref())
 }
 
+/// Apple's live-photo content identifier and, for a video, its duration: what
+/// pairs a still with its motion video. The still's is in its Apple MakerNote
+/// (tag 0x0011, exiftool's `MediaGroupUUID`), the video's in its QuickTime
+/// `keys` (`com.apple.quicktime.content.identifier`).
+pub(crate) fn live_info(file: &File, len: u64, video: bool) -> (Option<String>, Option<Duration>) {
+    if video {
+        let duration = mp4_header(file, len).and_then(|(d, _)| d);
+        return (quicktime_content_id(file, len), duration);
+    }
+    let at = At {
+        file,
+        pos: 0,
+        end: len.min(EXIF_READ_LIMIT),
+    };
+    let mut r = BufReader::with_capacity(64 * 1024, at);
+    let mut reader = exif::Reader::new();
+    reader.continue_on_error(true);
+    let id = reader
+        .read_from_container(&mut r)
+        .or_else(|e| e.distill_partial_result(|_| {}))
+        .ok()
+        .and_then(
+            |exif| match &exif.get_field(Tag::MakerNote, In::PRIMARY)?.value {
+                Value::Undefined(mn, _) => apple_content_id(mn),
+                _ => None,
+            },
+        );
+    (id, None)
+}
+
+/// Tag 0x0011 of an Apple MakerNote (`Apple iOS\0`, a version, the byte order,
+/// then an IFD whose offsets count from the MakerNote's start).
+pub(crate) fn apple_content_id(mn: &[u8]) -> Option<String> {
+    if !mn.starts_with(b"Apple iOS\0") {
+        return None;
+    }
+    let little = match mn.get(12..14)? {
+        b"II" => true,
+        b"MM" => false,
+        _ => return None,
+    };
+    let u16_at = |i: usize| -> Option<u16> {
+        let b: [u8; 2] = mn.get(i..i + 2)?.try_into().ok()?;
+        Some(if little {
+            u16::from_le_bytes(b)
+        } else {
+            u16::from_be_bytes(b)
+        })
+    };
+    let u32_at = |i: usize| -> Option<usize> {
+        let b: [u8; 4] = mn.get(i..i + 4)?.try_into().ok()?;
+        usize::try_from(if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+        .ok()
+    };
+    let n = usize::from(u16_at(14)?).min(512);
+    (0..n).find_map(|k| {
+        let e = 16 + k * 12;
+        if u16_at(e)? != 0x0011 || u16_at(e + 2)? != 2 {
+            return None;
+        }
+        let count = u32_at(e + 4)?;
+        let start = if count <= 4 { e + 8 } else { u32_at(e + 8)? };
+        let bytes = mn.get(start..start.checked_add(count)?)?;
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        let id = std::str::from_utf8(&bytes[..end]).ok()?.trim();
+        (!id.is_empty()).then(|| id.to_owned())
+    })
+}
+
+/// The key of a QuickTime movie's live-photo content identifier.
+const QT_CONTENT_ID: &[u8] = b"com.apple.quicktime.content.identifier";
+
+/// `moov/meta`'s `keys` and `ilst`: the value of [`QT_CONTENT_ID`].
+fn quicktime_content_id(file: &File, len: u64) -> Option<String> {
+    let (moov, moov_end) = find_box(file, 0, len, b"moov")?;
+    let (meta, meta_end) = find_box(file, moov, moov_end, b"meta")?;
+    // QuickTime's `meta` has no version/flags word; ISO's (MP4) has one.
+    let mut first = [0u8; 4];
+    read_full_at(file, &mut first, meta).ok()?;
+    let meta = if first == [0; 4] { meta + 4 } else { meta };
+    let read = |from: u64, to: u64| -> Option<Vec<u8>> {
+        let n = usize::try_from(to.checked_sub(from)?).ok()?;
+        // A device's file: a metadata box is small; a huge one is not read.
+        if n > 1 << 20 {
+            return None;
+        }
+        let mut b = vec![0u8; n];
+        read_full_at(file, &mut b, from).ok()?;
+        Some(b)
+    };
+    let (keys, keys_end) = find_box(file, meta, meta_end, b"keys")?;
+    let keys = read(keys, keys_end)?;
+    let be32 = |b: &[u8], i: usize| -> Option<usize> {
+        usize::try_from(u32::from_be_bytes(b.get(i..i + 4)?.try_into().ok()?)).ok()
+    };
+    let count = be32(&keys, 4)?;
+    let mut at = 8;
+    let mut index = None;
+    for k in 1..=count.min(4096) {
+        let size = be32(&keys, at)?;
+        if size < 8 {
+            return None;
+        }
+        if keys.get(at + 8..at + size)? == QT_CONTENT_ID {
+            index = Some(k);
+            break;
+        }
+        at += size;
+    }
+    let index = u32::try_from(index?).ok()?.to_be_bytes();
+    let (ilst, ilst_end) = find_box(file, meta, meta_end, b"ilst")?;
+    let (item, item_end) = find_box(file, ilst, ilst_end, &index)?;
+    let (data, data_end) = find_box(file, item, item_end, b"data")?;
+    let d = read(data, data_end)?;
+    // Type 1 is UTF-8; then a locale word, then the value.
+    if be32(&d, 0)? != 1 {
+        return None;
+    }
+    let id = std::str::from_utf8(d.get(8..)?)
+        .ok()?
+        .trim_end_matches('\0')
+        .trim();
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
 /// `2024:05:01 10:00:00` (+ `+02:00`, + `12`) → `2024-05-01T10:00:00.120+02:00`.
 fn format_exif(when: &str, offset: Option<&str>, subsec: Option<&str>) -> Option<String> {
     let b = when.as_bytes();

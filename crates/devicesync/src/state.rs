@@ -7,7 +7,8 @@
 //!   mtime (ns), SHA-1 and when it was computed, status (`pending` = hashed but not
 //!   yet on the server, `uploaded`, `duplicate`, `failed`), the remote asset id,
 //!   the last error, the number of upload attempts and when the last one was, and
-//!   the server album the asset was added to (album sync).
+//!   the server album the asset was added to (album sync), and whether it is a
+//!   live photo's hidden motion video.
 //! * `albums`: per device album, the last backup time.
 //! * `runs`: one row per run with its counts.
 //! * `meta`: the server and user the records belong to, the device id, and the
@@ -63,7 +64,10 @@ CREATE TABLE IF NOT EXISTS runs (
 ";
 
 /// Columns added after the first release, for databases made before them.
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("runs", "stop_reason", "TEXT")];
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("runs", "stop_reason", "TEXT"),
+    ("files", "hidden", "INTEGER NOT NULL DEFAULT 0"),
+];
 
 /// Where a file stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -506,6 +510,21 @@ impl StateDb {
         )
     }
 
+    /// `path` is a live photo's motion video: shown through its still, never
+    /// added to an album on its own.
+    ///
+    /// # Errors
+    /// [`Error::State`].
+    pub fn set_hidden(&self, path: &Path) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE files SET hidden = 1 WHERE path = ?1",
+                [path_bytes(path)],
+            )
+            .map(drop)
+            .map_err(self.err())
+    }
+
     /// Files on the server not yet added to a server album, by album then path.
     ///
     /// # Errors
@@ -514,7 +533,8 @@ impl StateDb {
         self.query(
             &format!(
                 "SELECT {COLUMNS} FROM files WHERE status IN ('uploaded', 'duplicate')
-                   AND asset_id IS NOT NULL AND album_id IS NULL ORDER BY album, path"
+                   AND asset_id IS NOT NULL AND album_id IS NULL AND hidden = 0
+                 ORDER BY album, path"
             ),
             [],
         )

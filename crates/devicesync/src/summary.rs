@@ -162,6 +162,11 @@ pub struct Summary {
     pub reconciled: bool,
     /// A dry run: nothing was uploaded or recorded.
     pub dry_run: bool,
+    /// Live photos linked this run (a still with its motion video, at upload or
+    /// afterwards for a pair already on the server).
+    pub live_photos: u64,
+    /// Pairs that could not be linked, with the reason (the next run tries again).
+    pub live_photo_errors: Vec<String>,
     /// Album sync.
     pub albums: AlbumSync,
     /// Failures by name (at most [`MAX_LISTED_FAILURES`]).
@@ -182,7 +187,10 @@ impl Summary {
     /// Whether the run left work undone that it should have done: failures, a
     /// quota stop, a signal stop, or albums that could not be synced.
     pub fn has_problems(&self) -> bool {
-        self.failed > 0 || self.stopped || !self.albums.errors.is_empty()
+        self.failed > 0
+            || self.stopped
+            || !self.albums.errors.is_empty()
+            || !self.live_photo_errors.is_empty()
     }
 
     /// Whether the quota stopped the run.

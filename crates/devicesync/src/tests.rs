@@ -738,3 +738,42 @@ fn only_events_that_can_bring_content_count() {
         assert!(!matters(&no), "{no:?}");
     }
 }
+
+/// Pairing rules: matching identifiers pair whatever the names; differing ones,
+/// or one side only, never; without identifiers, the same stem and a video of
+/// at most 4 s. The still's identifier is read from its Apple MakerNote.
+#[test]
+fn live_photo_pairs_by_identifier_or_by_stem_and_a_short_video() {
+    use crate::run::live_is_pair as is_pair;
+    let s3 = Some(Duration::from_secs(3));
+    assert!(is_pair(Some("A"), Some("A"), false, None));
+    assert!(!is_pair(Some("A"), Some("B"), true, s3));
+    assert!(!is_pair(Some("A"), None, true, s3));
+    assert!(!is_pair(None, Some("A"), true, s3));
+    assert!(is_pair(None, None, true, s3));
+    assert!(is_pair(None, None, true, Some(Duration::from_secs(4))));
+    assert!(!is_pair(
+        None,
+        None,
+        true,
+        Some(Duration::from_millis(4001))
+    ));
+    assert!(!is_pair(None, None, true, None), "a duration is needed");
+    assert!(!is_pair(None, None, false, s3));
+
+    let still = imb_testkit::fixtures::with_apple_content_id(&jpg(1, 200), "5E1B-ID");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("IMG_1.jpg");
+    write(&p, &still);
+    let f = std::fs::File::open(&p).unwrap();
+    assert_eq!(
+        media::live_info(&f, still.len() as u64, false).0.as_deref(),
+        Some("5E1B-ID")
+    );
+    assert_eq!(
+        media::apple_content_id(b"Apple iOS\0\0\x01MM\0"),
+        None,
+        "truncated"
+    );
+    assert_eq!(media::apple_content_id(b"Canon"), None);
+}

@@ -338,6 +338,24 @@ impl ImmichClient {
             .await
     }
 
+    /// `PUT /assets/{still}`: links `video` as the live photo's motion part (the
+    /// server hides the video). Idempotent: linking again changes nothing.
+    ///
+    /// # Errors
+    /// The server's (400 when `video` is not the user's video) or the network's.
+    pub async fn link_live_photo(&self, still: &str, video: &str) -> Result<()> {
+        let body = serde_json::json!({ "livePhotoVideoId": video });
+        let _: serde_json::Value = self
+            .send_json(
+                Method::PUT,
+                &format!("/assets/{still}"),
+                &body,
+                Idempotent::Yes,
+            )
+            .await?;
+        Ok(())
+    }
+
     /// `PUT /albums/{id}/assets` in batches of [`ALBUM_BATCH`]. Assets already in
     /// the album come back with `error: "duplicate"` ([`BulkIdResult::is_in_album`]).
     ///
@@ -393,6 +411,12 @@ impl ImmichClient {
             "isFavorite",
             if asset.is_favorite { "true" } else { "false" },
         );
+        if asset.hidden {
+            form.text("visibility", "hidden");
+        }
+        if let Some(video) = &asset.live_photo_video_id {
+            form.text("livePhotoVideoId", video);
+        }
         if let Some(d) = asset.duration {
             match api {
                 ApiVersion::V3 => form.text("duration", &d.as_millis().to_string()),

@@ -246,6 +246,10 @@ pub struct AssetUpload {
     pub device_id: Option<String>,
     /// What to call the file in errors and logs (a path); defaults to `filename`.
     pub display_name: Option<String>,
+    /// `visibility=hidden`: a live photo's motion video, shown through its still.
+    pub hidden: bool,
+    /// `livePhotoVideoId`: the motion video of this still, already uploaded.
+    pub live_photo_video_id: Option<String>,
 }
 
 impl AssetUpload {
@@ -269,7 +273,17 @@ impl AssetUpload {
             device_asset_id: None,
             device_id: None,
             display_name: None,
+            hidden: false,
+            live_photo_video_id: None,
         }
+    }
+
+    /// A live photo's part: `hidden` for the motion video, `video` (its asset
+    /// id) for the still.
+    pub fn with_live_photo(mut self, hidden: bool, video: Option<String>) -> Self {
+        self.hidden = hidden;
+        self.live_photo_video_id = video;
+        self
     }
 
     /// Mark as favourite.

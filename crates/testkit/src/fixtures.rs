@@ -159,3 +159,93 @@ pub fn real_mp4(seed: u32) -> Vec<u8> {
     let (_dir, path) = real(seed, "mp4", &["-pix_fmt", "yuv420p"]);
     std::fs::read(path).expect("read the video")
 }
+
+/// `jpeg` with an EXIF segment (right after SOI) whose MakerNote is an Apple
+/// one carrying `content_id` as tag 0x0011 (exiftool's `MediaGroupUUID`), as an
+/// iPhone's live-photo still has. Synthetic: built here, since exiftool writes
+/// Apple MakerNote tags only into a MakerNote that is already there.
+pub fn with_apple_content_id(jpeg: &[u8], content_id: &str) -> Vec<u8> {
+    assert!(jpeg.starts_with(&[0xff, 0xd8]), "a JPEG");
+    // The MakerNote: header, byte order, one-entry IFD, the string.
+    let mut mn = b"Apple iOS\0\0\x01MM".to_vec();
+    let id = [content_id.as_bytes(), b"\0"].concat();
+    mn.extend(1u16.to_be_bytes());
+    mn.extend(0x0011u16.to_be_bytes());
+    mn.extend(2u16.to_be_bytes());
+    mn.extend((id.len() as u32).to_be_bytes());
+    mn.extend(32u32.to_be_bytes()); // 14 + 2 + 12 + 4: right after the IFD
+    mn.extend(0u32.to_be_bytes());
+    mn.extend(&id);
+    // The TIFF: IFD0 with the Exif IFD pointer, the Exif IFD with the MakerNote.
+    let mut t = b"MM\0*".to_vec();
+    t.extend(8u32.to_be_bytes());
+    t.extend(1u16.to_be_bytes());
+    t.extend(0x8769u16.to_be_bytes());
+    t.extend(4u16.to_be_bytes());
+    t.extend(1u32.to_be_bytes());
+    t.extend(26u32.to_be_bytes()); // 8 + 2 + 12 + 4
+    t.extend(0u32.to_be_bytes());
+    t.extend(1u16.to_be_bytes());
+    t.extend(0x927cu16.to_be_bytes());
+    t.extend(7u16.to_be_bytes());
+    t.extend((mn.len() as u32).to_be_bytes());
+    t.extend(44u32.to_be_bytes()); // 26 + 2 + 12 + 4
+    t.extend(0u32.to_be_bytes());
+    t.extend(&mn);
+    let mut out = vec![0xff, 0xd8, 0xff, 0xe1];
+    out.extend(((t.len() + 8) as u16).to_be_bytes());
+    out.extend(b"Exif\0\0");
+    out.extend(t);
+    out.extend(&jpeg[2..]);
+    out
+}
+
+/// A real QuickTime movie `secs` long; with `content_id`, its `keys` carry it
+/// as `com.apple.quicktime.content.identifier` (written by exiftool, taught the
+/// key by a user-defined tag: Debian's exiftool does not know it).
+pub fn real_mov(seed: u32, secs: u32, content_id: Option<&str>) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("f.mov");
+    let p = path.to_str().expect("utf-8 temp path");
+    let colour = format!(
+        "color=c=0x{:06x}:s=64x48:d={secs}:r=5",
+        seed.wrapping_mul(2_654_435_761) & 0xff_ffff
+    );
+    tool(
+        "ffmpeg",
+        &[
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            &colour,
+            "-pix_fmt",
+            "yuv420p",
+            "-y",
+            p,
+        ],
+    );
+    if let Some(id) = content_id {
+        let config = dir.path().join("keys.config");
+        std::fs::write(
+            &config,
+            "%Image::ExifTool::UserDefined = ('Image::ExifTool::QuickTime::Keys' => \
+             { 'content.identifier' => { Name => 'ContentIdentifier', Writable => 'string' } });\n1;\n",
+        )
+        .expect("write the exiftool config");
+        let c = config.to_str().expect("utf-8 temp path");
+        tool(
+            "exiftool",
+            &[
+                "-config",
+                c,
+                "-q",
+                "-overwrite_original",
+                &format!("-Keys:ContentIdentifier={id}"),
+                p,
+            ],
+        );
+    }
+    std::fs::read(path).expect("read the video")
+}

@@ -84,6 +84,8 @@ impl Classify {
                 album: f.album,
                 size: f.size,
                 mtime: f.mtime,
+                hidden: false,
+                live_video: None,
             });
         }
         Ok(rec.is_none())
@@ -186,6 +188,8 @@ impl DeviceSync {
                 album: r.album,
                 size: r.size,
                 mtime: SystemTime::UNIX_EPOCH + Duration::from_nanos(r.mtime_ns.max(0) as u64),
+                hidden: false,
+                live_video: None,
             };
             let meta = match std::fs::metadata(&c.path) {
                 Ok(m) => m,

@@ -2,8 +2,8 @@
 //! (unless this is a dry run), to the summary, and to the album it belongs to
 //! (an album is complete this run only if nothing in it was left undone).
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::Result;
@@ -26,6 +26,8 @@ pub(super) struct Ledger {
     /// What the run did, as reported.
     pub(super) s: Summary,
     albums: BTreeMap<String, AlbumOutcome>,
+    /// Stills uploaded (created) with their motion video linked.
+    pub(super) linked: BTreeSet<PathBuf>,
 }
 
 /// The ledger with the state database in hand: where outcomes are written.
@@ -34,6 +36,7 @@ pub(super) struct Entry<'a> {
     dry: bool,
     s: &'a mut Summary,
     albums: &'a mut BTreeMap<String, AlbumOutcome>,
+    linked: &'a mut BTreeSet<PathBuf>,
 }
 
 fn lock(db: &Mutex<StateDb>) -> MutexGuard<'_, StateDb> {
@@ -49,6 +52,7 @@ impl Ledger {
             dry,
             s,
             albums: BTreeMap::new(),
+            linked: BTreeSet::new(),
         }
     }
 
@@ -65,6 +69,7 @@ impl Ledger {
             dry: self.dry,
             s: &mut self.s,
             albums: &mut self.albums,
+            linked: &mut self.linked,
         })
     }
 
@@ -72,8 +77,16 @@ impl Ledger {
     /// blocking thread: it holds the database for the whole batch.
     pub(super) fn batch<T>(&mut self, f: impl FnOnce(&mut Entry<'_>) -> Result<T>) -> Result<T> {
         let db = lock(&self.db);
-        let (dry, s, albums) = (self.dry, &mut self.s, &mut self.albums);
-        db.batch(|db| f(&mut Entry { db, dry, s, albums }))
+        let (dry, s, albums, linked) = (self.dry, &mut self.s, &mut self.albums, &mut self.linked);
+        db.batch(|db| {
+            f(&mut Entry {
+                db,
+                dry,
+                s,
+                albums,
+                linked,
+            })
+        })
     }
 
     /// An album with a file selected this run (complete until something in it is not).
@@ -176,6 +189,10 @@ impl Entry<'_> {
         if status == FileStatus::Uploaded {
             self.s.uploaded += 1;
             self.s.bytes += c.size;
+            if c.live_video.is_some() {
+                self.s.live_photos += 1;
+                self.linked.insert(c.path.clone());
+            }
         } else {
             self.s.duplicates += 1;
         }

@@ -13,6 +13,9 @@ mod candidates;
 mod check;
 mod hashing;
 mod ledger;
+mod live;
+#[cfg(test)]
+pub(crate) use live::is_pair as live_is_pair;
 mod reconcile;
 mod upload;
 
@@ -93,6 +96,10 @@ struct Candidate {
     mtime: SystemTime,
     sha1: Option<[u8; 20]>,
     video: bool,
+    /// A live photo's motion video: uploaded hidden.
+    hidden: bool,
+    /// A live photo's still: its motion video's asset id, to link at upload.
+    live_video: Option<String>,
 }
 
 impl Candidate {
@@ -232,6 +239,9 @@ impl DeviceSync {
         // 2. Hash what has no hash for its current size and mtime.
         self.hash(&mut l, &mut cands).await?;
 
+        // Live photos: which still goes with which motion video.
+        let live = self.pair(&cands, &media).await?;
+
         // 3. Drop what the server has: known locally by SHA-1, then asked in batches.
         self.progress.phase(Phase::Checking);
         let (mut l, to_upload) = self.check(l, cands).await?;
@@ -272,13 +282,19 @@ impl DeviceSync {
             }
         }
 
-        // 5. Upload.
+        // 5. Upload: a live photo's motion video first (hidden), then the rest,
+        // each still with its video's asset id; then link the pairs that were
+        // not linked by their upload.
         if dry {
             for c in &to_upload {
                 l.left(c);
             }
         } else {
-            self.upload(&mut l, to_upload).await?;
+            let (videos, rest) = live.order(to_upload);
+            self.upload(&mut l, videos).await?;
+            let rest = live.with_videos(&l, rest)?;
+            self.upload(&mut l, rest).await?;
+            self.link(&mut l, &live).await?;
         }
         // Set after the upload, which stops at the first quota refusal.
         if short_of_quota {

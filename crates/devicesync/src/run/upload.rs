@@ -69,6 +69,7 @@ fn prepare(c: &Candidate, device_id: &str, sha1: [u8; 20]) -> Result<AssetUpload
         info.modified_at,
     )
     .with_favorite(false)
+    .with_live_photo(c.hidden, c.live_video.clone())
     .with_duration(info.duration)
     .with_sidecar(sidecar)
     .with_device(device_id, device_asset_id)
