@@ -1374,3 +1374,173 @@ fn a_live_photo_on_a_v2_server_sends_the_hidden_video_first() {
         "v2's device fields"
     );
 }
+
+/// A stand-in desktop: what a notification daemon on the session bus was asked
+/// to show, as (summary, body).
+#[derive(Clone, Default)]
+struct Desktop(Arc<Mutex<Vec<(String, String)>>>);
+
+#[zbus::interface(name = "org.freedesktop.Notifications")]
+impl Desktop {
+    #[allow(clippy::too_many_arguments)]
+    fn notify(
+        &self,
+        _app: String,
+        replaces: u32,
+        _icon: String,
+        summary: String,
+        body: String,
+        _actions: Vec<String>,
+        _hints: std::collections::HashMap<String, zbus::zvariant::OwnedValue>,
+        _timeout: i32,
+    ) -> u32 {
+        let mut shown = self.0.lock().unwrap();
+        shown.push((summary, body));
+        if replaces == 0 {
+            shown.len() as u32
+        } else {
+            replaces
+        }
+    }
+    fn close_notification(&self, _id: u32) {}
+    fn get_capabilities(&self) -> Vec<String> {
+        vec!["body".into()]
+    }
+}
+
+/// A private session bus (`dbus-daemon --session`) with [`Desktop`] on it.
+struct Bus {
+    daemon: std::process::Child,
+    address: String,
+    desktop: Desktop,
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+fn session_bus() -> Bus {
+    use std::io::BufRead;
+    let mut daemon = Command::new("dbus-daemon")
+        .args(["--session", "--nofork", "--print-address=1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("dbus-daemon (`cargo xtask prepare` installs it)");
+    let mut address = String::new();
+    std::io::BufReader::new(daemon.stdout.take().unwrap())
+        .read_line(&mut address)
+        .unwrap();
+    let address = address.trim().to_owned();
+    assert!(address.starts_with("unix:"), "{address}");
+    let desktop = Desktop::default();
+    let (ready, up) = std::sync::mpsc::channel();
+    let (d, a) = (desktop.clone(), address.clone());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let conn = zbus::connection::Builder::address(a.as_str())
+                .unwrap()
+                .name("org.freedesktop.Notifications")
+                .unwrap()
+                .serve_at("/org/freedesktop/Notifications", d)
+                .unwrap()
+                .build()
+                .await
+                .unwrap();
+            ready.send(()).unwrap();
+            // Serves until the test's process ends.
+            std::future::pending::<()>().await;
+            drop(conn);
+        });
+    });
+    up.recv().unwrap();
+    Bus {
+        daemon,
+        address,
+        desktop,
+    }
+}
+
+/// With `--notify`, on a session bus: upload progress ("Uploading 1/2
+/// files…"), one notification per kind of failure with the file's name and the
+/// reason, and the quota stop ("Backup paused: quota reached"). Without a bus
+/// the run is the same and says so in its log.
+#[test]
+fn notifications_say_progress_failures_and_the_quota() {
+    let uploads = Arc::new(AtomicUsize::new(0));
+    let u = uploads.clone();
+    let d = Device::new(
+        TestServerOptions::v3()
+            .with_quota(2500)
+            .with_faults(move |s: &Seen| {
+                if s.method == "POST" && s.path() == "/api/assets" {
+                    return match u.fetch_add(1, Ordering::SeqCst) {
+                        0 => Fault::Status(400),
+                        // Long enough for the progress notification to be shown.
+                        _ => Fault::Delay(Duration::from_secs(3)),
+                    };
+                }
+                Fault::Serve
+            }),
+    );
+    for i in 0..3 {
+        d.file(&format!("Camera/IMG_{i}.jpg"), &jpg(10 + i, 1000));
+    }
+    d.file("Camera/IMG_9.jpg", &jpg(19, 5000));
+    let bus = session_bus();
+    let (rc, s, err) = run(
+        d.cmd().env("DBUS_SESSION_BUS_ADDRESS", &bus.address).args([
+            "--notify",
+            "--concurrency",
+            "2",
+        ]),
+        &[],
+    );
+    assert_eq!(rc, 2, "{s}\n{err}");
+    assert_eq!(
+        (&s["failed"], &s["stop_reason"]),
+        (&1.into(), &"quota".into()),
+        "{s}"
+    );
+    let shown = bus.desktop.0.lock().unwrap().clone();
+    assert!(
+        shown.iter().any(|(t, b)| t == "Backing up to Immich"
+            && b.starts_with("Uploading ")
+            && b.ends_with("/2 files…")),
+        "{shown:?}"
+    );
+    let failed = s["failures"][0]["path"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        shown
+            .iter()
+            .any(|(t, b)| *t == format!("{failed} could not be uploaded") && b.contains("400")),
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|(t, _)| t == "Backup paused: quota reached"),
+        "{shown:?}"
+    );
+
+    // No bus: the same run, no notification, said once.
+    let o = d
+        .cmd()
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+        .arg("--notify")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no desktop notifications"));
+}

@@ -53,8 +53,9 @@ pub(crate) fn prepare() -> Result<()> {
         &[
             ("libheif-examples", "/usr/bin/heif-enc"),
             ("systemd", "/usr/bin/systemd-analyze"),
+            ("dbus-daemon", "/usr/bin/dbus-daemon"),
         ],
-        "device-sync's HEIC date and systemd unit tests",
+        "device-sync's HEIC date, systemd unit and notification tests",
     )?;
     crate::immich::immich()
 }

@@ -7,6 +7,7 @@
 //! a stop request, albums that could not be synced); 1 it could not run.
 
 mod install;
+mod notify;
 mod settings;
 mod ui;
 
@@ -52,13 +53,14 @@ async fn run(s: &Settings, term: &Terminal) -> anyhow::Result<ExitCode> {
             let stop = StopToken::new();
             spawn_signal_handler(stop.clone());
             s.ping.start().await;
+            let notifier = notifier(s).await;
             let ran = match client(s) {
-                Ok(c) => DeviceSync::new(c, config)
-                    .with_progress(ui::progress(term))
-                    .with_stop(stop)
-                    .run()
-                    .await
-                    .map_err(anyhow::Error::from),
+                Ok(c) => {
+                    let sync = DeviceSync::new(c, config).with_stop(stop);
+                    notified(notifier.as_ref(), term, sync, None)
+                        .await
+                        .map_err(anyhow::Error::from)
+                }
                 Err(e) => Err(e),
             };
             ping_end(s, ran.as_ref().map_err(|e| e.as_ref() as _)).await;
@@ -222,6 +224,7 @@ async fn watch(s: &Settings, term: &Terminal, o: &WatchOptions) -> anyhow::Resul
     spawn_signal_handler(stop.clone());
     let mut debounce = Debounce::new(o.trigger_delay, o.max_delay);
     let mut ears = Ears::open(s, o.mode);
+    let notifier = notifier(s).await;
     tracing::info!(interval = %humantime::format_duration(o.interval), "watching for changes");
     // Ticks short enough for the trigger delay, long enough to cost nothing.
     let tick = (o.trigger_delay / 2).clamp(Duration::from_millis(10), Duration::from_millis(200));
@@ -237,13 +240,8 @@ async fn watch(s: &Settings, term: &Terminal, o: &WatchOptions) -> anyhow::Resul
             }
             Ok(config) => {
                 s.ping.start().await;
-                let sync = DeviceSync::new(client.clone(), config)
-                    .with_progress(ui::progress(term))
-                    .with_stop(stop.clone());
-                let run = match paths.take() {
-                    Some(p) => sync.run_paths(p).await,
-                    None => sync.run().await,
-                };
+                let sync = DeviceSync::new(client.clone(), config).with_stop(stop.clone());
+                let run = notified(notifier.as_ref(), term, sync, paths.take()).await;
                 // Each sync is a run to the dead-man's switch: a watcher that stops
                 // syncing is what it is for.
                 ping_end(s, run.as_ref().map_err(|e| e as _)).await;
@@ -313,6 +311,38 @@ async fn watch(s: &Settings, term: &Terminal, o: &WatchOptions) -> anyhow::Resul
     }
     tracing::info!("watch stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+async fn notifier(s: &Settings) -> Option<notify::Notifier> {
+    if s.notify {
+        notify::Notifier::connect().await
+    } else {
+        None
+    }
+}
+
+/// Runs `sync` (of `paths`, or everything) with the terminal's progress, and
+/// with desktop notifications when there is a notifier.
+async fn notified(
+    notifier: Option<&notify::Notifier>,
+    term: &Terminal,
+    sync: DeviceSync,
+    paths: Option<Vec<std::path::PathBuf>>,
+) -> imb_devicesync::Result<Summary> {
+    let counts = notify::Counting::new(ui::progress(term));
+    let sync = sync.with_progress(counts.clone());
+    let follow = notifier.map(|n| n.follow(counts));
+    let run = match paths {
+        Some(p) => sync.run_paths(p).await,
+        None => sync.run().await,
+    };
+    if let Some(f) = follow {
+        f.abort();
+    }
+    if let (Some(n), Ok(summary)) = (notifier, &run) {
+        n.finished(summary).await;
+    }
+    run
 }
 
 /// Tells the dead-man's switch how a sync ended: 0 done, 2 done with named

@@ -239,6 +239,11 @@ struct Common {
     #[arg(long, global = true, env = "IMB_SYNC_RECONCILE_EVERY", value_parser = humantime::parse_duration)]
     #[serde(with = "humantime_serde")]
     reconcile_every: Option<Duration>,
+    /// Desktop notifications on the session bus: upload progress, failures,
+    /// the quota stop [default: on for `watch`, off otherwise].
+    #[arg(long, global = true, env = "IMB_SYNC_NOTIFY", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    notify: Option<bool>,
     /// Print one JSON object on stdout.
     #[arg(long, global = true, env = "IMB_JSON", num_args = 0..=1,
           require_equals = true, default_missing_value = "true", value_name = "BOOL", value_parser = BoolishValueParser::new())]
@@ -389,6 +394,7 @@ pub(crate) struct Settings {
     pub(crate) api: Option<ApiVersion>,
     pub(crate) retry: RetryPolicy,
     pub(crate) rules: Rules,
+    pub(crate) notify: bool,
     pub(crate) json: bool,
     pub(crate) log_format: LogFormat,
     pub(crate) ping: imb_cli::Pinger,
@@ -477,6 +483,7 @@ impl Settings {
         if needs_roots && sync.roots.is_empty() {
             bail!("--root is required (or IMB_SYNC_ROOT, or `roots` in --config)");
         }
+        let watching = matches!(command, Command::Watch(_));
         Ok(Settings {
             command,
             sync,
@@ -492,6 +499,7 @@ impl Settings {
                 r.unmetered_videos = c.only_if_unmetered_videos.unwrap_or(false);
                 r
             },
+            notify: c.notify.unwrap_or(watching),
             json: c.json.unwrap_or(false),
             log_format: c.log_format.unwrap_or_default(),
             ping: imb_cli::Pinger::new(c.ping_url)?,
