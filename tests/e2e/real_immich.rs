@@ -863,3 +863,75 @@ fn live_photos_are_uploaded_as_linked_pairs() {
         "{s}"
     );
 }
+
+/// The storage quota on the real server (#14): with room for some files only,
+/// those are uploaded and the run stops naming the quota (exit 2, `stop_reason`
+/// `quota`); the server holds exactly what was reported uploaded, within the
+/// quota. `status` says the backup is paused. With the quota lifted, the next
+/// run uploads the rest.
+#[test]
+fn a_quota_that_fits_some_files_uploads_those_and_stops_naming_the_quota() {
+    let t = tempfile::tempdir().unwrap();
+    let (_pg, immich, _db) = server();
+    let dave = immich.user("dave@example.test");
+    let root = t.path().join("DCIM");
+    let files: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|i| (format!("Camera/IMG_{i}.jpg"), real_jpg(61 + i, None)))
+        .collect();
+    for (p, b) in &files {
+        let p = root.join(p);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, b).unwrap();
+    }
+    let largest = files.iter().map(|(_, b)| b.len() as u64).max().unwrap();
+    let quota = 2 * largest + 10;
+    let set_quota = |q: Option<u64>| {
+        let (status, body) = immich.call(
+            "PUT",
+            &format!("/api/admin/users/{}", dave.id),
+            Some(&immich.admin().key),
+            &json!({ "quotaSizeInBytes": q }),
+        );
+        assert_eq!(status, 200, "{body}");
+    };
+    set_quota(Some(quota));
+    let sync = |args: &[&str]| {
+        let mut c = Command::new(bin("device-sync"));
+        clean_env(&mut c);
+        let out = c
+            .env("IMMICH_API_KEY", &dave.key)
+            .arg("--server")
+            .arg(immich.url())
+            .arg("--root")
+            .arg(&root)
+            .arg("--state-dir")
+            .arg(t.path().join("state"))
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        (code(&out), v)
+    };
+    let (rc, s) = sync(&[]);
+    assert_eq!(
+        (rc, &s["stopped"], &s["stop_reason"]),
+        (2, &true.into(), &"quota".into()),
+        "{s}"
+    );
+    let uploaded = s["uploaded"].as_u64().unwrap();
+    assert!(uploaded >= 2, "two of the largest fit: {s}");
+    assert_eq!(uploaded + s["remaining"].as_u64().unwrap(), 4, "{s}");
+    let on_server = assets_of(&immich, &dave);
+    assert_eq!(on_server.len() as u64, uploaded, "{on_server:?}");
+    let me = immich.get("/api/users/me", &dave.key);
+    assert!(me["quotaUsageInBytes"].as_u64().unwrap() <= quota, "{me}");
+    let (_, st) = sync(&["status"]);
+    assert_eq!(st["paused"], "quota", "{st}");
+
+    set_quota(None);
+    let (rc, s) = sync(&[]);
+    assert_eq!((rc, s["uploaded"].as_u64()), (0, Some(4 - uploaded)), "{s}");
+    assert_eq!(assets_of(&immich, &dave).len(), 4);
+}
