@@ -153,10 +153,13 @@ fn every_json_field_is_documented_in_docs_cli_md() {
         &device.join("Camera/IMG_1.jpg"),
         b"\xff\xd8\xff\xe0 one photo",
     );
+    let metered = crate::util::fake_nmcli(t.path(), "yes");
     let ds = |args: &[&str]| {
         let mut c = Command::new(bin("device-sync"));
         clean_env(&mut c);
+        // NetworkManager's stand-in says "metered": only a per-type rule asks it.
         c.env("IMMICH_API_KEY", server.key())
+            .env("PATH", &metered)
             .arg("--server")
             .arg(server.url())
             .arg("--root")
@@ -178,21 +181,7 @@ fn every_json_field_is_documented_in_docs_cli_md() {
     check(&doc, "device-sync", &[&sync], &mut problems);
     let v = ds(&["status"]);
     // A run that held videos back on a metered network: status says it waits.
-    let mut c = Command::new(bin("device-sync"));
-    clean_env(&mut c);
-    let out = c
-        .env("IMMICH_API_KEY", server.key())
-        .env("PATH", crate::util::fake_nmcli(t.path(), "yes"))
-        .arg("--server")
-        .arg(server.url())
-        .arg("--root")
-        .arg(&device)
-        .arg("--state-dir")
-        .arg(t.path().join("state"))
-        .arg("--only-if-unmetered-videos")
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    ds(&["--only-if-unmetered-videos"]);
     let waiting = ds(&["status"]);
     check(&doc, "device-sync status", &[&v, &waiting], &mut problems);
     let v = ds(&["failed"]);

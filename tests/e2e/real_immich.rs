@@ -49,6 +49,23 @@ fn sha1(b: &[u8]) -> String {
 }
 
 fn device_sync(immich: &RealImmich, user: &User, root: &Path, state: &Path) -> (i32, Value) {
+    device_sync_with(
+        immich,
+        user,
+        root,
+        state,
+        &["--exclude-album", "Private", "--album-sync"],
+    )
+}
+
+/// `device-sync --json` of `root` to `user`'s account with `args`.
+fn device_sync_with(
+    immich: &RealImmich,
+    user: &User,
+    root: &Path,
+    state: &Path,
+    args: &[&str],
+) -> (i32, Value) {
     let mut c = Command::new(bin("device-sync"));
     clean_env(&mut c);
     let out = c
@@ -59,7 +76,8 @@ fn device_sync(immich: &RealImmich, user: &User, root: &Path, state: &Path) -> (
         .arg(root)
         .arg("--state-dir")
         .arg(state)
-        .args(["--exclude-album", "Private", "--album-sync", "--json"])
+        .args(args)
+        .arg("--json")
         .output()
         .unwrap();
     let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
@@ -658,26 +676,7 @@ fn a_file_deleted_on_the_server_is_uploaded_again_and_a_trashed_one_is_not() {
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(p, b).unwrap();
     }
-    let sync = |extra: &[&str]| {
-        let mut c = Command::new(bin("device-sync"));
-        clean_env(&mut c);
-        let out = c
-            .env("IMMICH_API_KEY", &bob.key)
-            .arg("--server")
-            .arg(immich.url())
-            .arg("--root")
-            .arg(&root)
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--json")
-            .args(extra)
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-            panic!("{}", String::from_utf8_lossy(&out.stderr));
-        });
-        (code(&out), v)
-    };
+    let sync = |extra: &[&str]| device_sync_with(&immich, &bob, &root, &state, extra);
     let (rc, s) = sync(&[]);
     assert_eq!((rc, &s["uploaded"]), (0, &3.into()), "{s}");
     assert_eq!(s["reconciled"], true, "the first sync has never asked: {s}");
@@ -787,24 +786,7 @@ fn live_photos_are_uploaded_as_linked_pairs() {
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(p, b).unwrap();
     }
-    let sync = |state: &Path| {
-        let mut c = Command::new(bin("device-sync"));
-        clean_env(&mut c);
-        let out = c
-            .env("IMMICH_API_KEY", &carol.key)
-            .arg("--server")
-            .arg(immich.url())
-            .arg("--root")
-            .arg(&root)
-            .arg("--state-dir")
-            .arg(state)
-            .args(["--album-sync", "--json"])
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
-        (code(&out), v)
-    };
+    let sync = |state: &Path| device_sync_with(&immich, &carol, &root, state, &["--album-sync"]);
     let (rc, s) = sync(&t.path().join("state"));
     assert_eq!(rc, 0, "{s}");
     assert_eq!(
@@ -895,25 +877,8 @@ fn a_quota_that_fits_some_files_uploads_those_and_stops_naming_the_quota() {
         assert_eq!(status, 200, "{body}");
     };
     set_quota(Some(quota));
-    let sync = |args: &[&str]| {
-        let mut c = Command::new(bin("device-sync"));
-        clean_env(&mut c);
-        let out = c
-            .env("IMMICH_API_KEY", &dave.key)
-            .arg("--server")
-            .arg(immich.url())
-            .arg("--root")
-            .arg(&root)
-            .arg("--state-dir")
-            .arg(t.path().join("state"))
-            .args(args)
-            .arg("--json")
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
-        (code(&out), v)
-    };
+    let state = t.path().join("state");
+    let sync = |args: &[&str]| device_sync_with(&immich, &dave, &root, &state, args);
     let (rc, s) = sync(&[]);
     assert_eq!(
         (rc, &s["stopped"], &s["stop_reason"]),

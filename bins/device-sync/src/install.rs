@@ -23,15 +23,7 @@ pub(crate) const TIMER: &str = "immich-device-sync.timer";
 const SETTINGS: &str = "device-sync.toml";
 
 fn config_home() -> Result<PathBuf> {
-    std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-                .map(|h| h.join(".config"))
-        })
+    imb_devicesync::xdg_dir("XDG_CONFIG_HOME", ".config")
         .ok_or_else(|| anyhow!("neither XDG_CONFIG_HOME nor HOME is set: no place for user units"))
 }
 

@@ -106,18 +106,19 @@ impl SyncConfig {
     }
 }
 
+/// An XDG base directory: `$var` when absolute, else `$HOME/{under_home}`.
+pub fn xdg_dir(var: &str, under_home: &str) -> Option<PathBuf> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    std::env::var_os(var).and_then(absolute).or_else(|| {
+        std::env::var_os("HOME")
+            .and_then(absolute)
+            .map(|h| h.join(under_home))
+    })
+}
+
 /// `$XDG_STATE_HOME/immich-device-sync`, else `~/.local/state/immich-device-sync`.
 pub fn default_state_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-                .map(|h| h.join(".local/state"))
-        })?;
-    Some(base.join("immich-device-sync"))
+    Some(xdg_dir("XDG_STATE_HOME", ".local/state")?.join("immich-device-sync"))
 }
 
 /// `device-sync-{hostname}`: what v2 servers get as `deviceId`.

@@ -48,7 +48,9 @@ mod status;
 mod summary;
 pub mod watch;
 
-pub use config::{DEFAULT_RECONCILE_EVERY, SyncConfig, default_device_id, default_state_dir};
+pub use config::{
+    DEFAULT_RECONCILE_EVERY, SyncConfig, default_device_id, default_state_dir, xdg_dir,
+};
 pub use error::{Error, Result};
 pub use imb_storage::StopToken;
 pub use lock::{LOCK_FILE, RunLock};
