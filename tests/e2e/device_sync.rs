@@ -1281,13 +1281,44 @@ fn install_writes_verified_units_without_the_key_and_uninstall_removes_them() {
         );
     }
 
+    // Enabling and disabling ask the user's systemd; a stand-in `systemctl`
+    // first on PATH records what it was asked (never the machine's own).
+    let fake = d.t.path().join("fake-systemctl");
+    fs::create_dir_all(&fake).unwrap();
+    let asked = d.t.path().join("systemctl.log");
+    let script = fake.join("systemctl");
+    write(
+        &script,
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", asked.display()).as_bytes(),
+    );
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        fake.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut c = d.cmd();
+    c.env("XDG_CONFIG_HOME", &cfg_home)
+        .env("PATH", &path)
+        .args(["install", "--key-file", key.to_str().unwrap()]);
+    assert_eq!(run(c, &[]).0, 0);
     let (rc, out, _) = run(
         d.offline()
             .env("XDG_CONFIG_HOME", &cfg_home)
-            .args(["uninstall", "--no-enable"]),
+            .env("PATH", &path)
+            .arg("uninstall"),
         &[],
     );
     assert_eq!(rc, 0, "{out}");
+    assert_eq!(
+        fs::read_to_string(&asked).unwrap(),
+        "--user disable --now immich-device-sync.timer\n\
+         --user daemon-reload\n\
+         --user enable --now immich-device-sync.service\n\
+         --user disable --now immich-device-sync.service\n\
+         --user daemon-reload\n",
+        "switching from the timer disables it; uninstall disables the service"
+    );
     assert!(
         !service.exists() && !timer.exists() && !settings.exists(),
         "{out}"

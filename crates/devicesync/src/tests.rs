@@ -777,3 +777,25 @@ fn live_photo_pairs_by_identifier_or_by_stem_and_a_short_video() {
     );
     assert_eq!(media::apple_content_id(b"Canon"), None);
 }
+
+/// Polling is chosen by the file system: network and FUSE ones by their
+/// `statfs` magic; a local directory (this test's) is watched by events.
+#[test]
+fn polling_is_chosen_for_network_and_fuse_file_systems() {
+    use crate::watch::{missed_by_inotify, poll_reason};
+    assert_eq!(missed_by_inotify(0x6969), Some("NFS"));
+    assert_eq!(missed_by_inotify(0xff53_4d42), Some("SMB"));
+    assert_eq!(missed_by_inotify(0xfe53_4d42), Some("SMB"));
+    assert_eq!(missed_by_inotify(0x6573_5546), Some("FUSE"));
+    assert_eq!(missed_by_inotify(0x0102_1997), Some("9p"));
+    assert_eq!(missed_by_inotify(0xef53), None, "ext4");
+    assert_eq!(missed_by_inotify(0x0102_1994), None, "tmpfs");
+    let dir = tempfile::tempdir().unwrap();
+    let local = rustix::fs::statfs(dir.path()).unwrap();
+    #[allow(clippy::unnecessary_cast)]
+    let magic = local.f_type as i64;
+    assert_eq!(
+        poll_reason(&[dir.path().to_path_buf()]).is_some(),
+        missed_by_inotify(magic).is_some()
+    );
+}

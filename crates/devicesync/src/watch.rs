@@ -87,20 +87,26 @@ pub fn fingerprint(roots: &[PathBuf]) -> u64 {
 pub fn poll_reason(roots: &[PathBuf]) -> Option<String> {
     roots.iter().find_map(|r| {
         let st = rustix::fs::statfs(r).ok()?;
-        // The kernel's magic numbers (statfs(2)); the field's type varies by target.
+        // The field's type varies by target.
         #[allow(clippy::unnecessary_cast)]
-        let name = match st.f_type as i64 {
-            0x6969 => "NFS",
-            0x517b | 0xff53_4d42 | 0xfe53_4d42 => "SMB",
-            0x6573_5546 => "FUSE",
-            0x0102_1997 => "9p",
-            _ => return None,
-        };
+        let name = missed_by_inotify(st.f_type as i64)?;
         Some(format!(
             "{} is on {name}, where inotify does not see every change",
             r.display()
         ))
     })
+}
+
+/// The file systems, by `statfs` magic number (statfs(2)), whose changes made
+/// elsewhere raise no inotify event here.
+pub fn missed_by_inotify(magic: i64) -> Option<&'static str> {
+    match magic {
+        0x6969 => Some("NFS"),
+        0x517b | 0xff53_4d42 | 0xfe53_4d42 => Some("SMB"),
+        0x6573_5546 => Some("FUSE"),
+        0x0102_1997 => Some("9p"),
+        _ => None,
+    }
 }
 
 /// What changed since the last [`Events::take`].
