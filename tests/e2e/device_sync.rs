@@ -1283,19 +1283,11 @@ fn install_writes_verified_units_without_the_key_and_uninstall_removes_them() {
 
     // Enabling and disabling ask the user's systemd; a stand-in `systemctl`
     // first on PATH records what it was asked (never the machine's own).
-    let fake = d.t.path().join("fake-systemctl");
-    fs::create_dir_all(&fake).unwrap();
     let asked = d.t.path().join("systemctl.log");
-    let script = fake.join("systemctl");
-    write(
-        &script,
-        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", asked.display()).as_bytes(),
-    );
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        fake.display(),
-        std::env::var("PATH").unwrap_or_default()
+    let path = crate::util::stand_in(
+        d.t.path(),
+        "systemctl",
+        &format!("echo \"$*\" >> '{}'", asked.display()),
     );
     let mut c = d.cmd();
     c.env("XDG_CONFIG_HOME", &cfg_home)

@@ -251,20 +251,23 @@ pub(crate) fn fetched_manifest(dst: &Path) -> (tempfile::TempDir, imb_manifest::
     (dir, m)
 }
 
-/// A stand-in for NetworkManager's `nmcli` (there is none here) answering
-/// `GENERAL.METERED` with `metered`, first on `PATH`.
-pub(crate) fn fake_nmcli(dir: &Path, metered: &str) -> String {
+/// A stand-in `name` (a shell script of `body`) in `dir/fake-bin`, for a system
+/// tool the tests cannot run for real; returns a `PATH` with it first.
+pub(crate) fn stand_in(dir: &Path, name: &str, body: &str) -> String {
     let bin = dir.join("fake-bin");
     std::fs::create_dir_all(&bin).unwrap();
-    let p = bin.join("nmcli");
-    write(
-        &p,
-        format!("#!/bin/sh\necho 'GENERAL.METERED:{metered}'\n").as_bytes(),
-    );
+    let p = bin.join(name);
+    write(&p, format!("#!/bin/sh\n{body}\n").as_bytes());
     std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     format!(
         "{}:{}",
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     )
+}
+
+/// A stand-in for NetworkManager's `nmcli` (there is none here) answering
+/// `GENERAL.METERED` with `metered`, first on `PATH`.
+pub(crate) fn fake_nmcli(dir: &Path, metered: &str) -> String {
+    stand_in(dir, "nmcli", &format!("echo 'GENERAL.METERED:{metered}'"))
 }

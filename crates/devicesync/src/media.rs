@@ -55,12 +55,7 @@ pub(crate) fn inspect(file: &File, len: u64, mtime: SystemTime, video: bool) -> 
             created_at = created.map(rfc3339);
         }
     } else {
-        let at = At {
-            file,
-            pos: 0,
-            end: len.min(EXIF_READ_LIMIT),
-        };
-        created_at = exif_datetime(&mut BufReader::with_capacity(64 * 1024, at));
+        created_at = file_exif(file, len, exif_datetime);
     }
     MediaInfo {
         created_at: created_at.unwrap_or_else(|| modified_at.clone()),
@@ -124,12 +119,9 @@ impl Seek for At<'_> {
     }
 }
 
-/// The capture time from the EXIF of a JPEG, HEIC/HEIF/AVIF, PNG, WebP or
-/// TIFF-based raw, as RFC 3339: `DateTimeOriginal` with `OffsetTimeOriginal`
-/// (else `DateTimeDigitized`, else IFD0's `DateTime`, each with its own offset).
-/// EXIF times without an offset are local times of an unknown zone; they are
-/// sent as UTC (a documented approximation: Immich re-reads EXIF itself).
-pub(crate) fn exif_datetime<R: BufRead + Seek>(r: &mut R) -> Option<String> {
+/// The EXIF of a JPEG, HEIC/HEIF/AVIF, PNG, WebP or TIFF-based raw, what of it
+/// parses.
+fn read_exif<R: BufRead + Seek>(r: &mut R) -> Option<exif::Exif> {
     let mut head = [0u8; 4];
     r.read_exact(&mut head).ok()?;
     r.rewind().ok()?;
@@ -144,7 +136,30 @@ pub(crate) fn exif_datetime<R: BufRead + Seek>(r: &mut R) -> Option<String> {
     } else {
         reader.read_from_container(r)
     };
-    let exif = parsed.or_else(|e| e.distill_partial_result(|_| {})).ok()?;
+    parsed.or_else(|e| e.distill_partial_result(|_| {})).ok()
+}
+
+/// The open `file`'s EXIF, read positionally and at most [`EXIF_READ_LIMIT`] deep.
+fn file_exif<'f, T>(
+    file: &'f File,
+    len: u64,
+    f: impl FnOnce(&mut BufReader<At<'f>>) -> Option<T>,
+) -> Option<T> {
+    let at = At {
+        file,
+        pos: 0,
+        end: len.min(EXIF_READ_LIMIT),
+    };
+    f(&mut BufReader::with_capacity(64 * 1024, at))
+}
+
+/// The capture time from the EXIF of a JPEG, HEIC/HEIF/AVIF, PNG, WebP or
+/// TIFF-based raw, as RFC 3339: `DateTimeOriginal` with `OffsetTimeOriginal`
+/// (else `DateTimeDigitized`, else IFD0's `DateTime`, each with its own offset).
+/// EXIF times without an offset are local times of an unknown zone; they are
+/// sent as UTC (a documented approximation: Immich re-reads EXIF itself).
+pub(crate) fn exif_datetime<R: BufRead + Seek>(r: &mut R) -> Option<String> {
+    let exif = read_exif(r)?;
     let ascii = |tag: Tag| -> Option<String> {
         match &exif.get_field(tag, In::PRIMARY)?.value {
             Value::Ascii(v) => Some(String::from_utf8_lossy(v.first()?).trim().to_owned()),
@@ -178,24 +193,12 @@ pub(crate) fn live_info(file: &File, len: u64, video: bool) -> (Option<String>, 
         let duration = mp4_header(file, len).and_then(|(d, _)| d);
         return (quicktime_content_id(file, len), duration);
     }
-    let at = At {
-        file,
-        pos: 0,
-        end: len.min(EXIF_READ_LIMIT),
-    };
-    let mut r = BufReader::with_capacity(64 * 1024, at);
-    let mut reader = exif::Reader::new();
-    reader.continue_on_error(true);
-    let id = reader
-        .read_from_container(&mut r)
-        .or_else(|e| e.distill_partial_result(|_| {}))
-        .ok()
-        .and_then(
-            |exif| match &exif.get_field(Tag::MakerNote, In::PRIMARY)?.value {
-                Value::Undefined(mn, _) => apple_content_id(mn),
-                _ => None,
-            },
-        );
+    let id = file_exif(file, len, read_exif).and_then(|exif| {
+        match &exif.get_field(Tag::MakerNote, In::PRIMARY)?.value {
+            Value::Undefined(mn, _) => apple_content_id(mn),
+            _ => None,
+        }
+    });
     (id, None)
 }
 
