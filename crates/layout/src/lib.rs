@@ -8,6 +8,7 @@
 //! manifest-{ts}.db                    a full manifest, now and then a run's end (create-only)
 //! manifest-{ts}.delta.db.gz           the rest of a run's changes, the usual run's end (create-only)
 //! manifest-{ts}.part-{n}.db.gz        rows changed since the run's previous save (create-only)
+//! manifest-{ts}.shard-{K}-of-{N}.{part-{n},delta}.db.gz   the same, from pod K of a sharded run
 //! library/{file_path}                 the first content of each path
 //! versions/{file_path}/{ts}           later contents of a path
 //! long/{sha256 of file_path}[/{ts}]   content of a path too long for an object name
@@ -25,6 +26,7 @@
 mod dump;
 mod keys;
 mod manifest;
+mod shard;
 mod ts;
 
 pub use dump::{DUMP_PREFIX, DumpName, choose_dump, list_dumps, list_dumps_at};
@@ -33,8 +35,10 @@ pub use keys::{
     report_key, version_key,
 };
 pub use manifest::{
-    Fetched, Kind, Listed, ManifestName, fetch_manifest, list_manifests, list_manifests_at,
+    Fetched, Incomplete, Kind, Listed, ManifestName, fetch_manifest, list_manifests,
+    list_manifests_at,
 };
+pub use shard::{DirShard, LOGICAL_SHARDS, Shard, dir_shard, logical_shard};
 pub use ts::{FUTURE_SLACK, format_ts, is_future, parse_ts, run_ts};
 
 /// Shorthand for results whose error is [`Error`].

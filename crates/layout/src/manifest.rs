@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use imb_manifest::{Manifest, ManifestReader};
 use imb_storage::{GetOptions, Key, ObjectRead, ObjectReadExt};
 
+use crate::shard::{LOGICAL_SHARDS, Shard};
 use crate::{Error, Result, is_future, parse_ts};
 
 /// What a manifest object holds, in the order a run writes them: its parts,
@@ -28,6 +29,9 @@ pub enum Kind {
 pub struct ManifestName {
     /// The run's timestamp, as in the name.
     pub ts: String,
+    /// The pod of a sharded run that wrote it (`.shard-{K}-of-{N}`); `None` for
+    /// a run of one process. A sharded run writes parts and deltas only.
+    pub shard: Option<Shard>,
     /// What it holds.
     pub kind: Kind,
     /// Whether the name ends in `.gz` (parts written before deltas did not).
@@ -39,6 +43,7 @@ impl ManifestName {
     pub fn full(ts: &str) -> Self {
         ManifestName {
             ts: ts.to_owned(),
+            shard: None,
             kind: Kind::Full,
             packed: false,
         }
@@ -48,6 +53,7 @@ impl ManifestName {
     pub fn part(ts: &str, n: u32) -> Self {
         ManifestName {
             ts: ts.to_owned(),
+            shard: None,
             kind: Kind::Part(n),
             packed: true,
         }
@@ -57,13 +63,21 @@ impl ManifestName {
     pub fn delta(ts: &str) -> Self {
         ManifestName {
             ts: ts.to_owned(),
+            shard: None,
             kind: Kind::Delta,
             packed: true,
         }
     }
 
-    /// Parses `manifest-{ts}.db`, `manifest-{ts}.part-{n}.db[.gz]` or
-    /// `manifest-{ts}.delta.db.gz` (without prefix).
+    /// The same piece written by pod `shard` (unchanged for the one pod of an
+    /// unsharded run, whose names stay as they always were).
+    pub fn of_shard(mut self, shard: Shard) -> Self {
+        self.shard = (!shard.is_whole()).then_some(shard);
+        self
+    }
+
+    /// Parses `manifest-{ts}.db`, `manifest-{ts}[.shard-{K}-of-{N}].part-{n}.db[.gz]`
+    /// or `manifest-{ts}[.shard-{K}-of-{N}].delta.db.gz` (without prefix).
     pub fn parse(name: &str) -> Option<Self> {
         let rest = name.strip_prefix("manifest-")?;
         let (rest, packed) = match rest.strip_suffix(".gz") {
@@ -71,37 +85,63 @@ impl ManifestName {
             None => (rest, false),
         };
         let rest = rest.strip_suffix(".db")?;
-        let (ts, kind) = if let Some((ts, n)) = rest.split_once(".part-") {
-            (ts, Kind::Part(n.parse().ok()?))
-        } else if let Some(ts) = rest.strip_suffix(".delta") {
-            (ts, Kind::Delta)
-        } else {
-            (rest, Kind::Full)
+        // A timestamp has no dot: what follows the first one says what the object is.
+        let (ts, mut tail) = match rest.split_once('.') {
+            Some((ts, tail)) => (ts, Some(tail)),
+            None => (rest, None),
+        };
+        let mut shard = None;
+        if let Some(t) = tail.and_then(|t| t.strip_prefix("shard-")) {
+            let (pod, after) = t.split_once('.').map_or((t, None), |(p, a)| (p, Some(a)));
+            let (k, n) = pod.split_once("-of-")?;
+            let s = Shard::new(k.parse().ok()?, n.parse().ok()?).ok()?;
+            // One spelling per pod, so a listing and the name agree.
+            if s.is_whole() || pod != format!("{:03}-of-{:03}", s.index, s.count) {
+                return None;
+            }
+            shard = Some(s);
+            tail = after;
+        }
+        let kind = match tail {
+            None => Kind::Full,
+            Some("delta") => Kind::Delta,
+            Some(t) => Kind::Part(t.strip_prefix("part-")?.parse().ok()?),
         };
         // A full manifest is plain SQLite (people open it with sqlite3); a delta is packed.
-        if (kind == Kind::Full && packed) || (kind == Kind::Delta && !packed) {
+        if (kind == Kind::Full && (packed || shard.is_some())) || (kind == Kind::Delta && !packed) {
             return None;
         }
         parse_ts(ts)?;
         Some(ManifestName {
             ts: ts.to_owned(),
+            shard,
             kind,
             packed,
         })
     }
 
-    /// Whether the run that wrote it finished with it.
+    /// Whether the run (or, for a sharded run, the pod) that wrote it finished
+    /// with it.
     pub fn finished(&self) -> bool {
         matches!(self.kind, Kind::Delta | Kind::Full)
+    }
+
+    /// Whether this finished piece covers logical shard `logical`.
+    fn covers(&self, logical: u8) -> bool {
+        self.finished() && self.shard.is_none_or(|s| s.owns(logical))
     }
 
     /// The object name.
     pub fn name(&self) -> String {
         let gz = if self.packed { ".gz" } else { "" };
+        let run = match self.shard {
+            None => self.ts.clone(),
+            Some(s) => format!("{}.shard-{:03}-of-{:03}", self.ts, s.index, s.count),
+        };
         match self.kind {
-            Kind::Part(n) => format!("manifest-{}.part-{n:05}.db{gz}", self.ts),
-            Kind::Delta => format!("manifest-{}.delta.db{gz}", self.ts),
-            Kind::Full => format!("manifest-{}.db", self.ts),
+            Kind::Part(n) => format!("manifest-{run}.part-{n:05}.db{gz}"),
+            Kind::Delta => format!("manifest-{run}.delta.db{gz}"),
+            Kind::Full => format!("manifest-{run}.db"),
         }
     }
 
@@ -143,6 +183,97 @@ pub struct Fetched {
     pub warnings: Vec<String>,
     /// Manifest objects dated more than a day ahead of now, left out.
     pub future: Vec<String>,
+    /// When the newest run replayed was sharded and not every pod finished it:
+    /// what is missing, and where each shard's rows come from instead.
+    pub incomplete: Option<Incomplete>,
+}
+
+/// A sharded run some of whose pods did not finish: its restore point mixes
+/// runs, each logical shard at its newest finished piece.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Incomplete {
+    /// The run's timestamp.
+    pub run: String,
+    /// The pods with no finished piece in it (`K/N`).
+    pub missing: Vec<Shard>,
+    /// For the logical shards those pods own, the newest earlier run that
+    /// finished them (`None`: none did), with the logical shards it serves.
+    pub from: Vec<(Option<String>, Vec<u8>)>,
+}
+
+impl std::fmt::Display for Incomplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let missing: Vec<String> = self.missing.iter().map(Shard::to_string).collect();
+        write!(
+            f,
+            "run {} is incomplete: shard {} did not finish;",
+            self.run,
+            missing.join(", ")
+        )?;
+        for (i, (run, logical)) in self.from.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ";" };
+            match run {
+                Some(r) => write!(f, "{sep} {} logical shards from run {r}", logical.len())?,
+                None => write!(f, "{sep} {} logical shards never finished", logical.len())?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether the newest run with a finished piece among `names` covers every
+/// logical shard, and if not, the mix a reader gets.
+fn completeness(names: &[&Listed]) -> Option<Incomplete> {
+    let run = names
+        .iter()
+        .rev()
+        .find(|l| l.name.finished())?
+        .name
+        .ts
+        .clone();
+    let pieces: Vec<&ManifestName> = names
+        .iter()
+        .map(|l| &l.name)
+        .filter(|n| n.ts == run)
+        .collect();
+    let uncovered: Vec<u8> = (0..LOGICAL_SHARDS)
+        .map(|s| s as u8)
+        .filter(|&s| !pieces.iter().any(|n| n.covers(s)))
+        .collect();
+    if uncovered.is_empty() {
+        return None;
+    }
+    let mut missing: Vec<Shard> = pieces
+        .iter()
+        .filter_map(|n| n.shard)
+        .filter(|s| !pieces.iter().any(|n| n.finished() && n.shard == Some(*s)))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    // Pods that wrote nothing at all: the counts the run used say which.
+    for count in pieces.iter().filter_map(|n| n.shard).map(|s| s.count) {
+        for index in 0..count {
+            let s = Shard { index, count };
+            if !pieces.iter().any(|n| n.shard == Some(s)) && !missing.contains(&s) {
+                missing.push(s);
+            }
+        }
+    }
+    missing.sort();
+    let mut from: Vec<(Option<String>, Vec<u8>)> = Vec::new();
+    for s in uncovered {
+        let src = names
+            .iter()
+            .rev()
+            .find(|l| l.name.ts < run && l.name.covers(s))
+            .map(|l| l.name.ts.clone());
+        match from.iter_mut().find(|(r, _)| *r == src) {
+            Some((_, v)) => v.push(s),
+            None => from.push((src, vec![s])),
+        }
+    }
+    Some(Incomplete { run, missing, from })
 }
 
 /// Every manifest object in the store, parsed and sorted in the order runs wrote
@@ -226,6 +357,10 @@ pub async fn fetch_manifest(
         None
     };
     let upto = |n: &ManifestName| end.as_ref().is_none_or(|e| n.ts <= *e);
+    out.incomplete = completeness(&names.iter().filter(|l| upto(&l.name)).collect::<Vec<_>>());
+    if let Some(i) = &out.incomplete {
+        tracing::warn!(mix = %i, "the newest restore point is incomplete");
+    }
     for l in names
         .iter()
         .rev()
@@ -262,14 +397,19 @@ pub async fn fetch_manifest(
         })
         .collect();
     let mut manifest = None;
-    let mut run: Option<(&str, u32)> = None; // the run being replayed, and its parts seen
+    // The run (and pod) being replayed, and its parts seen.
+    let mut run: Option<(&str, Option<Shard>, u32)> = None;
+    let mut last_ts: Option<&str> = None;
     for l in chain {
         let m = match &mut manifest {
             Some(m) => m,
             None => manifest.insert(Manifest::open(work)?),
         };
-        if run.is_none_or(|(ts, _)| ts != l.name.ts) {
-            run = Some((&l.name.ts, 0));
+        if run.is_none_or(|(ts, shard, _)| ts != l.name.ts || shard != l.name.shard) {
+            run = Some((&l.name.ts, l.name.shard, 0));
+        }
+        if last_ts != Some(l.name.ts.as_str()) {
+            last_ts = Some(&l.name.ts);
             out.chain_runs += 1;
         }
         let part = work.with_extension("replay");
@@ -295,13 +435,14 @@ pub async fn fetch_manifest(
             Ok((parts, n)) => {
                 tracing::info!(manifest = %l.key, rows = n, "replayed");
                 out.replayed.push(l.key.to_string());
-                if let Some((_, seen)) = &mut run {
+                if let Some((_, shard, seen)) = &mut run {
                     if matches!(l.name.kind, Kind::Part(_)) {
                         *seen += 1;
                     }
                     if let Some(want) = parts.filter(|w| w != seen) {
+                        let pod = shard.map(|s| format!(" shard {s}")).unwrap_or_default();
                         out.warnings.push(format!(
-                            "run {}: {} of its {want} manifest parts found; the rows of the others are lost from the manifest (their objects remain)",
+                            "run {}{pod}: {} of its {want} manifest parts found; the rows of the others are lost from the manifest (their objects remain)",
                             l.name.ts, seen
                         ));
                     }
@@ -365,6 +506,120 @@ mod tests {
         assert!(ManifestName::parse("manifest-2024-01-15T03-00-00.delta.db").is_none());
         assert!(ManifestName::parse("manifest.db").is_none());
         assert!(ManifestName::parse("manifest-garbage.db").is_none());
+    }
+
+    #[test]
+    fn sharded_names_parse_and_sort_within_their_run() {
+        let ts = "2024-01-15T03-00-00";
+        let pod = Shard::new(2, 4).unwrap();
+        let d = ManifestName::delta(ts).of_shard(pod);
+        assert_eq!(
+            d.name(),
+            "manifest-2024-01-15T03-00-00.shard-002-of-004.delta.db.gz"
+        );
+        let p = ManifestName::part(ts, 7).of_shard(pod);
+        assert_eq!(
+            p.name(),
+            "manifest-2024-01-15T03-00-00.shard-002-of-004.part-00007.db.gz"
+        );
+        for n in [&d, &p] {
+            assert_eq!(ManifestName::parse(&n.name()).as_ref(), Some(n));
+        }
+        assert!(p < d && d < ManifestName::delta(ts).of_shard(Shard::new(3, 4).unwrap()));
+        assert_eq!(
+            ManifestName::delta(ts).of_shard(Shard::WHOLE),
+            ManifestName::delta(ts)
+        );
+        for bad in [
+            "manifest-2024-01-15T03-00-00.shard-002-of-004.db",
+            "manifest-2024-01-15T03-00-00.shard-002-of-004.delta.db",
+            "manifest-2024-01-15T03-00-00.shard-2-of-4.delta.db.gz",
+            "manifest-2024-01-15T03-00-00.shard-000-of-001.delta.db.gz",
+            "manifest-2024-01-15T03-00-00.shard-004-of-004.delta.db.gz",
+            "manifest-2024-01-15T03-00-00.shard-001-of-004.garbage.db.gz",
+        ] {
+            assert!(ManifestName::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    /// A sharded run merges its pods' pieces; one pod that did not finish makes
+    /// the restore point incomplete, named with where its shards come from.
+    #[test]
+    fn a_sharded_run_merges_its_pieces_and_names_a_missing_pod() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let store = InMemory::new();
+        let put = |name: ManifestName, rows: &[(u8, u8)], parts: Option<u32>| {
+            let rows: BTreeMap<u8, u8> = rows.iter().copied().collect();
+            let bytes = journal(dir.path(), &name.name(), &rows, parts);
+            rt.block_on(store.put_opts(&name.key(), Payload::from(bytes), Default::default()))
+                .unwrap();
+        };
+        let (t0, t1, t2) = (
+            "2024-01-15T03-00-00",
+            "2024-01-16T03-00-00",
+            "2024-01-17T03-00-00",
+        );
+        put(
+            ManifestName::full(t0),
+            &[(0, 1), (1, 1), (2, 1), (3, 1)],
+            None,
+        );
+        let pod = |k| Shard::new(k, 4).unwrap();
+        put(ManifestName::delta(t1).of_shard(pod(0)), &[(0, 2)], Some(0));
+        put(ManifestName::part(t1, 1).of_shard(pod(1)), &[(1, 2)], None);
+        put(ManifestName::delta(t1).of_shard(pod(1)), &[(5, 2)], Some(1));
+        put(ManifestName::part(t1, 1).of_shard(pod(2)), &[(2, 2)], None); // then killed
+        put(ManifestName::delta(t1).of_shard(pod(3)), &[(3, 2)], Some(0));
+        let read = |at: Option<SystemTime>| {
+            let p = dir.path().join("fetched.db");
+            imb_manifest::remove_db(&p);
+            let got = rt.block_on(fetch_manifest(&store, &p, at)).unwrap();
+            let mut rows = BTreeMap::new();
+            ManifestReader::open(&p)
+                .unwrap()
+                .for_each_file(|r| {
+                    rows.insert(r.file_path[1..].parse::<u8>().unwrap(), r.checksum[0]);
+                    Ok(())
+                })
+                .unwrap();
+            (got, rows)
+        };
+        let (got, rows) = read(None);
+        assert!(got.warnings.is_empty(), "{:?}", got.warnings);
+        assert_eq!(got.chain_runs, 1);
+        assert_eq!(
+            rows,
+            BTreeMap::from([(0, 2), (1, 2), (2, 2), (3, 2), (5, 2)]),
+            "every pod's rows, the killed pod's saved part too"
+        );
+        let inc = got.incomplete.expect("pod 2 did not finish");
+        assert_eq!(inc.run, t1);
+        assert_eq!(inc.missing, vec![pod(2)]);
+        let want: Vec<u8> = (0..=255u8).filter(|s| s % 4 == 2).collect();
+        assert_eq!(inc.from, vec![(Some(t0.to_owned()), want)]);
+        assert!(
+            inc.to_string().contains(
+                "shard 2/4 did not finish; 64 logical shards from run 2024-01-15T03-00-00"
+            ),
+            "{inc}"
+        );
+
+        // The next run, with two pods, finishes: complete again; nothing re-keyed.
+        let two = |k| Shard::new(k, 2).unwrap();
+        put(ManifestName::delta(t2).of_shard(two(0)), &[(2, 3)], Some(0));
+        let (got, _) = read(None);
+        let inc = got.incomplete.expect("pod 1 of 2 wrote nothing");
+        assert_eq!(inc.missing, vec![two(1)]);
+        // Its odd shards are 1 and 3 mod 4, both finished in t1 by pods 1 and 3 of 4.
+        let odd: Vec<u8> = (0..=255u8).filter(|s| s % 2 == 1).collect();
+        assert_eq!(inc.from, vec![(Some(t1.to_owned()), odd)]);
+        put(ManifestName::delta(t2).of_shard(two(1)), &[], Some(0));
+        let (got, rows) = read(None);
+        assert_eq!(got.incomplete, None);
+        assert_eq!(rows[&2], 3);
     }
 
     use imb_manifest::FileRecord;

@@ -27,6 +27,9 @@ pub struct Snapshot {
     /// Manifests dated more than a day ahead of now, left out (findings: a
     /// correct backup never writes them).
     pub future: Vec<String>,
+    /// The newest run was sharded and not every pod finished it: which pods,
+    /// and the runs its other shards come from (also one of the warnings).
+    pub incomplete: Option<imb_layout::Incomplete>,
 }
 
 impl Snapshot {
@@ -54,8 +57,13 @@ impl Snapshot {
             name: point.name(),
             base: base.name(),
             replayed: fetched.replayed,
-            warnings: fetched.warnings,
+            warnings: {
+                let mut w = fetched.warnings;
+                w.extend(fetched.incomplete.as_ref().map(|i| i.to_string()));
+                w
+            },
             future: fetched.future,
+            incomplete: fetched.incomplete,
             path,
             dir,
         })
