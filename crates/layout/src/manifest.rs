@@ -244,23 +244,20 @@ fn completeness(names: &[&Listed]) -> Option<Incomplete> {
     if uncovered.is_empty() {
         return None;
     }
-    let mut missing: Vec<Shard> = pieces
+    // Every pod of the counts the run used with no finished piece, whether it
+    // saved parts or wrote nothing at all.
+    let mut counts: Vec<u16> = pieces
         .iter()
         .filter_map(|n| n.shard)
+        .map(|s| s.count)
+        .collect();
+    counts.sort_unstable();
+    counts.dedup();
+    let missing: Vec<Shard> = counts
+        .into_iter()
+        .flat_map(|count| (0..count).map(move |index| Shard { index, count }))
         .filter(|s| !pieces.iter().any(|n| n.finished() && n.shard == Some(*s)))
         .collect();
-    missing.sort();
-    missing.dedup();
-    // Pods that wrote nothing at all: the counts the run used say which.
-    for count in pieces.iter().filter_map(|n| n.shard).map(|s| s.count) {
-        for index in 0..count {
-            let s = Shard { index, count };
-            if !pieces.iter().any(|n| n.shard == Some(s)) && !missing.contains(&s) {
-                missing.push(s);
-            }
-        }
-    }
-    missing.sort();
     let mut from: Vec<(Option<String>, Vec<u8>)> = Vec::new();
     for s in uncovered {
         let src = names
